@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { action, parsePositiveInt } from './runtime.js';
+
+// Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
+const workerCommand = async (...a: Parameters<typeof import('./commands/worker.js').workerCommand>) => (await import('./commands/worker.js')).workerCommand(...a);
+const enqueueCommand = async (...a: Parameters<typeof import('./commands/enqueue.js').enqueueCommand>) => (await import('./commands/enqueue.js')).enqueueCommand(...a);
+const resultCommand = async (...a: Parameters<typeof import('./commands/result.js').resultCommand>) => (await import('./commands/result.js')).resultCommand(...a);
+const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
+const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
+
+const program = new Command('docsift')
+  .description('On-premises document processing: queue documents, extract text, classify and extract fields with a local GGUF model.')
+  .addHelpText('after', `
+Environment (defaults in brackets):
+  REDIS_URL            Redis for queues and results [redis://127.0.0.1:6379]
+  DOCSIFT_MODEL        path of the .gguf model the worker loads
+  DOCSIFT_THREADS      llama.cpp threads [cores - 1]
+  DOCSIFT_GPU          auto | cuda | vulkan | metal | cpu [auto]
+  DOCSIFT_STORE        where enqueued bytes wait: redis | fs [redis]
+  DOCSIFT_STORE_DIR    folder for DOCSIFT_STORE=fs [data/documents]
+  DOCSIFT_PREFIX       prefix of every Redis key [docsift]
+  DOCSIFT_HOME         folder with queues/ and prompts/ [the docsift package]
+  DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
+
+Quick start:
+  docsift make-test-model test-model.gguf
+  DOCSIFT_MODEL=test-model.gguf docsift worker
+  docsift enqueue --wait --json invoice.pdf`);
+
+const queueOption = () => new Option('-q, --queue <name>', 'queue defined in queues/<name>.json').default('documents');
+
+program.command('worker')
+  .description('Run a worker: take documents from a queue, extract text, classify and extract fields with the model, write results.')
+  .addOption(queueOption())
+  .option('-c, --concurrency <n>', 'jobs in flight and model sequences (default: the queue file\'s concurrency)', parsePositiveInt)
+  .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may finish before they are handed back to the queue', parsePositiveInt, 30_000)
+  .action(action(workerCommand));
+
+program.command('enqueue')
+  .description('Enqueue files. The same file for the same pipeline is one job; --force runs it again.')
+  .argument('<files...>', 'documents to enqueue (PDF, text, markdown; the type is read from the bytes)')
+  .addOption(queueOption())
+  .option('-w, --wait', 'wait until every document is done or failed', false)
+  .option('--json', 'one JSON line per file on stdout (with --wait: the result record or the failure with its code)', false)
+  .option('-f, --force', 'process again even if a result exists for this pipeline version', false)
+  .option('--timeout <seconds>', 'with --wait: give up waiting after this long (documents stay queued)', parsePositiveInt, 3600)
+  .option('--metadata <json>', 'JSON object copied onto every result record')
+  .addHelpText('after', '\nExit status: 0 all done (or queued without --wait), 1 any failed or still pending at the timeout, 2 configuration error.')
+  .action(action(enqueueCommand));
+
+program.command('result')
+  .description('Print the stored result record of a document (its failure or state when it has no result).')
+  .argument('<documentId>', 'the id printed by enqueue')
+  .addOption(queueOption())
+  .addHelpText('after', '\nExit status: 0 result printed, 1 failed or unknown, 3 still queued or running.')
+  .action(action(resultCommand));
+
+program.command('extract-text')
+  .description('Show what the text stage sees for each file (same extractor and limits as the workers).')
+  .argument('<files...>', 'documents to read')
+  .addOption(queueOption())
+  .option('--json', 'one JSON object per file: format, pages, chars, text, or error with code and message', false)
+  .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed.')
+  .action(action(extractTextCommand));
+
+program.command('make-test-model')
+  .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary; meaningless output; drives the real inference path offline).')
+  .argument('<path>', 'output .gguf file')
+  .addOption(new Option('--quant <type>', 'weight type').choices(['f32', 'q8_0']).default('f32'))
+  .action(action(makeTestModelCommand));
+
+await program.parseAsync();

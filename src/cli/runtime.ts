@@ -1,0 +1,60 @@
+import { InvalidArgumentError } from 'commander';
+import { loadConfig, getQueue, type Config, type QueueConfig } from '../config/index.js';
+import { ConfigError, DocsiftError } from '../infra/errors.js';
+import { createLogger, type Logger } from '../infra/logger.js';
+import { connectRedis, createDocumentQueue, createRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import type { Redis } from 'ioredis';
+
+/** What most commands share: config, a logger, and (on demand) Redis, a queue and the document store. */
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  keys: Keys;
+}
+
+export function createRuntime(destination: 'stdout' | 'stderr'): Runtime {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.env.DOCSIFT_LOG_LEVEL, destination });
+  return { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
+}
+
+export async function openQueue(rt: Runtime, queueName: string, forWorker = false): Promise<{ redis: Redis; queueConfig: QueueConfig; queue: DocumentQueue; store: DocumentStore }> {
+  const queueConfig = getQueue(rt.config, queueName);
+  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker });
+  await connectRedis(redis, rt.config.env.REDIS_URL);
+  const queue = createDocumentQueue(queueConfig, redis, rt.keys);
+  const store = rt.config.env.DOCSIFT_STORE === 'fs'
+    ? new FileDocumentStore(rt.config.env.DOCSIFT_STORE_DIR)
+    : new RedisDocumentStore(redis, rt.keys, rt.config.env.DOCSIFT_STORE_TTL_S);
+  return { redis, queueConfig, queue, store };
+}
+
+/**
+ * Runs a command's body and turns what it throws into one line on stderr and an exit code:
+ * 2 for configuration and usage problems, 1 for everything else.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? 0;
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`docsift: configuration error: ${err.message}\n`);
+        process.exitCode = 2;
+      } else if (err instanceof DocsiftError) {
+        process.stderr.write(`docsift: ${err.code}: ${err.message}\n`);
+        process.exitCode = 1;
+      } else {
+        process.stderr.write(`docsift: ${(err as Error).message ?? String(err)}\n`);
+        process.exitCode = 1;
+      }
+    }
+  };
+}
+
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}

@@ -1,0 +1,47 @@
+import os from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from '../infra/errors.js';
+import { firstIssue } from './zodIssue.js';
+
+/**
+ * Every environment variable docsift reads, with its default. Nothing else in the code reads
+ * process.env: it gets these values through the Config object.
+ */
+export const EnvSchema = z.object({
+  /** Redis for queues, stored documents and results. */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  /** Path of the .gguf model the worker loads. Only the worker needs it. */
+  DOCSIFT_MODEL: z.string().min(1).optional(),
+  /** Which llama.cpp backend to use; auto picks CUDA, Vulkan or Metal when present, else CPU. */
+  DOCSIFT_GPU: z.enum(['auto', 'cuda', 'vulkan', 'metal', 'cpu']).default('auto'),
+  /**
+   * llama.cpp threads. Default: all cores but one, at least one. llama.cpp's own default takes
+   * every core, and on a small box it then competes with the Node event loop and PDF parsing:
+   * measured 35x slower on 2 cores (../shared/SPIKES.md).
+   */
+  DOCSIFT_THREADS: z.coerce.number().int().min(1).max(1024).default(Math.max(1, os.availableParallelism() - 1)),
+  /** Prefix of every Redis key docsift and BullMQ write, so several installations can share a Redis. */
+  DOCSIFT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('docsift'),
+  /** Where enqueued bytes wait for a worker: a Redis key with a TTL, or a file on a shared filesystem. */
+  DOCSIFT_STORE: z.enum(['redis', 'fs']).default('redis'),
+  /** Folder for DOCSIFT_STORE=fs; every worker must see it at the same path (NFS, SMB, local disk). */
+  DOCSIFT_STORE_DIR: z.string().min(1).default('data/documents'),
+  /** How long stored bytes are kept (seconds). Redis expires them; the fs store leaves cleanup to the operator. */
+  DOCSIFT_STORE_TTL_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+  /** Folder holding queues/ and prompts/. Default: the docsift package folder. */
+  DOCSIFT_HOME: z.string().min(1).optional(),
+  DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export function parseEnv(env: NodeJS.ProcessEnv): Env {
+  // Empty strings mean "unset" (a blank line in an .env file must not become an empty model path).
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const { key, message } = firstIssue(parsed.error);
+    throw new ConfigError('environment', key, message);
+  }
+  return parsed.data;
+}

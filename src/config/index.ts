@@ -1,0 +1,6 @@
+export * from './env.js';
+export * from './loadConfig.js';
+export type { ClassifyPrompt, DocTypePrompt, Prompts } from './prompts.js';
+export { checkSchemaSubset, loadPrompts } from './prompts.js';
+export type { QueueConfig } from './queues.js';
+export { QueueFileSchema, loadQueues } from './queues.js';

@@ -1,0 +1,94 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../infra/errors.js';
+import { parseEnv, type Env } from './env.js';
+import { loadPrompts, type Prompts } from './prompts.js';
+import { loadQueues, type QueueConfig } from './queues.js';
+
+export interface Config {
+  readonly env: Env;
+  readonly home: string;
+  readonly prompts: Prompts;
+  readonly queues: ReadonlyMap<string, QueueConfig>;
+}
+
+/** The folder of docsift's own package.json, found from this file in src/ or dist/src/. */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'docsift') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error('docsift package.json not found above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Parses environment, queues/ and prompts/ once, checks that they fit together, and returns a
+ * frozen object. Any problem throws a ConfigError naming the file and key.
+ */
+export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config {
+  const env = parseEnv(processEnv);
+  const home = path.resolve(env.DOCSIFT_HOME ?? packageRoot());
+  const prompts = loadPrompts(path.join(home, 'prompts'));
+  const queues = loadQueues(path.join(home, 'queues'));
+  for (const queue of queues.values()) {
+    if (queue.pipeline.mode === 'extract' && !prompts.types.has(queue.pipeline.documentType)) {
+      throw new ConfigError(queue.file, 'pipeline.documentType', `"${queue.pipeline.documentType}" has no folder in prompts/ (known: ${[...prompts.types.keys()].join(', ')})`);
+    }
+  }
+  return deepFreeze({ env, home, prompts, queues });
+}
+
+export function getQueue(config: Config, name: string): QueueConfig {
+  const queue = config.queues.get(name);
+  if (!queue) throw new ConfigError(path.join(config.home, 'queues'), name, `no such queue (known: ${[...config.queues.keys()].join(', ')})`);
+  return queue;
+}
+
+/** The prompt versions a queue's pipeline uses, recorded on every result. */
+export function promptVersions(config: Config, queue: QueueConfig): Record<string, string> {
+  if (queue.pipeline.mode === 'extract') {
+    return { [queue.pipeline.documentType]: config.prompts.types.get(queue.pipeline.documentType)!.version };
+  }
+  const versions: Record<string, string> = { classify: config.prompts.classify.version };
+  for (const label of config.prompts.classify.labels) {
+    const type = config.prompts.types.get(label);
+    if (type) versions[label] = type.version;
+  }
+  return versions;
+}
+
+/**
+ * A short hash of everything that shapes a queue's results: pipeline, model settings, prompt
+ * texts and schemas. The same document through the same pipeline version is one job; change a
+ * prompt and the document may be processed again.
+ */
+export function pipelineVersion(config: Config, queue: QueueConfig): string {
+  const used = Object.keys(promptVersions(config, queue)).filter((k) => k !== 'classify');
+  const material = {
+    queue: queue.name,
+    pipeline: queue.pipeline,
+    model: queue.model,
+    classify: queue.pipeline.mode === 'classify-extract'
+      ? { version: config.prompts.classify.version, labels: config.prompts.classify.labels, instructions: config.prompts.classify.instructions }
+      : null,
+    types: used.map((name) => {
+      const t = config.prompts.types.get(name)!;
+      return { name, version: t.version, instructions: t.instructions, schema: t.schema };
+    }),
+  };
+  return createHash('sha256').update(JSON.stringify(material)).digest('hex').slice(0, 12);
+}

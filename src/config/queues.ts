@@ -1,0 +1,90 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../infra/errors.js';
+import { firstIssue } from './zodIssue.js';
+
+const MB = 1024 * 1024;
+
+/**
+ * One file per queue in queues/<name>.json. Every option is documented here, with its default;
+ * docs/CONFIGURATION.md shows a whole file.
+ */
+export const QueueFileSchema = z.object({
+  /** Must equal the file name without .json. Also the BullMQ queue name. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lowercase letters, digits, - and _'),
+  description: z.string().optional(),
+  /**
+   * classify-extract: classify into the labels of prompts/classify, then extract with that
+   * label's schema (label "other" gets no fields). extract: always use one document type.
+   */
+  pipeline: z.discriminatedUnion('mode', [
+    z.object({ mode: z.literal('classify-extract') }).strict(),
+    z.object({ mode: z.literal('extract'), documentType: z.string().min(1) }).strict(),
+  ]),
+  model: z.object({
+    /** Tokens of context per sequence (prompt + document + output). */
+    contextSize: z.number().int().min(256).default(8192),
+    /** Most tokens generated for one extraction; bounds runaway strings. */
+    maxTokens: z.number().int().min(16).default(1024),
+    /** 0 = greedy, so the same document and model give the same result. */
+    temperature: z.number().min(0).max(2).default(0),
+    /** Re-asks carrying the validation error before MODEL_OUTPUT_INVALID. */
+    reasks: z.number().int().min(0).max(5).default(1),
+    /** Characters of the document's opening the classifier reads. */
+    classifyChars: z.number().int().min(200).default(6000),
+  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000 }),
+  /** Jobs in flight per worker process; also the number of model sequences in its context. */
+  concurrency: z.number().int().min(1).max(64).default(1),
+  /** Tries per job for transient errors; permanent error codes never retry. */
+  attempts: z.number().int().min(1).max(100).default(3),
+  backoff: z.object({
+    type: z.enum(['exponential', 'fixed']).default('exponential'),
+    delayMs: z.number().int().min(0).default(5000),
+  }).strict().default({ type: 'exponential', delayMs: 5000 }),
+  limits: z.object({
+    maxBytes: z.number().int().min(1).default(50 * MB),
+    maxPages: z.number().int().min(1).default(500),
+    /** Wall-clock limit of text extraction for one document. */
+    textTimeoutMs: z.number().int().min(100).default(120_000),
+    /** Heap cap of the process that parses PDFs; past it the document fails TOO_LARGE. */
+    textMemoryMb: z.number().int().min(64).default(1024),
+  }).strict().default({ maxBytes: 50 * MB, maxPages: 500, textTimeoutMs: 120_000, textMemoryMb: 1024 }),
+  /** Redis is always written; these are extra. */
+  outputs: z.object({
+    /** Folder (relative to the working directory) where each result is written as <documentId>.json. */
+    outbox: z.object({ dir: z.string().min(1) }).strict().optional(),
+  }).strict().default({}),
+  /** How many finished jobs BullMQ keeps; results stay in Redis under their own key regardless. */
+  retention: z.object({
+    completed: z.number().int().min(0).default(1000),
+    failed: z.number().int().min(0).default(10000),
+  }).strict().default({ completed: 1000, failed: 10000 }),
+}).strict();
+
+export type QueueConfig = z.infer<typeof QueueFileSchema> & { readonly file: string };
+
+export function loadQueues(queuesDir: string): ReadonlyMap<string, QueueConfig> {
+  if (!fs.existsSync(queuesDir)) throw new ConfigError(queuesDir, '(folder)', 'does not exist');
+  const queues = new Map<string, QueueConfig>();
+  for (const entry of fs.readdirSync(queuesDir).filter((f) => f.endsWith('.json')).sort()) {
+    const file = path.join(queuesDir, entry);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
+    }
+    const parsed = QueueFileSchema.safeParse(raw);
+    if (!parsed.success) {
+      const { key, message } = firstIssue(parsed.error);
+      throw new ConfigError(file, key, message);
+    }
+    if (parsed.data.name !== entry.slice(0, -'.json'.length)) {
+      throw new ConfigError(file, 'name', `must equal the file name "${entry.slice(0, -5)}"`);
+    }
+    queues.set(parsed.data.name, { ...parsed.data, file });
+  }
+  if (queues.size === 0) throw new ConfigError(queuesDir, '(folder)', 'holds no queue file (*.json)');
+  return queues;
+}

@@ -1,0 +1,75 @@
+/**
+ * Every failure a user can see carries one of these stable codes. The code, not the message,
+ * decides whether BullMQ retries the job: permanent codes fail at once, transient ones are
+ * retried with the queue's backoff. docs/ERRORS.md lists the same codes (a unit test keeps the
+ * two in step).
+ */
+export const ERROR_CODES = {
+  UNSUPPORTED_FORMAT: { retry: false, summary: 'The bytes are not a PDF, plain text or markdown document.' },
+  CORRUPT_DOCUMENT: { retry: false, summary: 'The document claims a format but cannot be parsed as one.' },
+  ENCRYPTED: { retry: false, summary: 'The PDF is password-protected.' },
+  EMPTY_TEXT: { retry: false, summary: 'No text to read: a zero-byte file, or a PDF without a text layer (scans need OCR).' },
+  TOO_LARGE: { retry: false, summary: 'Over a limit of the queue: bytes, pages, or parser memory.' },
+  EXTRACTION_TIMEOUT: { retry: false, summary: 'Text extraction ran past the queue\'s time limit.' },
+  DOCUMENT_TOO_LONG: { retry: false, summary: 'The text does not fit the model context; it is never cut silently.' },
+  MODEL_OUTPUT_INVALID: { retry: false, summary: 'The model output failed schema validation after every re-ask.' },
+  DOCUMENT_MISSING: { retry: false, summary: 'The stored bytes the job points at are gone (TTL expired or file removed).' },
+  UNREADABLE_FILE: { retry: false, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
+  INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
+  MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (out of memory, context lost); retried.' },
+  OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },
+  INTERNAL: { retry: true, summary: 'An unexpected error; retried, then failed with this code.' },
+} as const satisfies Record<string, { retry: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class DocsiftError extends Error {
+  override readonly name = 'DocsiftError';
+  readonly code: ErrorCode;
+  /** Extra fields for logs and failure records; never the document's bytes. */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retry;
+  }
+}
+
+/** Anything thrown that is not ours becomes INTERNAL, keeping the original as the cause. */
+export function toDocsiftError(err: unknown): DocsiftError {
+  if (err instanceof DocsiftError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new DocsiftError('INTERNAL', message, { cause: err });
+}
+
+/**
+ * Failures travel through BullMQ as a plain string (job.failedReason), so the code leads the
+ * message in a fixed form that formatFailure writes and parseFailure reads back.
+ */
+export function formatFailure(code: ErrorCode | string, message: string): string {
+  return `${code}: ${message}`;
+}
+
+export function parseFailure(reason: string | undefined): { code: string; message: string } {
+  const match = /^([A-Z][A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
+  if (match) return { code: match[1]!, message: match[2]! };
+  return { code: 'INTERNAL', message: reason ?? 'unknown failure' };
+}
+
+/** Configuration problems stop a process before it does any work; they are not job errors. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly file: string;
+  readonly key: string;
+
+  constructor(file: string, key: string, problem: string) {
+    super(`${file}: ${key}: ${problem}`);
+    this.file = file;
+    this.key = key;
+  }
+}

@@ -1,0 +1,80 @@
+import type { Redis } from 'ioredis';
+import { parseFailure } from '../infra/errors.js';
+import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
+import type { DocumentQueue, Keys } from '../queue/index.js';
+
+export type DocumentStatus =
+  | { state: 'done'; documentId: string; record: ResultRecord }
+  | { state: 'failed'; documentId: string; code: string; message: string; attempts: number }
+  | { state: 'waiting' | 'active' | 'delayed'; documentId: string; attempts: number }
+  | { state: 'unknown'; documentId: string };
+
+/**
+ * Where a document stands, from its job if BullMQ still has it, else from the result or failure
+ * record that outlives the job.
+ */
+export async function documentStatus(queue: DocumentQueue, redis: Redis, keys: Keys, documentId: string, jobId = documentId): Promise<DocumentStatus> {
+  // State first, then the job: a job read first and found failed a moment later would still
+  // carry the empty failedReason of its active snapshot.
+  const state = await queue.getJobState(jobId);
+  const job = state === 'unknown' ? undefined : await queue.getJob(jobId);
+  if (job) {
+    if (state === 'completed') {
+      const record = (job.returnvalue as ResultRecord | null) ?? (await readResult(redis, keys, documentId));
+      if (record) return { state: 'done', documentId, record };
+    } else if (state === 'failed') {
+      const { code, message } = parseFailure(job.failedReason);
+      return { state: 'failed', documentId, code, message, attempts: job.attemptsMade };
+    } else if (state === 'active' || state === 'delayed') {
+      return { state, documentId, attempts: job.attemptsMade };
+    } else if (state !== 'unknown') {
+      return { state: 'waiting', documentId, attempts: job.attemptsMade };
+    }
+  }
+  const record = await readResult(redis, keys, documentId);
+  if (record) return { state: 'done', documentId, record };
+  const failure = await redis.get(keys.failure(documentId));
+  if (failure) {
+    const f = JSON.parse(failure) as FailureRecord;
+    if (!f.willRetry) return { state: 'failed', documentId, code: f.code, message: f.message, attempts: f.attempts };
+  }
+  return { state: 'unknown', documentId };
+}
+
+export async function readResult(redis: Redis, keys: Keys, documentId: string): Promise<ResultRecord | null> {
+  const raw = await redis.get(keys.result(documentId));
+  return raw ? (JSON.parse(raw) as ResultRecord) : null;
+}
+
+/**
+ * Polls until every document is done or failed, or the timeout passes (then the rest are
+ * reported as still queued). Calls onSettled once per document as it settles.
+ */
+export async function waitForDocuments(
+  queue: DocumentQueue, redis: Redis, keys: Keys,
+  items: ReadonlyArray<{ documentId: string; jobId: string }>,
+  options: { timeoutMs: number; pollMs?: number; onSettled: (status: DocumentStatus) => void; signal?: AbortSignal },
+): Promise<DocumentStatus[]> {
+  const deadline = Date.now() + options.timeoutMs;
+  let pending = [...items];
+  const settled: DocumentStatus[] = [];
+  while (pending.length > 0) {
+    const next: typeof pending = [];
+    for (const item of pending) {
+      const status = await documentStatus(queue, redis, keys, item.documentId, item.jobId);
+      if (status.state === 'done' || status.state === 'failed') {
+        settled.push(status);
+        options.onSettled(status);
+      } else {
+        next.push(item);
+      }
+    }
+    pending = next;
+    if (pending.length === 0 || Date.now() > deadline || options.signal?.aborted) break;
+    await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
+  }
+  for (const item of pending) {
+    settled.push(await documentStatus(queue, redis, keys, item.documentId, item.jobId));
+  }
+  return settled;
+}

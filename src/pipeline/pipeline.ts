@@ -1,0 +1,143 @@
+import type { Config, DocTypePrompt, QueueConfig } from '../config/index.js';
+import { DocsiftError } from '../infra/errors.js';
+import { makeValidator, type ModelChat, type ModelEngine, type Validator } from '../model/index.js';
+import type { ExtractedText } from '../text/index.js';
+import { renderClassifyPrompt, renderExtractPrompt, renderReask, documentText } from './prompts.js';
+
+export interface PipelineOutput {
+  classification: { label: string; method: 'model' | 'fixed' };
+  /** The type whose schema the fields follow; null when the label is "other". */
+  documentType: string | null;
+  fields: Record<string, unknown> | null;
+  tokens: { prompt: number; generated: number };
+  timings: { classifyMs: number; extractMs: number; validateMs: number };
+  /** Re-asks that were needed before the output validated. */
+  reasks: number;
+  warnings: string[];
+}
+
+export interface PipelineInput {
+  text: ExtractedText;
+  signal?: AbortSignal;
+  /** Called when a stage starts, for job progress and logs. */
+  onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
+}
+
+const CLASSIFY_SCHEMA_CACHE = new WeakMap<readonly string[], Record<string, unknown>>();
+
+/**
+ * classify -> extract -> validate, for one document. Pure orchestration: it knows prompts,
+ * the model engine and schemas, nothing of BullMQ or HTTP, so the worker, tests and the bench
+ * run the same code.
+ */
+export class Pipeline {
+  private readonly validators = new Map<string, Validator>();
+
+  constructor(private readonly config: Config, private readonly queue: QueueConfig, private readonly engine: ModelEngine) {
+    for (const [name, type] of config.prompts.types) this.validators.set(name, makeValidator(type.schema));
+  }
+
+  async run(input: PipelineInput): Promise<PipelineOutput> {
+    const out: PipelineOutput = {
+      classification: { label: '', method: 'model' },
+      documentType: null,
+      fields: null,
+      tokens: { prompt: 0, generated: 0 },
+      timings: { classifyMs: 0, extractMs: 0, validateMs: 0 },
+      reasks: 0,
+      warnings: [...input.text.warnings],
+    };
+    const pipeline = this.queue.pipeline;
+    if (pipeline.mode === 'extract') {
+      out.classification = { label: pipeline.documentType, method: 'fixed' };
+    } else {
+      input.onStage?.('classify');
+      const started = performance.now();
+      out.classification = { label: await this.classify(input, out), method: 'model' };
+      out.timings.classifyMs = Math.round(performance.now() - started);
+    }
+    const type = this.config.prompts.types.get(out.classification.label);
+    if (!type) return out; // "other": nothing to extract
+    out.documentType = type.name;
+    input.onStage?.('extract', { documentType: type.name });
+    const started = performance.now();
+    out.fields = await this.extract(type, input, out);
+    out.timings.extractMs = Math.round(performance.now() - started) - out.timings.validateMs;
+    return out;
+  }
+
+  private async classify(input: PipelineInput, out: PipelineOutput): Promise<string> {
+    const labels = this.config.prompts.classify.labels;
+    let schema = CLASSIFY_SCHEMA_CACHE.get(labels);
+    if (!schema) {
+      schema = { type: 'string', enum: [...labels] };
+      CLASSIFY_SCHEMA_CACHE.set(labels, schema);
+    }
+    const { system, user, truncated } = renderClassifyPrompt(this.config.prompts, input.text, this.queue.model.classifyChars);
+    if (truncated) out.warnings.push(`CLASSIFIED_ON_OPENING: the classifier read the first ${this.queue.model.classifyChars} characters`);
+    return this.engine.chat(system, async (chat) => {
+      this.ensureFits(chat, user, 16, 'classification');
+      const answer = await chat.ask(user, { schema, maxTokens: 16, temperature: 0, ...signalOf(input) });
+      out.tokens.prompt += answer.promptTokens;
+      out.tokens.generated += answer.generatedTokens;
+      const label = safeJson(answer.text);
+      if (typeof label !== 'string' || !labels.includes(label)) {
+        throw new DocsiftError('MODEL_OUTPUT_INVALID', `classification answer ${JSON.stringify(answer.text)} is not one of ${labels.join(', ')}`);
+      }
+      return label;
+    });
+  }
+
+  private async extract(type: DocTypePrompt, input: PipelineInput, out: PipelineOutput): Promise<Record<string, unknown>> {
+    const { system, user } = renderExtractPrompt(type, documentText(input.text));
+    const validate = this.validators.get(type.name)!;
+    const { maxTokens, temperature, reasks } = this.queue.model;
+    return this.engine.chat(system, async (chat) => {
+      this.ensureFits(chat, user, maxTokens, 'extraction');
+      let message = user;
+      let lastError = '';
+      for (let attempt = 0; attempt <= reasks; attempt++) {
+        const answer = await chat.ask(message, { schema: type.schema, maxTokens, temperature, ...signalOf(input) });
+        out.tokens.prompt += answer.promptTokens;
+        out.tokens.generated += answer.generatedTokens;
+        const started = performance.now();
+        const parsed = safeJson(answer.text);
+        const checked = parsed === undefined
+          ? { ok: false as const, error: answer.truncated ? `the JSON was cut off at maxTokens (${maxTokens})` : 'the answer is not valid JSON' }
+          : validate(parsed);
+        out.timings.validateMs += Math.round(performance.now() - started);
+        if (checked.ok) return checked.value;
+        lastError = checked.error;
+        if (attempt === reasks) break;
+        message = renderReask(checked.error);
+        // A re-ask that no longer fits the context cannot help; fail with the error we have.
+        if (chat.tokensFor(message) + maxTokens > chat.contextSize) break;
+        out.reasks++;
+        out.warnings.push(`REASKED: ${checked.error}`);
+      }
+      throw new DocsiftError('MODEL_OUTPUT_INVALID', `the model output did not validate against prompts/${type.name}/schema.json after ${out.reasks} re-ask(s): ${lastError}`);
+    });
+  }
+
+  /** Never cut a document silently: if the prompt and the answer do not fit, fail with the numbers. */
+  private ensureFits(chat: ModelChat, user: string, maxTokens: number, what: string): void {
+    const needed = chat.tokensFor(user);
+    if (needed + maxTokens > chat.contextSize) {
+      throw new DocsiftError('DOCUMENT_TOO_LONG', `the ${what} prompt needs ${needed} tokens plus ${maxTokens} for the answer; the context holds ${chat.contextSize} (model.contextSize)`, {
+        details: { promptTokens: needed, maxTokens, contextSize: chat.contextSize },
+      });
+    }
+  }
+}
+
+function signalOf(input: PipelineInput): { signal?: AbortSignal } {
+  return input.signal ? { signal: input.signal } : {};
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * The result record of one completed document: the job's return value, the JSON stored in
+ * Redis under <prefix>:result:<documentId>, and the outbox file. docs/RESULTS.md documents it.
+ */
+export interface ResultRecord {
+  documentId: string;
+  sha256: string;
+  filename: string;
+  source: string;
+  metadata: Record<string, unknown>;
+  queue: string;
+  pipelineVersion: string;
+  /** Version of every prompt the queue's pipeline uses, from the prompt files' front matter. */
+  prompts: Record<string, string>;
+  model: { file: string; sha256: string };
+  classification: { label: string; method: 'model' | 'fixed' };
+  documentType: string | null;
+  fields: Record<string, unknown> | null;
+  text: { format: string; pages: number; chars: number };
+  timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
+  tokens: { prompt: number; generated: number };
+  attempts: number;
+  reasks: number;
+  warnings: string[];
+  jobId: string;
+  completedAt: string;
+}
+
+/** What a failed document leaves in Redis under <prefix>:failure:<documentId>. */
+export interface FailureRecord {
+  documentId: string;
+  jobId: string;
+  queue: string;
+  filename: string;
+  code: string;
+  message: string;
+  attempts: number;
+  /** false: a permanent code, or the last attempt; the document will not be tried again. */
+  willRetry: boolean;
+  failedAt: string;
+}

@@ -1,0 +1,23 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { QueueConfig } from '../config/index.js';
+import type { Keys } from './keys.js';
+import type { JobPayload } from './payload.js';
+
+export type DocumentQueue = Queue<JobPayload, unknown, 'document'>;
+
+/** BullMQ's job name for documents; the payload contract is the same for every queue. */
+export const JOB_NAME = 'document';
+
+export function createDocumentQueue(queue: QueueConfig, redis: Redis, keys: Keys): DocumentQueue {
+  return new Queue<JobPayload, unknown, 'document'>(queue.name, {
+    connection: redis,
+    prefix: keys.bull,
+    defaultJobOptions: {
+      attempts: queue.attempts,
+      backoff: { type: queue.backoff.type, delay: queue.backoff.delayMs },
+      removeOnComplete: { count: queue.retention.completed },
+      removeOnFail: { count: queue.retention.failed },
+    },
+  });
+}

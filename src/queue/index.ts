@@ -1,0 +1,9 @@
+export { connectRedis, createRedis, redactUrl } from './connection.js';
+export { createDocumentQueue, JOB_NAME } from './documentQueue.js';
+export type { DocumentQueue } from './documentQueue.js';
+export { keys } from './keys.js';
+export type { Keys } from './keys.js';
+export { DocumentRef, JobPayload, documentIdFor } from './payload.js';
+export type { JobPayloadInput } from './payload.js';
+export { FileDocumentStore, RedisDocumentStore, loadDocument } from './documentStore.js';
+export type { DocumentStore } from './documentStore.js';

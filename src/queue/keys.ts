@@ -1,0 +1,18 @@
+/**
+ * Every Redis key docsift writes besides BullMQ's own, in one place. docs/REDIS.md documents
+ * them for back-office systems that read results straight from Redis.
+ */
+export function keys(prefix: string) {
+  return {
+    /** BullMQ's prefix: queues live under `<prefix>:bull:<queue>:*`. */
+    bull: `${prefix}:bull`,
+    /** Enqueued bytes (DOCSIFT_STORE=redis), by content hash, with a TTL. */
+    document: (sha256: string) => `${prefix}:doc:${sha256}`,
+    /** The result record of a completed document, JSON, kept until deleted. */
+    result: (documentId: string) => `${prefix}:result:${documentId}`,
+    /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
+    failure: (documentId: string) => `${prefix}:failure:${documentId}`,
+  };
+}
+
+export type Keys = ReturnType<typeof keys>;

@@ -1,0 +1,42 @@
+import { z } from 'zod';
+
+/**
+ * The job payload: the contract between every producer (CLI, API, watched folder, or a
+ * back-office system calling BullMQ's Queue.add itself) and the worker. Validated when
+ * enqueued and again when dequeued. The document's bytes are never in the job, only a
+ * reference to them. docs/JOB-PAYLOAD.md explains each field.
+ */
+export const DocumentRef = z.discriminatedUnion('kind', [
+  /** Bytes in Redis under this key (written by docsift's redis store). */
+  z.object({ kind: z.literal('redis'), key: z.string().min(1) }).strict(),
+  /** A file every worker can read at this absolute path (shared filesystem). */
+  z.object({ kind: z.literal('file'), path: z.string().startsWith('/', 'must be an absolute path') }).strict(),
+]);
+export type DocumentRef = z.infer<typeof DocumentRef>;
+
+export const JobPayload = z.object({
+  /** Contract version. */
+  v: z.literal(1).default(1),
+  ref: DocumentRef,
+  /** Hex sha256 of the bytes. Optional for external producers: the worker computes it. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'lowercase hex sha256').optional(),
+  /** Assigned by docsift's enqueue (sha256 + pipeline version); the worker derives it when absent. */
+  documentId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/).optional(),
+  filename: z.string().max(1024).default('document'),
+  /** What the producer detected from the bytes; informational, the worker detects again. */
+  detectedType: z.enum(['pdf', 'text', 'markdown', 'unknown']).default('unknown'),
+  size: z.number().int().min(0).optional(),
+  /** Who enqueued it: cli, api, watch:<dir>, or anything a back-office system chooses. */
+  source: z.string().max(256).default('bullmq'),
+  /** Caller metadata, copied onto the result untouched. */
+  metadata: z.record(z.string(), z.unknown()).default({}),
+  enqueuedAt: z.string().optional(),
+}).strict();
+
+export type JobPayload = z.infer<typeof JobPayload>;
+export type JobPayloadInput = z.input<typeof JobPayload>;
+
+/** documentId = first 32 hex of sha256 + pipeline version: same bytes, same pipeline, same id. */
+export function documentIdFor(sha256: string, pipelineVersion: string): string {
+  return `${sha256.slice(0, 32)}-${pipelineVersion}`;
+}

@@ -1,0 +1,45 @@
+/**
+ * Child process that parses PDFs with pdf-parse (pdf.js). It runs outside the worker because
+ * parsing blocks its event loop for seconds to minutes (BullMQ renews job locks from that loop)
+ * and because a hostile PDF can exhaust memory: the parent starts it with a heap cap and kills
+ * it on timeout. One request at a time; the parent reuses it for many documents.
+ */
+import { PDFParse, VerbosityLevel } from 'pdf-parse';
+
+export interface PdfRequest {
+  id: number;
+  bytes: Uint8Array;
+  maxPages: number;
+}
+
+export type PdfReply =
+  | { id: number; ok: true; pages: string[]; totalPages: number }
+  | { id: number; ok: false; code: 'ENCRYPTED' | 'CORRUPT_DOCUMENT' | 'TOO_LARGE'; message: string };
+
+async function parse(request: PdfRequest): Promise<PdfReply> {
+  const parser = new PDFParse({ data: request.bytes, verbosity: VerbosityLevel.ERRORS });
+  try {
+    // Parse at most maxPages: a 2,000-page file is refused without reading all of it.
+    const result = await parser.getText({ first: request.maxPages });
+    if (result.total > request.maxPages) {
+      return { id: request.id, ok: false, code: 'TOO_LARGE', message: `the PDF has ${result.total} pages; the queue allows ${request.maxPages}` };
+    }
+    return { id: request.id, ok: true, pages: result.pages.map((p) => p.text), totalPages: result.total };
+  } catch (err) {
+    const name = (err as Error)?.name ?? '';
+    const message = (err as Error)?.message ?? String(err);
+    if (name === 'PasswordException') return { id: request.id, ok: false, code: 'ENCRYPTED', message: `the PDF is password-protected (${message})` };
+    return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the PDF cannot be parsed: ${message}` };
+  } finally {
+    await parser.destroy().catch(() => undefined);
+  }
+}
+
+process.on('message', (request: PdfRequest) => {
+  parse(request).then(
+    (reply) => process.send?.(reply),
+    (err: unknown) => process.send?.({ id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: String(err) } satisfies PdfReply),
+  );
+});
+// The parent going away must not leave a parser running.
+process.on('disconnect', () => process.exit(0));

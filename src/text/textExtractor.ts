@@ -1,0 +1,193 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DocsiftError } from '../infra/errors.js';
+import { detectFormat, type DocumentFormat } from './detectFormat.js';
+import type { PdfReply, PdfRequest } from './pdfChild.js';
+
+export interface ExtractedText {
+  format: DocumentFormat;
+  /** Text of each page (one page for text and markdown unless split by form feeds). */
+  pages: string[];
+  chars: number;
+  warnings: string[];
+}
+
+export interface TextLimits {
+  maxBytes: number;
+  maxPages: number;
+  timeoutMs: number;
+  memoryMb: number;
+}
+
+/** A child is replaced after this many documents so that whatever pdf.js keeps does not pile up. */
+const DOCUMENTS_PER_CHILD = 200;
+
+/**
+ * The compiled child script. Under vitest this module runs from src/*.ts, but a forked child
+ * needs JavaScript: `npm test` compiles to dist/ first, so both cases find dist/.../pdfChild.js.
+ */
+function childScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return path.join(path.dirname(here), 'pdfChild.js');
+  const compiled = path.join(path.dirname(here), '..', '..', 'dist', 'src', 'text', 'pdfChild.js');
+  if (!fs.existsSync(compiled)) throw new Error(`${compiled} is missing: run 'npm run build' first`);
+  return compiled;
+}
+
+class PdfChild {
+  readonly process: ChildProcess;
+  served = 0;
+  private stderrTail = '';
+
+  constructor(memoryMb: number) {
+    this.process = fork(childScript(), [], {
+      execArgv: [`--max-old-space-size=${memoryMb}`],
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.process.stderr?.on('data', (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-2000);
+    });
+  }
+
+  get outOfMemory(): boolean {
+    return /heap out of memory|Allocation failed/i.test(this.stderrTail);
+  }
+
+  run(request: PdfRequest, timeoutMs: number, memoryMb: number): Promise<PdfReply> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (reply: PdfReply) => {
+        if (reply.id !== request.id) return;
+        cleanup();
+        resolve(reply);
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+        cleanup();
+        if (this.outOfMemory || code === 134 || signal === 'SIGABRT') {
+          reject(new DocsiftError('TOO_LARGE', `parsing the PDF needed more than ${memoryMb} MB (limits.textMemoryMb)`));
+        } else {
+          reject(new DocsiftError('CORRUPT_DOCUMENT', `the PDF parser exited (code ${code}, signal ${signal}) on this document`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        this.process.kill('SIGKILL');
+        reject(new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${timeoutMs} ms (limits.textTimeoutMs)`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.process.off('message', onMessage);
+        this.process.off('exit', onExit);
+      };
+      this.process.on('message', onMessage);
+      this.process.on('exit', onExit);
+      this.process.send(request);
+    });
+  }
+
+  get alive(): boolean {
+    return this.process.exitCode === null && this.process.signalCode === null && this.process.connected;
+  }
+
+  kill(): void {
+    if (this.alive) this.process.kill('SIGKILL');
+  }
+}
+
+/**
+ * Text extraction behind one call. Plain text is decoded in-process (cheap); PDFs go to a pool
+ * of child processes, one per concurrent job, each with a heap cap and a time limit.
+ */
+export class TextExtractor {
+  private readonly idle: PdfChild[] = [];
+  private readonly all = new Set<PdfChild>();
+  private nextId = 1;
+  private closed = false;
+
+  async extract(bytes: Uint8Array, limits: TextLimits): Promise<ExtractedText> {
+    if (bytes.length > limits.maxBytes) {
+      throw new DocsiftError('TOO_LARGE', `the document has ${bytes.length} bytes; the queue allows ${limits.maxBytes} (limits.maxBytes)`);
+    }
+    const format = detectFormat(bytes);
+    const warnings: string[] = [];
+    let pages: string[];
+    if (format === 'pdf') {
+      pages = await this.extractPdf(bytes, limits);
+    } else {
+      pages = decodeText(bytes, warnings).split('\f');
+      if (pages.length > limits.maxPages) {
+        throw new DocsiftError('TOO_LARGE', `the text has ${pages.length} pages (form feeds); the queue allows ${limits.maxPages}`);
+      }
+    }
+    const chars = pages.reduce((n, p) => n + p.length, 0);
+    if (pages.every((p) => p.trim() === '')) {
+      throw new DocsiftError('EMPTY_TEXT', format === 'pdf'
+        ? `the PDF has ${pages.length} page(s) but no text layer (a scan needs OCR, which docsift does not do yet)`
+        : 'the document holds only whitespace');
+    }
+    return { format, pages, chars, warnings };
+  }
+
+  private async extractPdf(bytes: Uint8Array, limits: TextLimits): Promise<string[]> {
+    if (this.closed) throw new DocsiftError('INTERNAL', 'the text extractor is closed');
+    const child = this.idle.pop() ?? this.spawn(limits.memoryMb);
+    let reusable = false;
+    try {
+      const reply = await child.run({ id: this.nextId++, bytes, maxPages: limits.maxPages }, limits.timeoutMs, limits.memoryMb);
+      reusable = true;
+      if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
+      return reply.pages;
+    } finally {
+      child.served++;
+      if (reusable && child.alive && child.served < DOCUMENTS_PER_CHILD && !this.closed) {
+        this.idle.push(child);
+      } else {
+        child.kill();
+        this.all.delete(child);
+      }
+    }
+  }
+
+  private spawn(memoryMb: number): PdfChild {
+    const child = new PdfChild(memoryMb);
+    this.all.add(child);
+    child.process.on('exit', () => {
+      this.all.delete(child);
+      const i = this.idle.indexOf(child);
+      if (i >= 0) this.idle.splice(i, 1);
+    });
+    return child;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const child of this.all) child.kill();
+    this.all.clear();
+    this.idle.length = 0;
+  }
+}
+
+/**
+ * UTF-8 when the bytes are valid UTF-8; otherwise Windows-1252, the usual encoding of text
+ * exported by older back-office systems, with a warning on the result.
+ */
+export function decodeText(bytes: Uint8Array, warnings: string[]): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
+  } catch {
+    warnings.push('INVALID_UTF8: the text is not valid UTF-8; it was read as Windows-1252');
+    return decodeWindows1252(bytes);
+  }
+}
+
+// Node's TextDecoder('windows-1252') decodes as ISO-8859-1, losing €, curly quotes and dashes
+// (0x80-0x9F); this table restores them. Undefined positions stay as their C1 code points.
+const CP1252_HIGH = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
+
+function decodeWindows1252(bytes: Uint8Array): string {
+  let out = '';
+  for (const b of bytes) out += b >= 0x80 && b <= 0x9f ? CP1252_HIGH[b - 0x80] : String.fromCharCode(b);
+  return out;
+}

@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '../config/index.js';
+import { DocsiftError, formatFailure, toDocsiftError } from '../infra/errors.js';
+import type { Logger } from '../infra/logger.js';
+import type { ModelEngine } from '../model/index.js';
+import type { ResultOutput } from '../outputs/index.js';
+import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
+import { documentIdFor, JobPayload, loadDocument, type Keys } from '../queue/index.js';
+import type { TextExtractor } from '../text/index.js';
+
+export interface DocumentWorkerDeps {
+  config: Config;
+  queue: QueueConfig;
+  redis: Redis;
+  keys: Keys;
+  engine: ModelEngine;
+  extractor: TextExtractor;
+  outputs: ResultOutput[];
+  logger: Logger;
+  /** Jobs in flight; equals the engine's sequences. */
+  concurrency: number;
+}
+
+/** The reason an in-flight job is aborted at shutdown: it goes back to the queue, no attempt used. */
+const SHUTDOWN = 'docsift worker shutting down';
+
+/**
+ * The BullMQ worker for one queue: payload -> bytes -> text -> pipeline -> outputs. Error codes
+ * decide what BullMQ does: permanent codes become UnrecoverableError (failed at once), the rest
+ * are thrown as plain errors and retried with the queue's backoff.
+ */
+export class DocumentWorker {
+  readonly worker: Worker<JobPayload, ResultRecord>;
+  private readonly pipeline: Pipeline;
+  private readonly pipelineVersion: string;
+  private readonly promptVersions: Record<string, string>;
+
+  constructor(private readonly deps: DocumentWorkerDeps) {
+    this.pipeline = new Pipeline(deps.config, deps.queue, deps.engine);
+    this.pipelineVersion = pipelineVersion(deps.config, deps.queue);
+    this.promptVersions = promptVersions(deps.config, deps.queue);
+    this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
+      connection: deps.redis,
+      prefix: deps.keys.bull,
+      concurrency: deps.concurrency,
+      autorun: false,
+      // Lock renewal runs on the event loop, which inference and PDF parsing never block (both run
+      // off-thread), so BullMQ's 30 s lock renewed every 15 s holds even for minute-long jobs.
+      lockDuration: 30_000,
+      // A job whose worker died is re-delivered after one missed stall check; one that stalls twice
+      // (a document that keeps killing workers) fails instead of looping.
+      maxStalledCount: 1,
+    });
+    this.worker.on('error', (err) => deps.logger.error({ err }, 'worker error'));
+  }
+
+  run(): void {
+    void this.worker.run();
+  }
+
+  private async process(job: Job<JobPayload, ResultRecord>, token: string | undefined, signal: AbortSignal | undefined): Promise<ResultRecord> {
+    const started = performance.now();
+    let log = this.deps.logger.child({ jobId: job.id, queue: this.deps.queue.name });
+    let documentId = job.id ?? 'unknown';
+    let filename = 'document';
+    try {
+      const parsed = JobPayload.safeParse(job.data);
+      if (!parsed.success) {
+        throw new DocsiftError('INVALID_JOB', `the job payload does not match the contract: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      }
+      const payload = parsed.data;
+      filename = payload.filename;
+      const bytes = await loadDocument(this.deps.redis, payload.ref);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      if (payload.sha256 && payload.sha256 !== sha256) {
+        throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
+      }
+      documentId = payload.documentId ?? documentIdFor(sha256, this.pipelineVersion);
+      log = log.child({ documentId });
+      log.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
+
+      await job.updateProgress({ stage: 'text' });
+      const textStarted = performance.now();
+      const { limits } = this.deps.queue;
+      const text = await this.deps.extractor.extract(bytes, {
+        maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb,
+      });
+      const textMs = Math.round(performance.now() - textStarted);
+      await job.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`);
+
+      const out = await this.pipeline.run({
+        text,
+        ...(signal ? { signal } : {}),
+        onStage: (stage, detail) => {
+          void job.updateProgress({ stage, ...detail });
+          log.debug({ stage, ...detail }, 'stage');
+        },
+      });
+      const modelMs = out.timings.classifyMs + out.timings.extractMs;
+      const tokensPerSecond = modelMs > 0 ? Math.round((out.tokens.generated / modelMs) * 1000) : 0;
+      await job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
+
+      const record: ResultRecord = {
+        documentId,
+        sha256,
+        filename,
+        source: payload.source,
+        metadata: payload.metadata,
+        queue: this.deps.queue.name,
+        pipelineVersion: this.pipelineVersion,
+        prompts: this.promptVersions,
+        model: { file: this.deps.engine.info.file, sha256: this.deps.engine.info.sha256 },
+        classification: out.classification,
+        documentType: out.documentType,
+        fields: out.fields,
+        text: { format: text.format, pages: text.pages.length, chars: text.chars },
+        timings: { textMs, ...out.timings, totalMs: 0 },
+        tokens: out.tokens,
+        attempts: job.attemptsMade + 1,
+        reasks: out.reasks,
+        warnings: out.warnings,
+        jobId: job.id ?? documentId,
+        completedAt: new Date().toISOString(),
+      };
+      await job.updateProgress({ stage: 'outputs' });
+      // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
+      const outputsStarted = performance.now();
+      record.timings.totalMs = Math.round(outputsStarted - started);
+      await this.writeOutputs(record);
+      const outputsMs = Math.round(performance.now() - outputsStarted);
+      log.info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
+      return record;
+    } catch (thrown) {
+      if (signal?.aborted && signal.reason === SHUTDOWN && token) {
+        // Hand the job back untouched for another worker (or this one after restart).
+        await job.moveToDelayed(Date.now(), token);
+        log.warn('released at shutdown');
+        throw new DelayedError();
+      }
+      const err = toDocsiftError(thrown);
+      const attempts = job.attemptsMade + 1;
+      const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
+      log[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
+      await this.recordFailure({
+        documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename,
+        code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
+      }).catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
+      const reason = formatFailure(err.code, err.message);
+      throw err.retryable ? new Error(reason) : new UnrecoverableError(reason);
+    }
+  }
+
+  private async writeOutputs(record: ResultRecord): Promise<void> {
+    for (const output of this.deps.outputs) {
+      try {
+        await output.write(record);
+      } catch (err) {
+        throw new DocsiftError('OUTPUT_FAILED', `writing the result to ${output.name} failed: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  }
+
+  private async recordFailure(failure: FailureRecord): Promise<void> {
+    await this.deps.redis.set(this.deps.keys.failure(failure.documentId), JSON.stringify(failure));
+  }
+
+  /**
+   * Stops taking jobs and waits up to graceMs for in-flight ones; then aborts them, which hands
+   * them back to the queue without using an attempt.
+   */
+  async close(graceMs: number): Promise<void> {
+    const closing = this.worker.close();
+    const timer = setTimeout(() => this.worker.cancelAllJobs(SHUTDOWN), graceMs);
+    try {
+      await closing;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

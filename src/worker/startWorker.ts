@@ -1,0 +1,61 @@
+import type { Redis } from 'ioredis';
+import { getQueue, type Config, type QueueConfig } from '../config/index.js';
+import type { Logger } from '../infra/logger.js';
+import { ModelEngine } from '../model/index.js';
+import { createOutputs } from '../outputs/index.js';
+import { connectRedis, createRedis, type Keys } from '../queue/index.js';
+import { TextExtractor } from '../text/index.js';
+import { DocumentWorker } from './documentWorker.js';
+
+export interface RunningWorker {
+  queue: QueueConfig;
+  engine: ModelEngine;
+  worker: DocumentWorker;
+  redis: Redis;
+  /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
+  stop(graceMs: number): Promise<void>;
+}
+
+/**
+ * Wires one worker process: Redis, the model (loaded once, a sequence per concurrent job), the
+ * PDF parser pool and the queue's outputs, then starts taking jobs. The CLI and the tests both
+ * start workers through here.
+ */
+export async function startWorker(options: {
+  config: Config; queueName: string; keys: Keys; logger: Logger; modelPath: string; concurrency?: number;
+}): Promise<RunningWorker> {
+  const { config, keys, logger } = options;
+  const queue = getQueue(config, options.queueName);
+  const concurrency = options.concurrency ?? queue.concurrency;
+  const redis = createRedis(config.env.REDIS_URL, { forWorker: true });
+  await connectRedis(redis, config.env.REDIS_URL);
+  let engine: ModelEngine;
+  try {
+    engine = await ModelEngine.load({
+      modelPath: options.modelPath,
+      sequences: concurrency,
+      contextSize: queue.model.contextSize,
+      threads: config.env.DOCSIFT_THREADS,
+      gpu: config.env.DOCSIFT_GPU,
+      logger,
+    });
+  } catch (err) {
+    await redis.quit();
+    throw err;
+  }
+  logger.info({ model: engine.info, queue: queue.name, concurrency }, 'model loaded');
+  const extractor = new TextExtractor();
+  const worker = new DocumentWorker({
+    config, queue, redis, keys, engine, extractor, outputs: createOutputs(queue, redis, keys), logger, concurrency,
+  });
+  worker.run();
+  return {
+    queue, engine, worker, redis,
+    async stop(graceMs: number) {
+      await worker.close(graceMs);
+      await engine.dispose();
+      await extractor.close();
+      await redis.quit();
+    },
+  };
+}

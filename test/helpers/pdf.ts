@@ -1,0 +1,55 @@
+/**
+ * Writes small PDFs by hand for tests: text pages, pages without a text layer, and a
+ * password-protected file. Real pdf.js parses them; nothing is mocked.
+ */
+export interface PdfOptions {
+  /** One entry per page; null makes a page with no text layer (like a scan). */
+  pages: Array<string | null>;
+  /** Adds a Standard security handler whose user password is not empty, as pdf.js sees it. */
+  encrypted?: boolean;
+}
+
+function escapePdfString(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\(/g, '\\(').replace(/\)/g, '\\)');
+}
+
+export function makePdf(options: PdfOptions): Buffer {
+  const objects: string[] = [];
+  const add = (body: string) => objects.push(body) ; // object number = index + 1
+  add('<< /Type /Catalog /Pages 2 0 R >>');
+  add('PAGES');
+  add('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>');
+  const pageRefs: number[] = [];
+  for (const text of options.pages) {
+    let content = '';
+    if (text !== null) {
+      const lines = text.split('\n').map((l, i) => `BT /F1 11 Tf 72 ${760 - i * 14} Td (${escapePdfString(l)}) Tj ET`);
+      content = lines.join('\n');
+    } else {
+      content = '0.9 g 72 72 400 600 re f'; // a grey box: marks on the page, no text
+    }
+    add(`<< /Length ${Buffer.byteLength(content, 'latin1')} >>\nstream\n${content}\nendstream`);
+    const contentRef = objects.length;
+    add(`<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${contentRef} 0 R >>`);
+    pageRefs.push(objects.length);
+  }
+  objects[1] = `<< /Type /Pages /Kids [${pageRefs.map((r) => `${r} 0 R`).join(' ')}] /Count ${pageRefs.length} >>`;
+  let encryptRef = 0;
+  if (options.encrypted) {
+    const hex = (seed: number) => Array.from({ length: 32 }, (_, i) => ((seed * 31 + i * 17) % 256).toString(16).padStart(2, '0')).join('');
+    add(`<< /Filter /Standard /V 1 /R 2 /O <${hex(7)}> /U <${hex(11)}> /P -44 >>`);
+    encryptRef = objects.length;
+  }
+  let out = '%PDF-1.4\n%\xe2\xe3\xcf\xd3\n';
+  const offsets: number[] = [];
+  objects.forEach((body, i) => {
+    offsets.push(Buffer.byteLength(out, 'latin1'));
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+  });
+  const xref = Buffer.byteLength(out, 'latin1');
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  for (const o of offsets) out += `${String(o).padStart(10, '0')} 00000 n \n`;
+  const id = '<0123456789abcdef0123456789abcdef>';
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R${encryptRef ? ` /Encrypt ${encryptRef} 0 R /ID [${id} ${id}]` : ''} >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}

@@ -1,0 +1,49 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { makeLlamaModel } from '../../src/model/index.js';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CORPUS = path.resolve(REPO, '..', 'shared', 'corpus', 'invoices');
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+/** The generated test model, written once per machine state (atomic, so parallel test files agree). */
+export function testModelPath(): string {
+  const file = path.join(os.tmpdir(), `docsift-test-model-${process.getuid?.() ?? 0}-v1.gguf`);
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    makeLlamaModel(tmp, { biasOutput: true });
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
+
+/** A Redis key prefix no other test uses, so test files can share one Redis. */
+export function uniquePrefix(name: string): string {
+  return `dstest-${name}-${randomBytes(4).toString('hex')}`;
+}
+
+export function tempDir(name: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `docsift-${name}-`));
+}
+
+/**
+ * A DOCSIFT_HOME with the shipped prompts and the given queue files, for tests that need
+ * other limits or pipelines than the shipped queues/.
+ */
+export function makeHome(queues: Record<string, Record<string, unknown>>): string {
+  const home = tempDir('home');
+  fs.cpSync(path.join(REPO, 'prompts'), path.join(home, 'prompts'), { recursive: true });
+  fs.mkdirSync(path.join(home, 'queues'));
+  for (const [name, body] of Object.entries(queues)) {
+    fs.writeFileSync(path.join(home, 'queues', `${name}.json`), JSON.stringify({ ...body, name }, null, 2));
+  }
+  return home;
+}
+
+/** Corpus documents: every PDF and the one text invoice. */
+export function corpusFiles(): string[] {
+  return fs.readdirSync(CORPUS).filter((f) => !f.endsWith('.json')).sort().map((f) => path.join(CORPUS, f));
+}

@@ -1,0 +1,112 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { CORPUS, makeHome, REDIS_URL, REPO, tempDir, uniquePrefix } from '../helpers/testEnv.js';
+import { documentsQueue } from '../helpers/stack.js';
+
+/** The CLI as a user runs it: the compiled bin, real processes, real signals. */
+const BIN = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
+const prefix = uniquePrefix('cli');
+const work = tempDir('cli');
+const model = path.join(work, 'test-model.gguf');
+const queues = { documents: documentsQueue() };
+const home = makeHome(queues);
+const env = { ...process.env, REDIS_URL, DOCSIFT_PREFIX: prefix, DOCSIFT_HOME: home, DOCSIFT_MODEL: model, DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
+
+function docsift(args: string[], extraEnv: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { cwd: work, env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 120_000 });
+}
+
+let worker: ChildProcess;
+let workerLog = '';
+beforeAll(async () => {
+  expect(docsift(['make-test-model', model]).status).toBe(0);
+  worker = spawn(process.execPath, [BIN, 'worker'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  worker.stdout!.on('data', (d: Buffer) => { workerLog += d.toString(); });
+  worker.stderr!.on('data', (d: Buffer) => { workerLog += d.toString(); });
+  const started = Date.now();
+  while (!workerLog.includes('worker ready')) {
+    if (worker.exitCode !== null || Date.now() - started > 60_000) throw new Error(`worker did not start:\n${workerLog}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+
+afterAll(async () => {
+  if (worker.exitCode === null) worker.kill('SIGKILL');
+  const redis = new Redis(REDIS_URL);
+  const found = await redis.keys(`${prefix}:*`);
+  if (found.length) await redis.del(...found);
+  await redis.quit();
+});
+
+describe('docsift CLI', () => {
+  it('enqueue --wait --json prints one schema-valid result record per corpus PDF', () => {
+    const pdfs = fs.readdirSync(CORPUS).filter((f) => f.endsWith('.pdf')).map((f) => path.join(CORPUS, f));
+    const run = docsift(['enqueue', '--wait', '--json', ...pdfs]);
+    expect(run.status, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(lines).toHaveLength(pdfs.length);
+    expect(lines).toHaveLength(11);
+    for (const line of lines) {
+      expect(line.state).toBe('done');
+      expect(['invoice', 'receipt', 'purchase_order', 'contract', 'other']).toContain(line.classification.label);
+      expect(typeof line.fields).toBe('object');
+    }
+    const shown = docsift(['result', lines[0]!.documentId]);
+    expect(shown.status).toBe(0);
+    expect(JSON.parse(shown.stdout).documentId).toBe(lines[0]!.documentId);
+    expect(fs.readdirSync((queues.documents.outputs as { outbox: { dir: string } }).outbox.dir)).toHaveLength(11);
+  });
+
+  it('reports failures with their code and exits 1, and one bad file does not stop the others', () => {
+    fs.writeFileSync(path.join(work, 'empty.pdf'), '');
+    const run = docsift(['enqueue', '--wait', '--json', path.join(work, 'empty.pdf'), path.join(work, 'missing.pdf'), path.join(CORPUS, 'Orlen.txt')]);
+    expect(run.status).toBe(1);
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    const byFile = Object.fromEntries(lines.map((l) => [path.basename(l.file), l]));
+    expect(byFile['empty.pdf']).toMatchObject({ state: 'failed', code: 'EMPTY_TEXT' });
+    expect(byFile['missing.pdf']).toMatchObject({ state: 'failed', code: 'UNREADABLE_FILE' });
+    expect(byFile['Orlen.txt']).toMatchObject({ state: 'done' });
+  });
+
+  it('extract-text --json shows pages and text, or the error code, per file', () => {
+    fs.writeFileSync(path.join(work, 'garbage.pdf'), Buffer.from([0, 1, 2, 3]));
+    const run = docsift(['extract-text', '--json', path.join(CORPUS, 'QualityHosting.pdf'), path.join(work, 'garbage.pdf')]);
+    expect(run.status).toBe(1);
+    const [good, bad] = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(good).toMatchObject({ format: 'pdf' });
+    expect(good!.pages).toHaveLength(2);
+    expect(good!.chars).toBeGreaterThan(1000);
+    expect(bad!.error.code).toBe('UNSUPPORTED_FORMAT');
+  });
+
+  it('has --help on every command', () => {
+    for (const command of [[], ['worker'], ['enqueue'], ['result'], ['extract-text'], ['make-test-model']]) {
+      const run = docsift([...command, '--help']);
+      expect(run.status, command.join(' ')).toBe(0);
+      expect(run.stdout).toContain('Usage: docsift');
+    }
+  });
+
+  it('fails fast on bad configuration, naming the key and the file', () => {
+    const run = docsift(['enqueue', path.join(CORPUS, 'oyo.pdf')], { DOCSIFT_STORE: 'floppy' });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('environment: DOCSIFT_STORE');
+    const badHome = makeHome({ documents: { ...queues.documents, attempts: 'three' } });
+    const bad = docsift(['worker'], { DOCSIFT_HOME: badHome });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain(`${path.join(badHome, 'queues', 'documents.json')}: attempts:`);
+    const noModel = docsift(['worker'], { DOCSIFT_MODEL: path.join(work, 'nope.gguf') });
+    expect(noModel.status).toBe(1);
+    expect(noModel.stderr).toContain('model file not found');
+  });
+
+  it('the worker stops cleanly on SIGTERM with exit status 0', async () => {
+    worker.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => worker.once('exit', (c) => resolve(c)));
+    expect(code, workerLog.slice(-2000)).toBe(0);
+    expect(workerLog).toContain('worker stopped');
+  });
+});

@@ -1,0 +1,54 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { corpusFiles, tempDir } from '../helpers/testEnv.js';
+import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+});
+
+const invoice = () => corpusFiles().find((f) => f.endsWith('AzureInterior.pdf'))!;
+
+describe('model-stage limits and failures', () => {
+  it('a document longer than the context fails DOCUMENT_TOO_LONG, never cut silently', async () => {
+    stack = await startStack({ tiny: documentsQueue({ model: { contextSize: 512 } }) }, 'tiny');
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status).toMatchObject({ state: 'failed', code: 'DOCUMENT_TOO_LONG', attempts: 1 });
+  });
+
+  it('output that never validates is re-asked with the error, then fails MODEL_OUTPUT_INVALID', async () => {
+    // 16 tokens cannot hold an invoice object: the JSON is cut off every time.
+    stack = await startStack({ short: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' }, model: { maxTokens: 16, reasks: 1 } }) }, 'short');
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status, JSON.stringify(status)).toMatchObject({ state: 'failed', code: 'MODEL_OUTPUT_INVALID', attempts: 1 });
+    if (status!.state === 'failed') expect(status!.message).toMatch(/after 1 re-ask\(s\): the JSON was cut off at maxTokens \(16\)/);
+  });
+
+  it('a fixed-type queue extracts without classifying', async () => {
+    stack = await startStack({ invoices: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' } }) }, 'invoices');
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status!.state).toBe('done');
+    if (status!.state === 'done') {
+      expect(status!.record.classification).toEqual({ label: 'invoice', method: 'fixed' });
+      expect(status!.record.timings.classifyMs).toBe(0);
+      expect(Object.keys(status!.record.prompts)).toEqual(['invoice']);
+    }
+  });
+
+  it('a transient error (an output that cannot be written) is retried with backoff, then fails with its code', async () => {
+    const blocker = path.join(tempDir('blocked'), 'not-a-folder');
+    fs.writeFileSync(blocker, 'a file where the outbox folder should be');
+    stack = await startStack({
+      flaky: documentsQueue({ attempts: 2, backoff: { type: 'fixed', delayMs: 100 }, outputs: { outbox: { dir: blocker } } }),
+    }, 'flaky');
+    const outcome = await stack.enqueueFile(invoice());
+    const [status] = await stack.waitAll([outcome]);
+    expect(status).toMatchObject({ state: 'failed', code: 'OUTPUT_FAILED', attempts: 2 });
+    // The Redis output ran before the outbox failed; the record there is the one a retry would overwrite.
+    const failure = JSON.parse((await stack.redis.get(stack.keys.failure(outcome.documentId)))!);
+    expect(failure).toMatchObject({ code: 'OUTPUT_FAILED', attempts: 2, willRetry: false });
+  });
+});

@@ -1,0 +1,88 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
+import { ConfigError } from '../../../src/infra/errors.js';
+import { makeHome, REPO } from '../../helpers/testEnv.js';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+const validQueue = { pipeline: { mode: 'classify-extract' } };
+
+describe('configuration', () => {
+  it('loads the shipped queues and prompts with their defaults', () => {
+    const config = loadConfig({ DOCSIFT_HOME: REPO });
+    expect([...config.queues.keys()]).toContain('documents');
+    expect(config.prompts.classify.labels).toEqual(['invoice', 'receipt', 'purchase_order', 'contract', 'other']);
+    expect([...config.prompts.types.keys()].sort()).toEqual(['contract', 'invoice', 'purchase_order', 'receipt']);
+    expect(config.env.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(getQueue(config, 'documents').limits)).toBe(true);
+  });
+
+  it('names the key of a bad environment value', () => {
+    const err = configError(() => parseEnv({ REDIS_URL: 'http://localhost:6379' }));
+    expect(err.file).toBe('environment');
+    expect(err.key).toBe('REDIS_URL');
+    expect(configError(() => parseEnv({ DOCSIFT_THREADS: 'many' })).key).toBe('DOCSIFT_THREADS');
+  });
+
+  it('names the file and key of a bad queue value', () => {
+    const home = makeHome({ documents: { ...validQueue, concurrency: 0 } });
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: home }));
+    expect(err.file).toBe(path.join(home, 'queues', 'documents.json'));
+    expect(err.key).toBe('concurrency');
+    expect(err.message).toContain('documents.json: concurrency:');
+  });
+
+  it('refuses unknown queue keys, a name that differs from the file, and unknown document types', () => {
+    expect(configError(() => loadConfig({ DOCSIFT_HOME: makeHome({ q: { ...validQueue, limits: { maxPage: 3 } } }) })).key).toBe('limits');
+    const home = makeHome({ q: validQueue });
+    fs.writeFileSync(path.join(home, 'queues', 'q.json'), JSON.stringify({ name: 'other', ...validQueue }));
+    expect(configError(() => loadConfig({ DOCSIFT_HOME: home })).key).toBe('name');
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: makeHome({ q: { pipeline: { mode: 'extract', documentType: 'payslip' } } }) }));
+    expect(err.key).toBe('pipeline.documentType');
+  });
+
+  it('refuses schema keywords the model grammar cannot enforce, naming the path', () => {
+    const home = makeHome({ q: validQueue });
+    const file = path.join(home, 'prompts', 'invoice', 'schema.json');
+    const schema = JSON.parse(fs.readFileSync(file, 'utf8'));
+    schema.properties.iban = { type: 'string', pattern: '^[A-Z]{2}' };
+    fs.writeFileSync(file, JSON.stringify(schema));
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: home }));
+    expect(err.file).toBe(file);
+    expect(err.key).toBe('properties.iban.pattern');
+  });
+
+  it('refuses a classify label without a prompt folder, and prompts without a version', () => {
+    const home = makeHome({ q: validQueue });
+    const classify = path.join(home, 'prompts', 'classify', 'prompt.md');
+    fs.writeFileSync(classify, fs.readFileSync(classify, 'utf8').replace('contract, other', 'contract, payslip, other'));
+    expect(configError(() => loadConfig({ DOCSIFT_HOME: home })).message).toContain('payslip');
+    const home2 = makeHome({ q: validQueue });
+    const invoice = path.join(home2, 'prompts', 'invoice', 'prompt.md');
+    fs.writeFileSync(invoice, fs.readFileSync(invoice, 'utf8').replace(/^version: .*$/m, ''));
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: home2 }));
+    expect([err.file, err.key]).toEqual([invoice, 'version']);
+  });
+
+  it('changes the pipeline version when a prompt changes, not when the install moves', () => {
+    const a = loadConfig({ DOCSIFT_HOME: makeHome({ q: validQueue }) });
+    const b = loadConfig({ DOCSIFT_HOME: makeHome({ q: validQueue }) });
+    expect(pipelineVersion(a, getQueue(a, 'q'))).toBe(pipelineVersion(b, getQueue(b, 'q')));
+    const home = makeHome({ q: validQueue });
+    const file = path.join(home, 'prompts', 'receipt', 'prompt.md');
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('version: 1', 'version: 2'));
+    const c = loadConfig({ DOCSIFT_HOME: home });
+    expect(pipelineVersion(c, getQueue(c, 'q'))).not.toBe(pipelineVersion(a, getQueue(a, 'q')));
+  });
+});

@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { getLlama } from 'node-llama-cpp';
+import { describe, expect, it } from 'vitest';
+import { encodeTensor, toHalf } from '../../../src/model/gguf/writeGguf.js';
+import { makeLlamaModel, TEST_SHAPE } from '../../../src/model/index.js';
+import { tempDir } from '../../helpers/testEnv.js';
+
+describe('GGUF writer', () => {
+  it('converts floats to IEEE halves', () => {
+    expect(toHalf(1)).toBe(0x3c00);
+    expect(toHalf(-2)).toBe(0xc000);
+    expect(toHalf(0.5)).toBe(0x3800);
+    expect(toHalf(0)).toBe(0);
+    expect(toHalf(65504)).toBe(0x7bff);
+  });
+
+  it('quantises Q8_0 blocks as scale + 32 int8', () => {
+    const data = Float32Array.from({ length: 32 }, (_, i) => i - 16);
+    const bytes = encodeTensor('Q8_0', data);
+    expect(bytes.length).toBe(34);
+    expect(bytes.readInt8(2)).toBe(-127); // -16 is the largest magnitude
+  });
+
+  for (const type of ['F32', 'Q8_0', 'Q4_0'] as const) {
+    it(`writes a ${type} llama model that llama.cpp loads and runs`, async () => {
+      const file = path.join(tempDir('gguf'), `m-${type}.gguf`);
+      makeLlamaModel(file, { type, biasOutput: true });
+      expect(fs.readFileSync(file).subarray(0, 4).toString()).toBe('GGUF');
+      const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1 });
+      try {
+        const model = await llama.loadModel({ modelPath: file });
+        expect(model.trainContextSize).toBe(TEST_SHAPE.contextLength);
+        expect(model.tokenizer('ab c')).toHaveLength(4); // a, b, ▁, c
+        const context = await model.createContext({ contextSize: 512, threads: 1 });
+        const sequence = context.getSequence();
+        const tokens: number[] = [];
+        for await (const token of sequence.evaluate(model.tokenize('Invoice 42'), { temperature: 0 })) {
+          tokens.push(token);
+          if (tokens.length === 8) break;
+        }
+        expect(tokens).toHaveLength(8);
+        await context.dispose();
+        await model.dispose();
+      } finally {
+        await llama.dispose();
+      }
+    });
+  }
+});

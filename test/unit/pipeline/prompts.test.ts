@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../src/config/index.js';
+import { documentText, renderClassifyPrompt, renderExtractPrompt, renderReask } from '../../../src/pipeline/index.js';
+import { REPO } from '../../helpers/testEnv.js';
+
+const config = loadConfig({ DOCSIFT_HOME: REPO });
+const text = { format: 'pdf' as const, pages: ['Invoice 42\nACME GmbH', 'Total 10.00 EUR'], chars: 35, warnings: [] };
+
+describe('prompt rendering', () => {
+  it('marks page breaks in multi-page documents', () => {
+    expect(documentText(text)).toBe('--- page 1 ---\nInvoice 42\nACME GmbH\n\n--- page 2 ---\nTotal 10.00 EUR');
+    expect(documentText({ ...text, pages: [' one page '] })).toBe('one page');
+  });
+
+  it('classification: labels with descriptions in the fixed part, the document opening after', () => {
+    const prompt = renderClassifyPrompt(config.prompts, text, 6000);
+    expect(prompt).toMatchSnapshot();
+    expect(renderClassifyPrompt(config.prompts, text, 20).truncated).toBe(true);
+  });
+
+  it('extraction: instructions and the field list are the fixed prefix; only the document varies', () => {
+    for (const type of config.prompts.types.values()) {
+      const a = renderExtractPrompt(type, 'doc A');
+      const b = renderExtractPrompt(type, 'doc B');
+      expect(a.system).toBe(b.system);
+      expect(a.user).not.toBe(b.user);
+      expect(a).toMatchSnapshot(type.name);
+    }
+  });
+
+  it('a re-ask carries the validation error', () => {
+    expect(renderReask('date: Invalid ISO date')).toContain('date: Invalid ISO date');
+  });
+});

@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { TextExtractor, detectFormat } from '../../../src/text/index.js';
+import { DocsiftError } from '../../../src/infra/errors.js';
+import { corpusFiles, CORPUS } from '../../helpers/testEnv.js';
+import { makePdf } from '../../helpers/pdf.js';
+
+const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 60_000, memoryMb: 512 };
+const extractor = new TextExtractor();
+afterAll(() => extractor.close());
+
+async function codeOf(bytes: Buffer, overrides: Partial<typeof limits> = {}): Promise<string> {
+  try {
+    await extractor.extract(bytes, { ...limits, ...overrides });
+  } catch (err) {
+    expect(err).toBeInstanceOf(DocsiftError);
+    return (err as DocsiftError).code;
+  }
+  return 'OK';
+}
+
+describe('text extraction on the shared invoice corpus', () => {
+  for (const file of corpusFiles()) {
+    it(`reads ${file.slice(CORPUS.length + 1)}`, async () => {
+      const text = await extractor.extract(fs.readFileSync(file), limits);
+      expect(text.format).toBe(file.endsWith('.pdf') ? 'pdf' : 'text');
+      expect(text.pages.length).toBeGreaterThan(0);
+      expect(text.chars).toBeGreaterThan(200);
+      expect(text.chars).toBe(text.pages.reduce((n, p) => n + p.length, 0));
+    });
+  }
+
+  it('keeps per-page text', async () => {
+    const text = await extractor.extract(fs.readFileSync(`${CORPUS}/QualityHosting.pdf`), limits);
+    expect(text.pages).toHaveLength(2);
+    expect(text.pages[0]).not.toBe(text.pages[1]);
+  });
+});
+
+describe('broken and hostile files get stable codes', () => {
+  const pdf = fs.readFileSync(`${CORPUS}/oyo.pdf`);
+
+  it('zero bytes: EMPTY_TEXT', async () => expect(await codeOf(Buffer.alloc(0))).toBe('EMPTY_TEXT'));
+  it('truncated PDF: CORRUPT_DOCUMENT', async () => expect(await codeOf(pdf.subarray(0, 3000))).toBe('CORRUPT_DOCUMENT'));
+  it('encrypted PDF: ENCRYPTED', async () => expect(await codeOf(makePdf({ pages: ['secret'], encrypted: true }))).toBe('ENCRYPTED'));
+  it('PDF without a text layer: EMPTY_TEXT', async () => expect(await codeOf(makePdf({ pages: [null, null] }))).toBe('EMPTY_TEXT'));
+  it('binary garbage named .pdf: UNSUPPORTED_FORMAT', async () => expect(await codeOf(Buffer.from([0x13, 0x00, 0xff, 0x10, 0x01]))).toBe('UNSUPPORTED_FORMAT'));
+  it('a PNG: UNSUPPORTED_FORMAT', async () => expect(await codeOf(Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'))).toBe('UNSUPPORTED_FORMAT'));
+  it('over maxBytes: TOO_LARGE', async () => expect(await codeOf(pdf, { maxBytes: 1000 })).toBe('TOO_LARGE'));
+  it('over maxPages: TOO_LARGE', async () => expect(await codeOf(makePdf({ pages: ['a', 'b', 'c'] }), { maxPages: 2 })).toBe('TOO_LARGE'));
+  it('over the time limit: EXTRACTION_TIMEOUT, and the next document still parses', async () => {
+    expect(await codeOf(pdf, { timeoutMs: 1 })).toBe('EXTRACTION_TIMEOUT');
+    expect(await codeOf(pdf)).toBe('OK');
+  });
+
+  it('reads a hand-made PDF page by page', async () => {
+    const text = await extractor.extract(makePdf({ pages: ['Invoice 42\nTotal 10.00 EUR', 'Page two'] }), limits);
+    expect(text.pages).toHaveLength(2);
+    expect(text.pages[0]).toContain('Invoice 42');
+    expect(text.pages[1]).toContain('Page two');
+  });
+});
+
+describe('plain text and markdown', () => {
+  it('detects the format from the bytes, not the name', () => {
+    expect(detectFormat(Buffer.from('%PDF-1.7\n...'))).toBe('pdf');
+    expect(detectFormat(Buffer.from('# Invoice\n\n| a | b |\n|---|---|\n'))).toBe('markdown');
+    expect(detectFormat(Buffer.from('Invoice 12\nTotal: 3.00'))).toBe('text');
+  });
+
+  it('splits pages on form feeds', async () => {
+    const text = await extractor.extract(Buffer.from('page one\fpage two'), limits);
+    expect(text.pages).toEqual(['page one', 'page two']);
+  });
+
+  it('reads invalid UTF-8 as Windows-1252 with a warning', async () => {
+    const text = await extractor.extract(Buffer.from([0x50, 0x72, 0x69, 0x78, 0x20, 0x80, 0x20, 0x31, 0x30]), limits);
+    expect(text.pages[0]).toBe('Prix € 10');
+    expect(text.warnings[0]).toMatch(/^INVALID_UTF8/);
+  });
+
+  it('whitespace only: EMPTY_TEXT', async () => expect(await codeOf(Buffer.from('  \n\t\n'))).toBe('EMPTY_TEXT'));
+});
