@@ -41,7 +41,7 @@ class PdfChild {
   served = 0;
   private stderrTail = '';
 
-  constructor(memoryMb: number) {
+  constructor(readonly memoryMb: number) {
     this.process = fork(childScript(), [], {
       execArgv: [`--max-old-space-size=${memoryMb}`],
       serialization: 'advanced',
@@ -132,7 +132,9 @@ export class TextExtractor {
 
   private async extractPdf(bytes: Uint8Array, limits: TextLimits): Promise<string[]> {
     if (this.closed) throw new DocsiftError('INTERNAL', 'the text extractor is closed');
-    const child = this.idle.pop() ?? this.spawn(limits.memoryMb);
+    // A child's heap cap is fixed when it starts, so only one started with this cap will do.
+    const reuse = this.idle.findIndex((c) => c.memoryMb === limits.memoryMb);
+    const child = reuse >= 0 ? this.idle.splice(reuse, 1)[0]! : this.spawn(limits.memoryMb);
     let reusable = false;
     try {
       const reply = await child.run({ id: this.nextId++, bytes, maxPages: limits.maxPages }, limits.timeoutMs, limits.memoryMb);

@@ -1,3 +1,5 @@
+import { deflateSync } from 'node:zlib';
+
 /**
  * Writes small PDFs by hand for tests: text pages, pages without a text layer, and a
  * password-protected file. Real pdf.js parses them; nothing is mocked.
@@ -52,4 +54,38 @@ export function makePdf(options: PdfOptions): Buffer {
   const id = '<0123456789abcdef0123456789abcdef>';
   out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R${encryptRef ? ` /Encrypt ${encryptRef} 0 R /ID [${id} ${id}]` : ''} >>\nstartxref\n${xref}\n%%EOF\n`;
   return Buffer.from(out, 'latin1');
+}
+
+/**
+ * A decompression bomb: a small PDF whose one content stream inflates to `inflatedMb` of text
+ * operators. Parsing it needs far more memory than the file's size suggests.
+ */
+export function makeBombPdf(inflatedMb: number): Buffer {
+  const unit = Buffer.from('BT /F1 9 Tf 10 10 Td (aaaaaaaa) Tj ET\n');
+  const raw = Buffer.alloc(inflatedMb * 1024 * 1024);
+  for (let i = 0; i + unit.length <= raw.length; i += unit.length) unit.copy(raw, i);
+  const stream = deflateSync(raw, { level: 9 });
+  const parts: Buffer[] = [Buffer.from('%PDF-1.4\n')];
+  let length = parts[0]!.length;
+  const offsets: number[] = [];
+  const push = (b: Buffer | string) => {
+    const buf = typeof b === 'string' ? Buffer.from(b, 'latin1') : b;
+    parts.push(buf);
+    length += buf.length;
+  };
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [4 0 R] /Count 1 >>',
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>',
+  ];
+  objects.forEach((o, i) => { offsets.push(length); push(`${i + 1} 0 obj\n${o}\nendobj\n`); });
+  offsets.push(length);
+  push(`5 0 obj\n<< /Length ${stream.length} /Filter /FlateDecode >>\nstream\n`);
+  push(stream);
+  push('\nendstream\nendobj\n');
+  const xref = length;
+  push(`xref\n0 6\n0000000000 65535 f \n${offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`);
+  push(`trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`);
+  return Buffer.concat(parts);
 }

@@ -18,6 +18,8 @@ export interface Stack {
   worker: RunningWorker;
   outbox: string;
   enqueueFile(file: string, force?: boolean): Promise<EnqueueOutcome>;
+  /** Starts a fresh worker process-equivalent (after the test stopped the first one). */
+  startAnotherWorker(): Promise<RunningWorker>;
   waitAll(outcomes: EnqueueOutcome[], timeoutMs?: number): Promise<DocumentStatus[]>;
   close(): Promise<void>;
 }
@@ -37,19 +39,27 @@ export async function startStack(queues: Record<string, Record<string, unknown>>
   const config = loadConfig({ DOCSIFT_HOME: makeHome(queues), DOCSIFT_PREFIX: prefix, REDIS_URL, DOCSIFT_THREADS: '1' });
   const keys = makeKeys(prefix);
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', destination: 'stderr' });
-  const worker = await startWorker({ config, queueName, keys, logger, modelPath: testModelPath() });
+  const start = () => startWorker({ config, queueName, keys, logger, modelPath: testModelPath() });
+  let worker = await start();
+  let stopped = false;
   const queueConfig = getQueue(config, queueName);
   const redis = createRedis(REDIS_URL, { forWorker: false });
   await connectRedis(redis, REDIS_URL);
   const queue = createDocumentQueue(queueConfig, redis, keys);
   const enqueuer = new Enqueuer(config, queueConfig, queue, redis, keys, new RedisDocumentStore(redis, keys, 3600));
   return {
-    config, queueConfig, keys, redis, queue, enqueuer, worker,
+    config, queueConfig, keys, redis, queue, enqueuer,
+    get worker() { return worker; },
+    async startAnotherWorker() {
+      worker = await start();
+      return worker;
+    },
     outbox: queueConfig.outputs.outbox?.dir ?? '',
     enqueueFile: (file, force = false) => enqueuer.enqueue({ bytes: fs.readFileSync(file), filename: path.basename(file), source: 'test', force }),
     waitAll: (outcomes, timeoutMs = 120_000) => waitForDocuments(queue, redis, keys, outcomes, { timeoutMs, pollMs: 100, onSettled: () => undefined }),
     async close() {
-      await worker.stop(5_000);
+      if (!stopped) await worker.stop(5_000).catch(() => undefined);
+      stopped = true;
       await queue.obliterate({ force: true });
       await queue.close();
       let cursor = '0';

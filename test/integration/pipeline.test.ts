@@ -4,7 +4,8 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeValidator } from '../../src/model/index.js';
 import type { ResultRecord } from '../../src/pipeline/index.js';
-import { readResult } from '../../src/ingest/index.js';
+import { Enqueuer, readResult } from '../../src/ingest/index.js';
+import { FileDocumentStore } from '../../src/queue/index.js';
 import { corpusFiles, tempDir } from '../helpers/testEnv.js';
 import { makePdf } from '../helpers/pdf.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
@@ -112,6 +113,18 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
     expect(forced.jobId).not.toBe(first.jobId);
     expect(forced.documentId).toBe(first.documentId);
     const [status] = await stack.waitAll([forced]);
+    expect(status!.state).toBe('done');
+  });
+
+  it('keeps enqueued bytes on a shared folder with DOCSIFT_STORE=fs', async () => {
+    const storeDir = tempDir('store');
+    const enqueuer = new Enqueuer(stack.config, stack.queueConfig, stack.queue, stack.redis, stack.keys, new FileDocumentStore(storeDir));
+    const bytes = Buffer.from('RECEIPT\nBakery Lind, 3 rolls 2.40 EUR, cash, 2026-03-01');
+    const outcome = await enqueuer.enqueue({ bytes, filename: 'r.txt', source: 'test' });
+    const job = await stack.queue.getJob(outcome.jobId);
+    expect(job!.data.ref).toEqual({ kind: 'file', path: path.join(storeDir, outcome.sha256.slice(0, 2), outcome.sha256) });
+    expect(fs.readFileSync((job!.data.ref as { path: string }).path)).toEqual(bytes);
+    const [status] = await stack.waitAll([outcome]);
     expect(status!.state).toBe('done');
   });
 

@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { TextExtractor, detectFormat } from '../../../src/text/index.js';
 import { DocsiftError } from '../../../src/infra/errors.js';
 import { corpusFiles, CORPUS } from '../../helpers/testEnv.js';
-import { makePdf } from '../../helpers/pdf.js';
+import { makeBombPdf, makePdf } from '../../helpers/pdf.js';
 
 const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 60_000, memoryMb: 512 };
 const extractor = new TextExtractor();
@@ -50,6 +50,13 @@ describe('broken and hostile files get stable codes', () => {
   it('over maxPages: TOO_LARGE', async () => expect(await codeOf(makePdf({ pages: ['a', 'b', 'c'] }), { maxPages: 2 })).toBe('TOO_LARGE'));
   it('over the time limit: EXTRACTION_TIMEOUT, and the next document still parses', async () => {
     expect(await codeOf(pdf, { timeoutMs: 1 })).toBe('EXTRACTION_TIMEOUT');
+    expect(await codeOf(pdf)).toBe('OK');
+  });
+
+  it('a decompression bomb past the parser heap cap: TOO_LARGE, and the pool recovers', async () => {
+    const bomb = makeBombPdf(32);
+    expect(bomb.length).toBeLessThan(300_000);
+    expect(await codeOf(bomb, { memoryMb: 64 })).toBe('TOO_LARGE');
     expect(await codeOf(pdf)).toBe('OK');
   });
 
