@@ -27,7 +27,7 @@ export async function startWorker(options: {
   const { config, keys, logger } = options;
   const queue = getQueue(config, options.queueName);
   const concurrency = options.concurrency ?? queue.concurrency;
-  const redis = createRedis(config.env.REDIS_URL, { forWorker: true });
+  const redis = createRedis(config.env.REDIS_URL, { forWorker: true, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') });
   await connectRedis(redis, config.env.REDIS_URL);
   let engine: ModelEngine;
   try {
