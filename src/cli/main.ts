@@ -7,6 +7,7 @@ const workerCommand = async (...a: Parameters<typeof import('./commands/worker.j
 const enqueueCommand = async (...a: Parameters<typeof import('./commands/enqueue.js').enqueueCommand>) => (await import('./commands/enqueue.js')).enqueueCommand(...a);
 const resultCommand = async (...a: Parameters<typeof import('./commands/result.js').resultCommand>) => (await import('./commands/result.js')).resultCommand(...a);
 const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
+const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -21,6 +22,8 @@ Environment (defaults in brackets):
   DOCSIFT_STORE_DIR    folder for DOCSIFT_STORE=fs [data/documents]
   DOCSIFT_PREFIX       prefix of every Redis key [docsift]
   DOCSIFT_HOME         folder with queues/ and prompts/ [the docsift package]
+  DOCSIFT_API_TOKENS   bearer tokens of the HTTP API, comma-separated
+  DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
   DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
 
 Quick start:
@@ -63,6 +66,16 @@ program.command('extract-text')
   .option('--json', 'one JSON object per file: format, pages, chars, text, or error with code and message', false)
   .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed.')
   .action(action(extractTextCommand));
+
+program.command('api')
+  .description('Serve the HTTP API: enqueue by upload or path, document status and results, queue counts; OpenAPI at /openapi.json, docs at /docs.')
+  .option('--host <host>', 'address to bind; any non-loopback address needs DOCSIFT_API_TOKENS', '127.0.0.1')
+  .option('--port <port>', 'port', parsePositiveInt, 8080)
+  .addHelpText('after', `
+Environment:
+  DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
+  DOCSIFT_API_ROOTS    comma-separated folders from which POST /v1/documents {"path": ...} may read files`)
+  .action(action(apiCommand));
 
 program.command('make-test-model')
   .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary; meaningless output; drives the real inference path offline).')

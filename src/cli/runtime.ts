@@ -4,6 +4,7 @@ import { ConfigError, DocsiftError } from '../infra/errors.js';
 import { createLogger, type Logger } from '../infra/logger.js';
 import { connectRedis, createDocumentQueue, createRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
 import type { Redis } from 'ioredis';
+import { Enqueuer } from '../ingest/index.js';
 
 /** What most commands share: config, a logger, and (on demand) Redis, a queue and the document store. */
 export interface Runtime {
@@ -23,10 +24,7 @@ export async function openQueue(rt: Runtime, queueName: string, forWorker = fals
   const redis = createRedis(rt.config.env.REDIS_URL, { forWorker });
   await connectRedis(redis, rt.config.env.REDIS_URL);
   const queue = createDocumentQueue(queueConfig, redis, rt.keys);
-  const store = rt.config.env.DOCSIFT_STORE === 'fs'
-    ? new FileDocumentStore(rt.config.env.DOCSIFT_STORE_DIR)
-    : new RedisDocumentStore(redis, rt.keys, rt.config.env.DOCSIFT_STORE_TTL_S);
-  return { redis, queueConfig, queue, store };
+  return { redis, queueConfig, queue, store: createStore(rt, redis) };
 }
 
 /**
@@ -57,4 +55,23 @@ export function parsePositiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
   return n;
+}
+
+/** Every configured queue with its producer, for the API and other multi-queue commands. */
+export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues: Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }> }> {
+  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: true, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
+  await connectRedis(redis, rt.config.env.REDIS_URL);
+  const store = createStore(rt, redis);
+  const queues = new Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }>();
+  for (const queueConfig of rt.config.queues.values()) {
+    const queue = createDocumentQueue(queueConfig, redis, rt.keys);
+    queues.set(queueConfig.name, { config: queueConfig, queue, enqueuer: new Enqueuer(rt.config, queueConfig, queue, redis, rt.keys, store) });
+  }
+  return { redis, queues };
+}
+
+function createStore(rt: Runtime, redis: Redis): DocumentStore {
+  return rt.config.env.DOCSIFT_STORE === 'fs'
+    ? new FileDocumentStore(rt.config.env.DOCSIFT_STORE_DIR)
+    : new RedisDocumentStore(redis, rt.keys, rt.config.env.DOCSIFT_STORE_TTL_S);
 }

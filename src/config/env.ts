@@ -30,6 +30,14 @@ export const EnvSchema = z.object({
   DOCSIFT_STORE_TTL_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
   /** Folder holding queues/ and prompts/. Default: the docsift package folder. */
   DOCSIFT_HOME: z.string().min(1).optional(),
+  /** Bearer tokens the HTTP API accepts, comma-separated. Without any, the API only binds to loopback. */
+  DOCSIFT_API_TOKENS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean))
+    .pipe(z.array(z.string().min(16, 'each token needs at least 16 characters'))).default([]),
+  /**
+   * Folders under which POST /v1/documents may name files by path (comma-separated). Empty:
+   * only uploads are accepted.
+   */
+  DOCSIFT_API_ROOTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

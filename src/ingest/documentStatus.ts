@@ -6,7 +6,7 @@ import type { DocumentQueue, Keys } from '../queue/index.js';
 export type DocumentStatus =
   | { state: 'done'; documentId: string; record: ResultRecord }
   | { state: 'failed'; documentId: string; code: string; message: string; attempts: number }
-  | { state: 'waiting' | 'active' | 'delayed'; documentId: string; attempts: number }
+  | { state: 'waiting' | 'active' | 'delayed'; documentId: string; attempts: number; stage: string | null; progress: number }
   | { state: 'unknown'; documentId: string };
 
 /**
@@ -25,10 +25,15 @@ export async function documentStatus(queue: DocumentQueue, redis: Redis, keys: K
     } else if (state === 'failed') {
       const { code, message } = parseFailure(job.failedReason);
       return { state: 'failed', documentId, code, message, attempts: job.attemptsMade };
-    } else if (state === 'active' || state === 'delayed') {
-      return { state, documentId, attempts: job.attemptsMade };
-    } else if (state !== 'unknown') {
-      return { state: 'waiting', documentId, attempts: job.attemptsMade };
+    } else {
+      const progress = typeof job.progress === 'object' ? (job.progress as { stage?: string; percent?: number }) : {};
+      return {
+        state: state === 'active' || state === 'delayed' ? state : 'waiting',
+        documentId,
+        attempts: job.attemptsMade,
+        stage: state === 'active' ? progress.stage ?? null : null,
+        progress: state === 'active' ? progress.percent ?? 0 : 0,
+      };
     }
   }
   const record = await readResult(redis, keys, documentId);
@@ -77,4 +82,10 @@ export async function waitForDocuments(
     settled.push(await documentStatus(queue, redis, keys, item.documentId, item.jobId));
   }
   return settled;
+}
+
+/** The queue and job of a document's latest enqueue, when docsift's enqueue made it. */
+export async function latestJob(redis: Redis, keys: Keys, documentId: string): Promise<{ queue: string; jobId: string } | null> {
+  const raw = await redis.get(keys.latestJob(documentId));
+  return raw ? (JSON.parse(raw) as { queue: string; jobId: string }) : null;
 }

@@ -70,6 +70,7 @@ export class Enqueuer {
     // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
     const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
     const job = await this.queue.add(JOB_NAME, payload, { jobId, ...(input.priority ? { priority: input.priority } : {}) });
+    await this.redis.set(this.keys.latestJob(documentId), JSON.stringify({ queue: this.queueConfig.name, jobId: job.id ?? jobId }));
     // add() returns the existing job when the id is taken (a concurrent enqueue of the same bytes).
     const status = job.data.enqueuedAt === payload.enqueuedAt ? 'queued' : 'duplicate';
     return { documentId, jobId, sha256, status };

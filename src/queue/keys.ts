@@ -10,6 +10,8 @@ export function keys(prefix: string) {
     document: (sha256: string) => `${prefix}:doc:${sha256}`,
     /** The result record of a completed document, JSON, kept until deleted. */
     result: (documentId: string) => `${prefix}:result:${documentId}`,
+    /** The queue and job id of a document's latest job (a forced re-run gets a new job id), JSON. */
+    latestJob: (documentId: string) => `${prefix}:job:${documentId}`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
   };

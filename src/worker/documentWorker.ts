@@ -81,7 +81,7 @@ export class DocumentWorker {
       log = log.child({ documentId });
       log.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
 
-      await job.updateProgress({ stage: 'text' });
+      await job.updateProgress({ stage: 'text', percent: 10 });
       const textStarted = performance.now();
       const { limits } = this.deps.queue;
       const text = await this.deps.extractor.extract(bytes, {
@@ -94,7 +94,7 @@ export class DocumentWorker {
         text,
         ...(signal ? { signal } : {}),
         onStage: (stage, detail) => {
-          void job.updateProgress({ stage, ...detail });
+          void job.updateProgress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail });
           log.debug({ stage, ...detail }, 'stage');
         },
       });
@@ -124,7 +124,7 @@ export class DocumentWorker {
         jobId: job.id ?? documentId,
         completedAt: new Date().toISOString(),
       };
-      await job.updateProgress({ stage: 'outputs' });
+      await job.updateProgress({ stage: 'outputs', percent: 90 });
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
       record.timings.totalMs = Math.round(outputsStarted - started);

@@ -1,0 +1,309 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors, jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Config, QueueConfig } from '../../config/index.js';
+import { DocsiftError } from '../../infra/errors.js';
+import type { Logger } from '../../infra/logger.js';
+import type { DocumentQueue, Keys } from '../../queue/index.js';
+import { documentStatus, latestJob, type DocumentStatus } from '../documentStatus.js';
+import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
+import { PathNotAllowedError, resolveAllowedPath } from './pathGuard.js';
+
+export interface ApiQueue {
+  config: QueueConfig;
+  queue: DocumentQueue;
+  enqueuer: Enqueuer;
+}
+
+export interface ApiDeps {
+  config: Config;
+  redis: Redis;
+  keys: Keys;
+  queues: ReadonlyMap<string, ApiQueue>;
+  logger: Logger;
+}
+
+const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+const Metadata = z.record(z.string(), z.unknown()).describe('JSON object copied onto the result record');
+
+const PathBody = z.object({
+  path: z.string().min(1).describe('a file under one of DOCSIFT_API_ROOTS (relative paths: under the first root)'),
+  queue: z.string().default('documents'),
+  priority: z.number().int().min(1).max(2_097_152).optional().describe('BullMQ priority: 1 is the highest; unset is ahead of any priority'),
+  metadata: Metadata.optional(),
+  force: z.boolean().default(false).describe('process again even if a result exists'),
+}).strict();
+
+/** Multipart form fields beside the files; values arrive as strings. */
+const UploadFields = z.object({
+  queue: z.string().default('documents'),
+  priority: z.coerce.number().int().min(1).max(2_097_152).optional(),
+  metadata: z.string().transform((s, ctx) => {
+    try {
+      const v: unknown = JSON.parse(s);
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch { /* reported below */ }
+    ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+    return z.NEVER;
+  }).optional(),
+  force: z.enum(['true', 'false']).transform((v) => v === 'true').default(false),
+}).strict();
+
+const Accepted = z.object({
+  documents: z.array(z.object({
+    documentId: z.string(),
+    jobId: z.string(),
+    filename: z.string(),
+    queue: z.string(),
+    status: z.enum(['queued', 'duplicate', 'done']).describe('duplicate: an existing job for the same bytes and pipeline; done: an existing result'),
+    statusUrl: z.string(),
+    resultUrl: z.string(),
+  })),
+});
+
+const Status = z.object({
+  documentId: z.string(),
+  queue: z.string().nullable(),
+  state: z.enum(['waiting', 'active', 'delayed', 'done', 'failed']),
+  stage: z.string().nullable().describe('text, classify, extract or outputs while active'),
+  progress: z.number().describe('percent done: 0 waiting, 10 text, 30 classify, 60 extract, 90 outputs, 100 done or failed'),
+  attempts: z.number(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  resultUrl: z.string().nullable(),
+});
+
+const IdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,160}$/, 'a document id') });
+
+class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function send(reply: FastifyReply, status: number, code: string, message: string) {
+  return reply.code(status).send({ error: { code, message } });
+}
+
+/** Bearer tokens compared in constant time: hashing first makes every comparison the same length. */
+export function tokenMatcher(tokens: readonly string[]): (header: string | undefined) => boolean {
+  const digests = tokens.map((t) => createHash('sha256').update(t).digest());
+  return (header) => {
+    const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+    if (!match) return false;
+    const given = createHash('sha256').update(match[1]!).digest();
+    let ok = false;
+    for (const d of digests) ok = timingSafeEqual(d, given) || ok;
+    return ok;
+  };
+}
+
+/** Refuses to serve an unauthenticated API beyond this machine. */
+export function assertSafeBind(host: string, tokens: readonly string[]): void {
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (!loopback && tokens.length === 0) {
+    throw new Error(`refusing to listen on ${host} without DOCSIFT_API_TOKENS: anyone on the network could submit documents and read results`);
+  }
+}
+
+/**
+ * The HTTP API, built but not started (tests use inject() or listen on port 0). Every route but
+ * /healthz needs a bearer token when tokens are configured.
+ */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any, any, any, any>> {
+  const { config, redis, keys, queues } = deps;
+  const tokens = config.env.DOCSIFT_API_TOKENS;
+  const maxBytes = Math.max(...[...queues.values()].map((q) => q.config.limits.maxBytes));
+  const app = Fastify({ loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger, bodyLimit: 1024 * 1024 }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'docsift API', version: '1', description: 'Enqueue documents, follow them, read results.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(multipart, { limits: { fileSize: maxBytes, files: 1000, fields: 20, fieldSize: 64 * 1024 } });
+
+  const authorized = tokenMatcher(tokens);
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/healthz' || tokens.length === 0) return;
+    if (!authorized(req.headers.authorization)) {
+      reply.header('www-authenticate', 'Bearer');
+      return send(reply, 401, 'UNAUTHORIZED', 'a valid bearer token is required (Authorization: Bearer <token>)');
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issue = err.validation[0];
+      const field = issue ? issue.instancePath.replace(/^\//, '').replace(/\//g, '.') : '';
+      return send(reply, 400, 'BAD_REQUEST', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''}: ${issue?.message ?? 'invalid'}`);
+    }
+    if (err instanceof HttpError) return send(reply, err.status, err.code, err.message);
+    if (err instanceof DocsiftError) return send(reply, err.code === 'TOO_LARGE' ? 413 : 400, err.code, err.message);
+    const e = err as Error & { statusCode?: number; code?: string };
+    if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) return send(reply, 413, 'TOO_LARGE', `a file is larger than ${maxBytes} bytes`);
+    if (e.statusCode && e.statusCode < 500) return send(reply, e.statusCode, 'BAD_REQUEST', e.message);
+    req.log.error({ err }, 'request failed');
+    return send(reply, 500, 'INTERNAL', 'internal error');
+  });
+
+  const queueOf = (name: string): ApiQueue => {
+    const q = queues.get(name);
+    if (!q) throw new HttpError(404, 'QUEUE_NOT_FOUND', `no queue "${name}" (known: ${[...queues.keys()].join(', ')})`);
+    return q;
+  };
+  const describe = (o: EnqueueOutcome, filename: string, queue: string) => ({
+    documentId: o.documentId, jobId: o.jobId, filename, queue, status: o.status,
+    statusUrl: `/v1/documents/${o.documentId}`, resultUrl: `/v1/documents/${o.documentId}/result`,
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.post('/v1/documents', {
+    schema: {
+      summary: 'Enqueue documents',
+      description: 'Either multipart/form-data with one or more files (fields: queue, priority, metadata as a JSON string, force), or JSON naming a file under an allowed root.',
+      consumes: ['application/json', 'multipart/form-data'],
+      // Multipart requests reach validation with a null body; their fields are checked in the handler.
+      body: PathBody.nullish(),
+      response: { 202: Accepted, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 413: ErrorBody },
+    },
+  }, async (req, reply) => {
+    if (req.isMultipart()) {
+      const files: Array<{ filename: string; bytes: Buffer }> = [];
+      const fields: Record<string, string> = {};
+      for await (const part of req.parts()) {
+        if (part.type === 'file') {
+          const bytes = await part.toBuffer(); // throws FST_REQ_FILE_TOO_LARGE past the limit
+          files.push({ filename: path.basename(part.filename || 'document'), bytes });
+        } else {
+          fields[part.fieldname] = String(part.value);
+        }
+      }
+      const parsed = UploadFields.safeParse(fields);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw new HttpError(400, 'BAD_REQUEST', `body.${issue.path.join('.') || '(form)'}: ${issue.message}`);
+      }
+      if (files.length === 0) throw new HttpError(400, 'BAD_REQUEST', 'body.file: no file in the upload');
+      const q = queueOf(parsed.data.queue);
+      const documents = [];
+      for (const file of files) {
+        const outcome = await q.enqueuer.enqueue({
+          bytes: file.bytes, filename: file.filename, source: 'api', metadata: parsed.data.metadata ?? {}, force: parsed.data.force,
+          ...(parsed.data.priority ? { priority: parsed.data.priority } : {}),
+        });
+        documents.push(describe(outcome, file.filename, q.config.name));
+      }
+      return reply.code(202).send({ documents });
+    }
+    const body = req.body;
+    if (!body) throw new HttpError(400, 'BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
+    const q = queueOf(body.queue);
+    let file: string;
+    try {
+      file = await resolveAllowedPath(config.env.DOCSIFT_API_ROOTS, body.path);
+    } catch (err) {
+      if (err instanceof PathNotAllowedError) throw new HttpError(403, 'PATH_NOT_ALLOWED', `body.path: ${err.message}`);
+      throw err;
+    }
+    const stat = await fs.stat(file);
+    if (stat.size > q.config.limits.maxBytes) throw new HttpError(413, 'TOO_LARGE', `${body.path} has ${stat.size} bytes; queue ${q.config.name} allows ${q.config.limits.maxBytes}`);
+    const outcome = await q.enqueuer.enqueue({
+      bytes: await fs.readFile(file), filename: path.basename(file), source: 'api', metadata: body.metadata ?? {}, force: body.force,
+      ...(body.priority ? { priority: body.priority } : {}),
+    });
+    return reply.code(202).send({ documents: [describe(outcome, path.basename(file), q.config.name)] });
+  });
+
+  /** Finds a document's status in the queue that has its latest job, else in any queue. */
+  const statusOf = async (documentId: string): Promise<{ status: DocumentStatus; queue: string | null }> => {
+    const latest = await latestJob(redis, keys, documentId);
+    const candidates = latest && queues.has(latest.queue)
+      ? [[latest.queue, latest.jobId] as const]
+      : [...queues.keys()].map((name) => [name, documentId] as const);
+    let fallback: DocumentStatus = { state: 'unknown', documentId };
+    for (const [name, jobId] of candidates) {
+      const status = await documentStatus(queues.get(name)!.queue, redis, keys, documentId, jobId);
+      if (status.state !== 'unknown') return { status, queue: name };
+      fallback = status;
+    }
+    return { status: fallback, queue: null };
+  };
+
+  app.get('/v1/documents/:id', {
+    schema: { summary: 'Where a document stands', params: IdParams, response: { 200: Status, 401: ErrorBody, 404: ErrorBody } },
+  }, async (req) => {
+    const { status, queue } = await statusOf(req.params.id);
+    if (status.state === 'unknown') throw new HttpError(404, 'NOT_FOUND', `no document ${req.params.id}`);
+    return {
+      documentId: status.documentId,
+      queue: status.state === 'done' ? status.record.queue : queue,
+      state: status.state,
+      stage: 'stage' in status ? status.stage : null,
+      progress: 'progress' in status ? status.progress : 100,
+      attempts: status.state === 'done' ? status.record.attempts : status.attempts,
+      error: status.state === 'failed' ? { code: status.code, message: status.message } : null,
+      resultUrl: status.state === 'done' ? `/v1/documents/${status.documentId}/result` : null,
+    };
+  });
+
+  app.get('/v1/documents/:id/result', {
+    schema: { summary: 'The result record of a completed document', params: IdParams, response: { 200: z.record(z.string(), z.unknown()), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+  }, async (req) => {
+    const { status } = await statusOf(req.params.id);
+    if (status.state === 'done') return status.record as unknown as Record<string, unknown>;
+    if (status.state === 'unknown') throw new HttpError(404, 'NOT_FOUND', `no document ${req.params.id}`);
+    if (status.state === 'failed') throw new HttpError(409, status.code, `the document failed: ${status.message}`);
+    throw new HttpError(409, 'NOT_READY', `the document is ${status.state}`);
+  });
+
+  app.delete('/v1/documents/:id', {
+    schema: { summary: 'Cancel a document that is still waiting', params: IdParams, response: { 200: z.object({ documentId: z.string(), state: z.literal('cancelled') }), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+  }, async (req) => {
+    const documentId = req.params.id;
+    const latest = await latestJob(redis, keys, documentId);
+    for (const [name, q] of queues) {
+      const jobId = latest?.queue === name ? latest.jobId : documentId;
+      const state = await q.queue.getJobState(jobId);
+      if (state === 'unknown') continue;
+      if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
+        await q.queue.remove(jobId);
+        await redis.del(keys.latestJob(documentId));
+        return { documentId, state: 'cancelled' as const };
+      }
+      throw new HttpError(409, 'NOT_CANCELLABLE', `the document is ${state === 'active' ? 'being processed' : state}; only waiting documents can be cancelled`);
+    }
+    throw new HttpError(404, 'NOT_FOUND', `no waiting job for document ${documentId}`);
+  });
+
+  const Counts = z.object({ waiting: z.number(), active: z.number(), delayed: z.number(), completed: z.number(), failed: z.number(), prioritized: z.number() });
+  app.get('/v1/queues', {
+    schema: { summary: 'Job counts by state for every queue', response: { 200: z.object({ queues: z.array(z.object({ name: z.string(), counts: Counts })) }), 401: ErrorBody } },
+  }, async () => {
+    const list = [];
+    for (const [name, q] of queues) {
+      const c = await q.queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
+      list.push({ name, counts: { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, prioritized: c.prioritized ?? 0 } });
+    }
+    return { queues: list };
+  });
+
+  return app;
+}
