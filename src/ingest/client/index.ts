@@ -1,0 +1,8 @@
+/**
+ * docsift/client: enqueue documents and get results from back-office code, over HTTP
+ * (HttpClient) or directly over Redis (RedisClient). Both implement DocsiftClient.
+ */
+export { DocumentFailedError, WaitTimeoutError } from './client.js';
+export type { DocsiftClient, DocumentInput, DocumentState, Enqueued, EnqueueOptions, ResultRecord } from './client.js';
+export { DocsiftHttpError, HttpClient } from './httpClient.js';
+export { RedisClient } from './redisClient.js';
