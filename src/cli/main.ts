@@ -8,6 +8,7 @@ const enqueueCommand = async (...a: Parameters<typeof import('./commands/enqueue
 const resultCommand = async (...a: Parameters<typeof import('./commands/result.js').resultCommand>) => (await import('./commands/result.js')).resultCommand(...a);
 const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
 const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
+const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js').watchCommand>) => (await import('./commands/watch.js')).watchCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -76,6 +77,21 @@ Environment:
   DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
   DOCSIFT_API_ROOTS    comma-separated folders from which POST /v1/documents {"path": ...} may read files`)
   .action(action(apiCommand));
+
+program.command('watch')
+  .description('Watch a folder: files dropped into DIR/inbox are processed and moved to DIR/done (with NAME.result.json) or DIR/failed (with NAME.error.json).')
+  .argument('<dir>', 'the watched folder; inbox/, processing/, done/ and failed/ are created inside it')
+  .addOption(queueOption())
+  .option('--poll', 'scan only, no file-system events (for NFS/SMB shares, which do not deliver them)', false)
+  .option('--stable-ms <ms>', 'take a file once its size and mtime have not changed for this long', parsePositiveInt, 2000)
+  .option('--interval-ms <ms>', 'how often inbox/ and processing/ are scanned', parsePositiveInt, 1000)
+  .addOption(new Option('--duplicates <mode>', 'a file whose bytes already have a result: skip (reuse it) or reprocess').choices(['skip', 'reprocess']).default('skip'))
+  .addHelpText('after', `
+Subfolders: inbox/<queue>/ sends files to that queue; inbox/<type>/ (a folder of prompts/, e.g. inbox/invoice/)
+extracts that document type without classification. Hidden and temporary files (.*, ~$*, *.part, *.tmp,
+*.crdownload, *.swp) are ignored. Several watchers may share one folder (the claim is an atomic rename);
+files a stopped watcher left in processing/ are finished by the next scan of any watcher.`)
+  .action(action(watchCommand));
 
 program.command('make-test-model')
   .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary; meaningless output; drives the real inference path offline).')

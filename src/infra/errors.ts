@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   MODEL_OUTPUT_INVALID: { retry: false, summary: 'The model output failed schema validation after every re-ask.' },
   DOCUMENT_MISSING: { retry: false, summary: 'The stored bytes the job points at are gone (TTL expired or file removed).' },
   UNREADABLE_FILE: { retry: false, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
+  UNKNOWN_FOLDER: { retry: false, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
   INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
   MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (out of memory, context lost); retried.' },
   OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },

@@ -14,6 +14,8 @@ export interface EnqueueInput {
   /** Run again even if this document already has a result for this pipeline version. */
   force?: boolean;
   priority?: number;
+  /** Extract this type without classifying (a folder of prompts/). */
+  documentType?: string;
 }
 
 export interface EnqueueOutcome {
@@ -30,6 +32,7 @@ export interface EnqueueOutcome {
  */
 export class Enqueuer {
   readonly pipelineVersion: string;
+  private readonly documentTypes: ReadonlySet<string>;
 
   constructor(
     config: Config,
@@ -40,6 +43,7 @@ export class Enqueuer {
     private readonly store: DocumentStore,
   ) {
     this.pipelineVersion = pipelineVersion(config, queueConfig);
+    this.documentTypes = new Set(config.prompts.types.keys());
   }
 
   async enqueue(input: EnqueueInput): Promise<EnqueueOutcome> {
@@ -47,8 +51,11 @@ export class Enqueuer {
     if (input.bytes.length > this.queueConfig.limits.maxBytes) {
       throw new DocsiftError('TOO_LARGE', `${input.filename} has ${input.bytes.length} bytes; queue ${this.queueConfig.name} allows ${this.queueConfig.limits.maxBytes}`);
     }
+    if (input.documentType && !this.documentTypes.has(input.documentType)) {
+      throw new DocsiftError('INVALID_JOB', `unknown document type "${input.documentType}" (known: ${[...this.documentTypes].join(', ')})`);
+    }
     const sha256 = createHash('sha256').update(input.bytes).digest('hex');
-    const documentId = documentIdFor(sha256, this.pipelineVersion);
+    const documentId = documentIdFor(sha256, this.pipelineVersion, input.documentType);
     if (!input.force) {
       const existing = await this.queue.getJob(documentId);
       if (existing) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
@@ -65,6 +72,7 @@ export class Enqueuer {
       size: input.bytes.length,
       source: input.source,
       metadata: input.metadata ?? {},
+      ...(input.documentType ? { documentType: input.documentType } : {}),
       enqueuedAt: new Date().toISOString(),
     });
     // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.

@@ -18,6 +18,8 @@ export interface PipelineOutput {
 
 export interface PipelineInput {
   text: ExtractedText;
+  /** Extract this type without classifying, whatever the queue's pipeline says. */
+  documentType?: string;
   signal?: AbortSignal;
   /** Called when a stage starts, for job progress and logs. */
   onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
@@ -48,7 +50,9 @@ export class Pipeline {
       warnings: [...input.text.warnings],
     };
     const pipeline = this.queue.pipeline;
-    if (pipeline.mode === 'extract') {
+    if (input.documentType) {
+      out.classification = { label: input.documentType, method: 'fixed' };
+    } else if (pipeline.mode === 'extract') {
       out.classification = { label: pipeline.documentType, method: 'fixed' };
     } else {
       input.onStage?.('classify');

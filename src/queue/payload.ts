@@ -26,6 +26,12 @@ export const JobPayload = z.object({
   /** What the producer detected from the bytes; informational, the worker detects again. */
   detectedType: z.enum(['pdf', 'text', 'markdown', 'unknown']).default('unknown'),
   size: z.number().int().min(0).optional(),
+  /**
+   * Skip classification and extract this document type (a folder of prompts/), as a watched
+   * folder's inbox/invoices/ does. Part of the document id: the same bytes as "invoice" and as
+   * classified are two documents.
+   */
+  documentType: z.string().regex(/^[a-z][a-z0-9_]*$/).optional(),
   /** Who enqueued it: cli, api, watch:<dir>, or anything a back-office system chooses. */
   source: z.string().max(256).default('bullmq'),
   /** Caller metadata, copied onto the result untouched. */
@@ -36,7 +42,7 @@ export const JobPayload = z.object({
 export type JobPayload = z.infer<typeof JobPayload>;
 export type JobPayloadInput = z.input<typeof JobPayload>;
 
-/** documentId = first 32 hex of sha256 + pipeline version: same bytes, same pipeline, same id. */
-export function documentIdFor(sha256: string, pipelineVersion: string): string {
-  return `${sha256.slice(0, 32)}-${pipelineVersion}`;
+/** documentId = first 32 hex of sha256 + pipeline version (+ fixed type): same bytes, same pipeline, same id. */
+export function documentIdFor(sha256: string, pipelineVersion: string, documentType?: string): string {
+  return `${sha256.slice(0, 32)}-${pipelineVersion}${documentType ? `-${documentType}` : ''}`;
 }

@@ -77,7 +77,10 @@ export class DocumentWorker {
       if (payload.sha256 && payload.sha256 !== sha256) {
         throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
       }
-      documentId = payload.documentId ?? documentIdFor(sha256, this.pipelineVersion);
+      if (payload.documentType && !this.deps.config.prompts.types.has(payload.documentType)) {
+        throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
+      }
+      documentId = payload.documentId ?? documentIdFor(sha256, this.pipelineVersion, payload.documentType);
       log = log.child({ documentId });
       log.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
 
@@ -92,6 +95,7 @@ export class DocumentWorker {
 
       const out = await this.pipeline.run({
         text,
+        ...(payload.documentType ? { documentType: payload.documentType } : {}),
         ...(signal ? { signal } : {}),
         onStage: (stage, detail) => {
           void job.updateProgress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail });

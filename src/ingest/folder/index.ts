@@ -1,0 +1,2 @@
+export { FolderWatcher, freeName, isIgnored } from './folderWatcher.js';
+export type { FolderWatcherOptions, WatchQueue } from './folderWatcher.js';
