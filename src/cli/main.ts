@@ -9,6 +9,9 @@ const resultCommand = async (...a: Parameters<typeof import('./commands/result.j
 const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
 const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
 const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js').watchCommand>) => (await import('./commands/watch.js')).watchCommand(...a);
+const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrateCommand();
+const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
+const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -25,6 +28,8 @@ Environment (defaults in brackets):
   DOCSIFT_HOME         folder with queues/ and prompts/ [the docsift package]
   DOCSIFT_API_TOKENS   bearer tokens of the HTTP API, comma-separated
   DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
+  DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
+  DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
   DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
 
 Quick start:
@@ -92,6 +97,22 @@ extracts that document type without classification. Hidden and temporary files (
 *.crdownload, *.swp) are ignored. Several watchers may share one folder (the claim is an atomic rename);
 files a stopped watcher left in processing/ are finished by the next scan of any watcher.`)
   .action(action(watchCommand));
+
+const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
+db.command('migrate')
+  .description('Create or update the docsift_results table (idempotent; safe on every deploy).')
+  .action(action(dbMigrateCommand));
+
+const deadletter = program.command('deadletter').description('Webhook and callback deliveries that failed their last attempt.');
+deadletter.command('list')
+  .description('List dead-lettered deliveries.')
+  .option('--json', 'one JSON object per line', false)
+  .action(action(deadletterListCommand));
+deadletter.command('replay')
+  .description('Schedule dead-lettered deliveries again and remove them from the list.')
+  .argument('[ids...]', 'ids printed by deadletter list')
+  .option('--all', 'replay every entry', false)
+  .action(action(deadletterReplayCommand));
 
 program.command('make-test-model')
   .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary; meaningless output; drives the real inference path offline).')

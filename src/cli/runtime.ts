@@ -75,3 +75,9 @@ function createStore(rt: Runtime, redis: Redis): DocumentStore {
     ? new FileDocumentStore(rt.config.env.DOCSIFT_STORE_DIR)
     : new RedisDocumentStore(redis, rt.keys, rt.config.env.DOCSIFT_STORE_TTL_S);
 }
+
+export async function openRedis(rt: Runtime): Promise<Redis> {
+  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false });
+  await connectRedis(redis, rt.config.env.REDIS_URL);
+  return redis;
+}

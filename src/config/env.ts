@@ -38,6 +38,10 @@ export const EnvSchema = z.object({
    * only uploads are accepted.
    */
   DOCSIFT_API_ROOTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
+  /** Shared secret for HMAC-SHA256 signatures of webhook and callback deliveries. */
+  DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */
+  DOCSIFT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -45,6 +45,12 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
   const prompts = loadPrompts(path.join(home, 'prompts'));
   const queues = loadQueues(path.join(home, 'queues'));
   for (const queue of queues.values()) {
+    if (queue.outputs.webhook && !env.DOCSIFT_WEBHOOK_SECRET) {
+      throw new ConfigError(queue.file, 'outputs.webhook', 'needs DOCSIFT_WEBHOOK_SECRET in the environment to sign deliveries');
+    }
+    if (queue.outputs.postgres && !env.DOCSIFT_DATABASE_URL) {
+      throw new ConfigError(queue.file, 'outputs.postgres', 'needs DOCSIFT_DATABASE_URL in the environment');
+    }
     if (queue.pipeline.mode === 'extract' && !prompts.types.has(queue.pipeline.documentType)) {
       throw new ConfigError(queue.file, 'pipeline.documentType', `"${queue.pipeline.documentType}" has no folder in prompts/ (known: ${[...prompts.types.keys()].join(', ')})`);
     }

@@ -54,6 +54,18 @@ export const QueueFileSchema = z.object({
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */
     outbox: z.object({ dir: z.string().min(1) }).strict().optional(),
+    /**
+     * POST of every result record, signed with DOCSIFT_WEBHOOK_SECRET. Deliveries are jobs of their
+     * own: retried with backoff, then kept in a dead-letter list (docsift deadletter list | replay).
+     */
+    webhook: z.object({
+      url: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+      attempts: z.number().int().min(1).max(100).default(8),
+      backoffMs: z.number().int().min(1).default(2000),
+      timeoutMs: z.number().int().min(100).default(10_000),
+    }).strict().optional(),
+    /** Upsert into DOCSIFT_DATABASE_URL's docsift_results table (create it with docsift db migrate). */
+    postgres: z.object({}).strict().optional(),
   }).strict().default({}),
   /** How many finished jobs BullMQ keeps; results stay in Redis under their own key regardless. */
   retention: z.object({

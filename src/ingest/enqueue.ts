@@ -16,6 +16,8 @@ export interface EnqueueInput {
   priority?: number;
   /** Extract this type without classifying (a folder of prompts/). */
   documentType?: string;
+  /** POSTed the result when done. */
+  callbackUrl?: string;
 }
 
 export interface EnqueueOutcome {
@@ -73,6 +75,7 @@ export class Enqueuer {
       source: input.source,
       metadata: input.metadata ?? {},
       ...(input.documentType ? { documentType: input.documentType } : {}),
+      ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
       enqueuedAt: new Date().toISOString(),
     });
     // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.

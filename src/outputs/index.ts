@@ -1,17 +1,35 @@
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type pg from 'pg';
 import type { QueueConfig } from '../config/index.js';
 import type { Keys } from '../queue/keys.js';
 import { OutboxOutput } from './outboxOutput.js';
 import type { ResultOutput } from './output.js';
+import { PostgresOutput } from './postgresOutput.js';
 import { RedisOutput } from './redisOutput.js';
+import type { Delivery } from './webhook/deliveries.js';
+import { WebhookOutput } from './webhookOutput.js';
 
-export type { ResultOutput } from './output.js';
+export type { OutputContext, ResultOutput } from './output.js';
 export { OutboxOutput } from './outboxOutput.js';
+export { createPool, migrate, MIGRATIONS, PostgresOutput } from './postgresOutput.js';
 export { RedisOutput } from './redisOutput.js';
+export { createDeliveryQueue, Delivery, DELIVERY_QUEUE, post } from './webhook/deliveries.js';
+export type { DeadLetter } from './webhook/deliveries.js';
+export { sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';
+export { WebhookOutput } from './webhookOutput.js';
 
-/** The outputs a queue writes to: Redis always, then those its file names. */
-export function createOutputs(queue: QueueConfig, redis: Redis, keys: Keys): ResultOutput[] {
-  const outputs: ResultOutput[] = [new RedisOutput(redis, keys)];
+/**
+ * The outputs a queue writes, in order: Redis (always, first: the record of truth), the outbox
+ * and PostgreSQL if configured, and webhook/callback deliveries (scheduled, delivered apart).
+ */
+export function createOutputs(queue: QueueConfig, deps: { redis: Redis; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool }): ResultOutput[] {
+  const outputs: ResultOutput[] = [new RedisOutput(deps.redis, deps.keys)];
   if (queue.outputs.outbox) outputs.push(new OutboxOutput(queue.outputs.outbox.dir));
+  if (queue.outputs.postgres) {
+    if (!deps.pool) throw new Error(`queue ${queue.name} writes to PostgreSQL but no pool was given`);
+    outputs.push(new PostgresOutput(deps.pool));
+  }
+  outputs.push(new WebhookOutput(queue, deps.deliveries));
   return outputs;
 }

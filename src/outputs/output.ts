@@ -6,5 +6,11 @@ import type { ResultRecord } from '../pipeline/index.js';
  */
 export interface ResultOutput {
   readonly name: string;
-  write(record: ResultRecord): Promise<void>;
+  write(record: ResultRecord, context: OutputContext): Promise<void>;
+}
+
+/** What the producer asked for beyond the record itself. */
+export interface OutputContext {
+  /** A per-document callback URL from the API. */
+  callbackUrl?: string;
 }

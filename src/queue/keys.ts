@@ -12,6 +12,8 @@ export function keys(prefix: string) {
     result: (documentId: string) => `${prefix}:result:${documentId}`,
     /** The queue and job id of a document's latest job (a forced re-run gets a new job id), JSON. */
     latestJob: (documentId: string) => `${prefix}:job:${documentId}`,
+    /** Webhook and callback deliveries that failed their last attempt (a list of JSON entries). */
+    deadLetters: `${prefix}:deadletter:webhooks`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
   };

@@ -34,6 +34,8 @@ export const JobPayload = z.object({
   documentType: z.string().regex(/^[a-z][a-z0-9_]*$/).optional(),
   /** Who enqueued it: cli, api, watch:<dir>, or anything a back-office system chooses. */
   source: z.string().max(256).default('bullmq'),
+  /** POSTed the result record when done (signed when DOCSIFT_WEBHOOK_SECRET is set), retried, dead-lettered. */
+  callbackUrl: z.string().regex(/^https?:\/\//, 'an http:// or https:// URL').max(2048).optional(),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
   enqueuedAt: z.string().optional(),

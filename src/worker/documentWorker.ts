@@ -5,7 +5,7 @@ import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '
 import { DocsiftError, formatFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import type { ModelEngine } from '../model/index.js';
-import type { ResultOutput } from '../outputs/index.js';
+import type { OutputContext, ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, JobPayload, loadDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
@@ -132,7 +132,7 @@ export class DocumentWorker {
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
       record.timings.totalMs = Math.round(outputsStarted - started);
-      await this.writeOutputs(record);
+      await this.writeOutputs(record, payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {});
       const outputsMs = Math.round(performance.now() - outputsStarted);
       log.info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
       return record;
@@ -156,10 +156,10 @@ export class DocumentWorker {
     }
   }
 
-  private async writeOutputs(record: ResultRecord): Promise<void> {
+  private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {
     for (const output of this.deps.outputs) {
       try {
-        await output.write(record);
+        await output.write(record, context);
       } catch (err) {
         throw new DocsiftError('OUTPUT_FAILED', `writing the result to ${output.name} failed: ${(err as Error).message}`, { cause: err });
       }

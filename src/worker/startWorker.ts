@@ -2,9 +2,10 @@ import type { Redis } from 'ioredis';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { ModelEngine } from '../model/index.js';
-import { createOutputs } from '../outputs/index.js';
+import { createDeliveryQueue, createOutputs, createPool } from '../outputs/index.js';
 import { connectRedis, createRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
+import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
 
 export interface RunningWorker {
@@ -18,7 +19,7 @@ export interface RunningWorker {
 
 /**
  * Wires one worker process: Redis, the model (loaded once, a sequence per concurrent job), the
- * PDF parser pool and the queue's outputs, then starts taking jobs. The CLI and the tests both
+ * PDF parser pool, the queue's outputs and the webhook deliveries, then starts taking jobs. The CLI and the tests both
  * start workers through here.
  */
 export async function startWorker(options: {
@@ -45,14 +46,21 @@ export async function startWorker(options: {
   }
   logger.info({ model: engine.info, queue: queue.name, concurrency }, 'model loaded');
   const extractor = new TextExtractor();
+  const deliveries = createDeliveryQueue(redis, keys);
+  const pool = queue.outputs.postgres && config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
   const worker = new DocumentWorker({
-    config, queue, redis, keys, engine, extractor, outputs: createOutputs(queue, redis, keys), logger, concurrency,
+    config, queue, redis, keys, engine, extractor, logger, concurrency,
+    outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
   });
+  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, secret: config.env.DOCSIFT_WEBHOOK_SECRET });
   worker.run();
   return {
     queue, engine, worker, redis,
     async stop(graceMs: number) {
       await worker.close(graceMs);
+      await deliveryWorker.close();
+      await deliveries.close();
+      await pool?.end();
       await engine.dispose();
       await extractor.close();
       await redis.quit();

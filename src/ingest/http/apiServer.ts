@@ -42,6 +42,7 @@ const PathBody = z.object({
   priority: z.number().int().min(1).max(2_097_152).optional().describe('BullMQ priority: 1 is the highest; unset is ahead of any priority'),
   metadata: Metadata.optional(),
   force: z.boolean().default(false).describe('process again even if a result exists'),
+  callbackUrl: z.string().regex(/^https?:\/\//, 'an http:// or https:// URL').max(2048).optional().describe('POSTed the result record when done (signed with DOCSIFT_WEBHOOK_SECRET when set)'),
 }).strict();
 
 /** Multipart form fields beside the files; values arrive as strings. */
@@ -57,6 +58,7 @@ const UploadFields = z.object({
     return z.NEVER;
   }).optional(),
   force: z.enum(['true', 'false']).transform((v) => v === 'true').default(false),
+  callbackUrl: z.string().regex(/^https?:\/\//, 'an http:// or https:// URL').max(2048).optional(),
 }).strict();
 
 const Accepted = z.object({
@@ -178,7 +180,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
   app.post('/v1/documents', {
     schema: {
       summary: 'Enqueue documents',
-      description: 'Either multipart/form-data with one or more files (fields: queue, priority, metadata as a JSON string, force), or JSON naming a file under an allowed root.',
+      description: 'Either multipart/form-data with one or more files (fields: queue, priority, metadata as a JSON string, force, callbackUrl), or JSON naming a file under an allowed root.',
       consumes: ['application/json', 'multipart/form-data'],
       // Multipart requests reach validation with a null body; their fields are checked in the handler.
       body: PathBody.nullish(),
@@ -207,6 +209,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
       for (const file of files) {
         const outcome = await q.enqueuer.enqueue({
           bytes: file.bytes, filename: file.filename, source: 'api', metadata: parsed.data.metadata ?? {}, force: parsed.data.force,
+          ...(parsed.data.callbackUrl ? { callbackUrl: parsed.data.callbackUrl } : {}),
           ...(parsed.data.priority ? { priority: parsed.data.priority } : {}),
         });
         documents.push(describe(outcome, file.filename, q.config.name));
@@ -227,6 +230,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     if (stat.size > q.config.limits.maxBytes) throw new HttpError(413, 'TOO_LARGE', `${body.path} has ${stat.size} bytes; queue ${q.config.name} allows ${q.config.limits.maxBytes}`);
     const outcome = await q.enqueuer.enqueue({
       bytes: await fs.readFile(file), filename: path.basename(file), source: 'api', metadata: body.metadata ?? {}, force: body.force,
+      ...(body.callbackUrl ? { callbackUrl: body.callbackUrl } : {}),
       ...(body.priority ? { priority: body.priority } : {}),
     });
     return reply.code(202).send({ documents: [describe(outcome, path.basename(file), q.config.name)] });

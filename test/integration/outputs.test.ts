@@ -1,0 +1,133 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createPool, migrate, sign, verify } from '../../src/outputs/index.js';
+import { corpusFiles, REDIS_URL, REPO } from '../helpers/testEnv.js';
+import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+import { startReceiver } from '../helpers/receiver.js';
+
+const SECRET = 'webhook-secret-0123456789abcdef';
+const DATABASE_URL = process.env.DOCSIFT_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+let stack: Stack | undefined;
+afterEach(async () => {
+  await stack?.close();
+  stack = undefined;
+});
+
+const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 60_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe('webhook signatures', () => {
+  it('verifies what it signs, and refuses a changed body, another secret or an old timestamp', () => {
+    const now = Date.now();
+    const ts = Math.floor(now / 1000);
+    const sig = sign(SECRET, ts, '{"a":1}');
+    expect(verify(SECRET, String(ts), '{"a":1}', sig, 300, now)).toBe(true);
+    expect(verify(SECRET, String(ts), '{"a":2}', sig, 300, now)).toBe(false);
+    expect(verify('another-secret-0123456789', String(ts), '{"a":1}', sig, 300, now)).toBe(false);
+    expect(verify(SECRET, String(ts), '{"a":1}', sig, 300, now + 3_600_000)).toBe(false);
+  });
+});
+
+describe('webhook output', () => {
+  it('POSTs each result with a valid signature, retrying a receiver that fails first', async () => {
+    const receiver = await startReceiver(SECRET, { failFirst: 2 });
+    try {
+      stack = await startStack({ documents: documentsQueue({ outputs: { webhook: { url: receiver.url, attempts: 5, backoffMs: 50 } } }) }, 'documents', { DOCSIFT_WEBHOOK_SECRET: SECRET });
+      const outcome = await stack.enqueueFile(corpusFiles()[0]!);
+      await stack.waitAll([outcome]);
+      await until(() => receiver.received.length === 1);
+      expect(receiver.requests).toBe(3);
+      expect(receiver.received[0]).toMatchObject({ documentId: outcome.documentId, signatureValid: true });
+      expect(receiver.received[0]!.body.documentId).toBe(outcome.documentId);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('dead-letters a delivery after its last attempt, keeps the result, and replays it from the CLI', async () => {
+    const receiver = await startReceiver(SECRET);
+    receiver.setStatus(503);
+    try {
+      stack = await startStack({ documents: documentsQueue({ outputs: { webhook: { url: receiver.url, attempts: 2, backoffMs: 20 } } }) }, 'documents', { DOCSIFT_WEBHOOK_SECRET: SECRET });
+      const outcome = await stack.enqueueFile(corpusFiles()[1]!);
+      const [status] = await stack.waitAll([outcome]);
+      expect(status!.state).toBe('done'); // a failing output never loses the result
+      const s = stack;
+      await until(async () => (await s.redis.llen(s.keys.deadLetters)) === 1);
+      const env = { ...process.env, REDIS_URL, DOCSIFT_HOME: s.config.home, DOCSIFT_PREFIX: s.config.env.DOCSIFT_PREFIX, DOCSIFT_WEBHOOK_SECRET: SECRET, DOCSIFT_LOG_LEVEL: 'silent' };
+      const cli = (args: string[]) => spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), ...args], { env, encoding: 'utf8' });
+      const listed = cli(['deadletter', 'list', '--json']);
+      expect(listed.status).toBe(0);
+      const entry = JSON.parse(listed.stdout.trim());
+      expect(entry).toMatchObject({ attempts: 2, delivery: { documentId: outcome.documentId, url: receiver.url, kind: 'webhook' } });
+      expect(entry.error).toContain('503');
+      receiver.setStatus(200);
+      const replayed = cli(['deadletter', 'replay', entry.id]);
+      expect(replayed.status, replayed.stderr).toBe(0);
+      await until(() => receiver.received.length === 1);
+      expect(receiver.received[0]).toMatchObject({ documentId: outcome.documentId, signatureValid: true });
+      expect(await s.redis.llen(s.keys.deadLetters)).toBe(0);
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('delivers to a per-document callback URL', async () => {
+    const receiver = await startReceiver(SECRET);
+    try {
+      stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_WEBHOOK_SECRET: SECRET });
+      const outcome = await stack.enqueuer.enqueue({ bytes: Buffer.from('Invoice 31 callback test'), filename: 'c.txt', source: 'test', callbackUrl: receiver.url });
+      await stack.waitAll([outcome]);
+      await until(() => receiver.received.length === 1);
+      expect(receiver.received[0]).toMatchObject({ documentId: outcome.documentId, signatureValid: true });
+    } finally {
+      await receiver.close();
+    }
+  });
+});
+
+describe('PostgreSQL output', () => {
+  const schema = `dstest_${Date.now().toString(36)}`;
+  const url = `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=-c%20search_path%3D${schema}`;
+  let admin: pg.Pool;
+  beforeAll(async () => {
+    admin = new pg.Pool({ connectionString: DATABASE_URL });
+    await admin.query(`CREATE SCHEMA ${schema}`);
+  });
+  afterAll(async () => {
+    await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+    await admin.end();
+  });
+
+  it('db migrate creates the table once; results upsert by document id and pipeline version, never duplicated', async () => {
+    const env = { ...process.env, DOCSIFT_DATABASE_URL: url, DOCSIFT_LOG_LEVEL: 'silent' };
+    const first = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'db', 'migrate'], { env, encoding: 'utf8' });
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toContain('applied migration(s) 1');
+    const pool = createPool(url);
+    expect(await migrate(pool)).toEqual([]); // idempotent
+    await pool.end();
+
+    stack = await startStack({ documents: documentsQueue({ outputs: { postgres: {} } }) }, 'documents', { DOCSIFT_DATABASE_URL: url });
+    const files = corpusFiles().slice(0, 3);
+    const outcomes = [];
+    for (const f of files) outcomes.push(await stack.enqueueFile(f));
+    await stack.waitAll(outcomes);
+    // A forced re-run (same pipeline version) and a duplicate enqueue update, never add.
+    const again = await stack.enqueueFile(files[0]!, true);
+    await stack.waitAll([again]);
+    await stack.enqueueFile(files[1]!);
+    const rows = (await admin.query(`SELECT document_id, pipeline_version, label, record FROM ${schema}.docsift_results ORDER BY document_id`)).rows;
+    expect(rows).toHaveLength(3);
+    expect(new Set(rows.map((r) => r.document_id))).toEqual(new Set(outcomes.map((o) => o.documentId)));
+    const rerun = rows.find((r) => r.document_id === again.documentId)!;
+    expect(rerun.record.jobId).toBe(again.jobId);
+  });
+});
