@@ -15,7 +15,7 @@ fi
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(../shared/corpus/invoices/*.pdf)
 mkdir -p data
-"${docsift[@]}" worker >data/demo-worker.log 2>&1 &
+"${docsift[@]}" worker --metrics-port 0 >data/demo-worker.log 2>&1 &
 worker=$!
 trap 'kill -TERM $worker 2>/dev/null; wait $worker 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { action, parsePositiveInt } from './runtime.js';
+import { action, parsePort, parsePositiveInt } from './runtime.js';
 
 // Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
 const workerCommand = async (...a: Parameters<typeof import('./commands/worker.js').workerCommand>) => (await import('./commands/worker.js')).workerCommand(...a);
@@ -44,6 +44,7 @@ program.command('worker')
   .addOption(queueOption())
   .option('-c, --concurrency <n>', 'jobs in flight and model sequences (default: the queue file\'s concurrency)', parsePositiveInt)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may finish before they are handed back to the queue', parsePositiveInt, 30_000)
+  .option('--metrics-port <port>', 'serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port)', parsePort, 9464)
   .action(action(workerCommand));
 
 program.command('enqueue')

@@ -81,3 +81,9 @@ export async function openRedis(rt: Runtime): Promise<Redis> {
   await connectRedis(redis, rt.config.env.REDIS_URL);
   return redis;
 }
+
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number (0 for any free port), got "${value}"`);
+  return n;
+}

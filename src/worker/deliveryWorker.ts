@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../infra/logger.js';
+import type { Metrics } from '../infra/metrics.js';
 import { Delivery, DELIVERY_QUEUE, post, type DeadLetter } from '../outputs/index.js';
 import type { Keys } from '../queue/index.js';
 
@@ -10,18 +11,20 @@ import type { Keys } from '../queue/index.js';
  * so a replay sends what is stored now. After its last attempt a delivery goes to the
  * dead-letter list, from which `docsift deadletter replay` schedules it again.
  */
-export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Logger; secret: string | undefined; concurrency?: number }): Worker<Delivery> {
+export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Logger; metrics: Metrics; secret: string | undefined; concurrency?: number }): Worker<Delivery> {
   const log = deps.logger.child({ component: 'deliveries' });
   const worker = new Worker<Delivery>(DELIVERY_QUEUE, async (job: Job<Delivery>) => {
     const delivery = Delivery.parse(job.data);
     const body = await deps.redis.get(deps.keys.result(delivery.documentId));
     if (body === null) throw new Error(`no stored result for ${delivery.documentId}`);
     await post(delivery.url, body, deps.secret, delivery.timeoutMs, delivery.documentId);
+    deps.metrics.deliveries.inc({ kind: delivery.kind, result: 'delivered' });
     log.info({ documentId: delivery.documentId, url: delivery.url, kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
   }, { connection: deps.redis, prefix: deps.keys.bull, concurrency: deps.concurrency ?? 8 });
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+    deps.metrics.deliveries.inc({ kind: job.data.kind, result: final ? 'dead_lettered' : 'failed' });
     log.warn({ documentId: job.data.documentId, url: job.data.url, attempts: job.attemptsMade, final, err: err.message }, 'delivery failed');
     if (!final) return;
     const entry: DeadLetter = {

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
+import type { Metrics } from '../infra/metrics.js';
 import type { ModelEngine } from '../model/index.js';
 import type { OutputContext, ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
@@ -21,6 +22,7 @@ export interface DocumentWorkerDeps {
   logger: Logger;
   /** Jobs in flight; equals the engine's sequences. */
   concurrency: number;
+  metrics: Metrics;
 }
 
 /** The reason an in-flight job is aborted at shutdown: it goes back to the queue, no attempt used. */
@@ -91,6 +93,8 @@ export class DocumentWorker {
         maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb,
       });
       const textMs = Math.round(performance.now() - textStarted);
+      const queueLabel = { queue: this.deps.queue.name };
+      this.deps.metrics.stageSeconds.observe({ ...queueLabel, stage: 'text' }, textMs / 1000);
       await job.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`);
 
       const out = await this.pipeline.run({
@@ -104,6 +108,13 @@ export class DocumentWorker {
       });
       const modelMs = out.timings.classifyMs + out.timings.extractMs;
       const tokensPerSecond = modelMs > 0 ? Math.round((out.tokens.generated / modelMs) * 1000) : 0;
+      const m = this.deps.metrics;
+      if (out.classification.method === 'model') m.stageSeconds.observe({ ...queueLabel, stage: 'classify' }, out.timings.classifyMs / 1000);
+      if (out.documentType) m.stageSeconds.observe({ ...queueLabel, stage: 'extract' }, out.timings.extractMs / 1000);
+      m.stageSeconds.observe({ ...queueLabel, stage: 'validate' }, out.timings.validateMs / 1000);
+      m.tokens.inc({ ...queueLabel, kind: 'prompt' }, out.tokens.prompt);
+      m.tokens.inc({ ...queueLabel, kind: 'generated' }, out.tokens.generated);
+      m.tokensPerSecond.set(queueLabel, tokensPerSecond);
       await job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
 
       const record: ResultRecord = {
@@ -134,6 +145,8 @@ export class DocumentWorker {
       record.timings.totalMs = Math.round(outputsStarted - started);
       await this.writeOutputs(record, payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {});
       const outputsMs = Math.round(performance.now() - outputsStarted);
+      m.stageSeconds.observe({ ...queueLabel, stage: 'outputs' }, outputsMs / 1000);
+      m.documents.inc({ ...queueLabel, result: 'completed', code: '' });
       log.info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
       return record;
     } catch (thrown) {
@@ -151,6 +164,7 @@ export class DocumentWorker {
         documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename,
         code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
       }).catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
+      this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
       const reason = formatFailure(err.code, err.message);
       throw err.retryable ? new Error(reason) : new UnrecoverableError(reason);
     }
@@ -161,6 +175,7 @@ export class DocumentWorker {
       try {
         await output.write(record, context);
       } catch (err) {
+        this.deps.metrics.outputFailures.inc({ queue: this.deps.queue.name, output: output.name });
         throw new DocsiftError('OUTPUT_FAILED', `writing the result to ${output.name} failed: ${(err as Error).message}`, { cause: err });
       }
     }

@@ -1,9 +1,10 @@
 import type { Redis } from 'ioredis';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
+import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
 import { createDeliveryQueue, createOutputs, createPool } from '../outputs/index.js';
-import { connectRedis, createRedis, type Keys } from '../queue/index.js';
+import { connectRedis, createDocumentQueue, createRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
@@ -13,6 +14,8 @@ export interface RunningWorker {
   engine: ModelEngine;
   worker: DocumentWorker;
   redis: Redis;
+  metrics: Metrics;
+  metricsPort: number | undefined;
   /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
   stop(graceMs: number): Promise<void>;
 }
@@ -24,6 +27,8 @@ export interface RunningWorker {
  */
 export async function startWorker(options: {
   config: Config; queueName: string; keys: Keys; logger: Logger; modelPath: string; concurrency?: number;
+  /** Serve /metrics, /healthz and /readyz on this port (0: any free port); undefined: no server. */
+  metricsPort?: number;
 }): Promise<RunningWorker> {
   const { config, keys, logger } = options;
   const queue = getQueue(config, options.queueName);
@@ -45,19 +50,34 @@ export async function startWorker(options: {
     throw err;
   }
   logger.info({ model: engine.info, queue: queue.name, concurrency }, 'model loaded');
+  const metrics = new Metrics();
+  metrics.modelLoadSeconds.set(engine.info.loadMs / 1000);
+  metrics.sequences.set({ state: 'total' }, engine.info.sequences);
+  metrics.onScrape.push(() => metrics.sequences.set({ state: 'busy' }, engine.busySequences));
   const extractor = new TextExtractor();
   const deliveries = createDeliveryQueue(redis, keys);
   const pool = queue.outputs.postgres && config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
   const worker = new DocumentWorker({
-    config, queue, redis, keys, engine, extractor, logger, concurrency,
+    config, queue, redis, keys, engine, extractor, logger, concurrency, metrics,
     outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
   });
-  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, secret: config.env.DOCSIFT_WEBHOOK_SECRET });
+  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, secret: config.env.DOCSIFT_WEBHOOK_SECRET });
+  const bullQueue = createDocumentQueue(queue, redis, keys);
+  metrics.watchQueues([bullQueue]);
+  let modelLoaded = true;
+  const metricsServer = options.metricsPort === undefined ? undefined : await startMetricsServer(metrics, {
+    redis: async () => (await redis.ping()) === 'PONG',
+    model: async () => modelLoaded,
+  }, options.metricsPort);
+  if (metricsServer) logger.info({ port: metricsServer.port }, 'metrics on /metrics, health on /healthz and /readyz');
   worker.run();
   return {
-    queue, engine, worker, redis,
+    queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port,
     async stop(graceMs: number) {
       await worker.close(graceMs);
+      modelLoaded = false;
+      await metricsServer?.close();
+      await bullQueue.close();
       await deliveryWorker.close();
       await deliveries.close();
       await pool?.end();

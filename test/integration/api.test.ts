@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertSafeBind, buildApi } from '../../src/ingest/http/apiServer.js';
 import { createLogger } from '../../src/infra/logger.js';
+import { Metrics } from '../../src/infra/metrics.js';
 import { CORPUS, tempDir } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
@@ -19,7 +20,7 @@ beforeAll(async () => {
     DOCSIFT_API_TOKENS: `${TOKEN},another-token-abcdefghijkl`, DOCSIFT_API_ROOTS: roots,
   });
   app = await buildApi({
-    config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }),
+    config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }), metrics: new Metrics(),
     queues: new Map([['documents', { config: stack.queueConfig, queue: stack.queue, enqueuer: stack.enqueuer }]]),
   });
   base = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -149,6 +150,15 @@ describe('HTTP API', () => {
     const docs = await fetch(`${base}/docs/`, { headers: auth });
     expect(docs.status).toBe(200);
     expect(await docs.text()).toContain('swagger');
+  });
+
+  it('serves /metrics behind the token and /readyz without it', async () => {
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    const metrics = await fetch(`${base}/metrics`, { headers: auth });
+    expect(await metrics.text()).toMatch(/^docsift_jobs\{queue="documents",state="completed"\} \d+/m);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ ready: true, checks: { redis: true } });
   });
 
   it('refuses to start on a non-loopback address without tokens', () => {

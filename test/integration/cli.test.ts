@@ -23,7 +23,7 @@ let worker: ChildProcess;
 let workerLog = '';
 beforeAll(async () => {
   expect(docsift(['make-test-model', model]).status).toBe(0);
-  worker = spawn(process.execPath, [BIN, 'worker'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  worker = spawn(process.execPath, [BIN, 'worker', '--metrics-port', '0'], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
   worker.stdout!.on('data', (d: Buffer) => { workerLog += d.toString(); });
   worker.stderr!.on('data', (d: Buffer) => { workerLog += d.toString(); });
   const started = Date.now();

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/ingest/http/apiServer.js';
 import { createLogger } from '../../src/infra/logger.js';
+import { Metrics } from '../../src/infra/metrics.js';
 import { DocumentFailedError, HttpClient, RedisClient, WaitTimeoutError, type DocsiftClient } from '../../src/ingest/client/index.js';
 import { CORPUS, REDIS_URL } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
@@ -17,7 +18,7 @@ const clients: Record<string, DocsiftClient> = {};
 beforeAll(async () => {
   stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_API_TOKENS: TOKEN });
   app = await buildApi({
-    config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }),
+    config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }), metrics: new Metrics(),
     queues: new Map([['documents', { config: stack.queueConfig, queue: stack.queue, enqueuer: stack.enqueuer }]]),
   });
   clients.http = new HttpClient({ baseUrl: await app.listen({ host: '127.0.0.1', port: 0 }), token: TOKEN });

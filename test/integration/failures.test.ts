@@ -50,5 +50,7 @@ describe('model-stage limits and failures', () => {
     // The Redis output ran before the outbox failed; the record there is the one a retry would overwrite.
     const failure = JSON.parse((await stack.redis.get(stack.keys.failure(outcome.documentId)))!);
     expect(failure).toMatchObject({ code: 'OUTPUT_FAILED', attempts: 2, willRetry: false });
+    // ...and visible in metrics: two failed writes to the outbox.
+    expect(await stack.worker.metrics.registry.getSingleMetricAsString('docsift_output_failures_total')).toContain('docsift_output_failures_total{queue="flaky",output="outbox"} 2');
   });
 });

@@ -1,4 +1,5 @@
 import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
+import { Metrics } from '../../infra/metrics.js';
 import { createRuntime, openAllQueues } from '../runtime.js';
 
 /** The HTTP API for every queue in queues/. Stops on SIGTERM/SIGINT after in-flight requests. */
@@ -6,7 +7,7 @@ export async function apiCommand(options: { host: string; port: number }): Promi
   const rt = createRuntime('stdout');
   assertSafeBind(options.host, rt.config.env.DOCSIFT_API_TOKENS);
   const { redis, queues } = await openAllQueues(rt);
-  const app = await buildApi({ config: rt.config, redis, keys: rt.keys, queues, logger: rt.logger });
+  const app = await buildApi({ config: rt.config, redis, keys: rt.keys, queues, logger: rt.logger, metrics: new Metrics() });
   const address = await app.listen({ host: options.host, port: options.port });
   rt.logger.info({ address, queues: [...queues.keys()], auth: rt.config.env.DOCSIFT_API_TOKENS.length > 0 }, 'api ready');
   await new Promise<void>((resolve) => {

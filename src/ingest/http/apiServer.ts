@@ -13,6 +13,7 @@ import { z } from 'zod';
 import type { Config, QueueConfig } from '../../config/index.js';
 import { DocsiftError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/logger.js';
+import { readiness, type Metrics } from '../../infra/metrics.js';
 import type { DocumentQueue, Keys } from '../../queue/index.js';
 import { documentStatus, latestJob, type DocumentStatus } from '../documentStatus.js';
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
@@ -30,6 +31,7 @@ export interface ApiDeps {
   keys: Keys;
   queues: ReadonlyMap<string, ApiQueue>;
   logger: Logger;
+  metrics: Metrics;
 }
 
 const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
@@ -142,7 +144,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
 
   const authorized = tokenMatcher(tokens);
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url === '/healthz' || tokens.length === 0) return;
+    if (req.url === '/healthz' || req.url === '/readyz' || tokens.length === 0) return;
     if (!authorized(req.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer');
       return send(reply, 401, 'UNAUTHORIZED', 'a valid bearer token is required (Authorization: Bearer <token>)');
@@ -175,6 +177,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
   });
 
   app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => {
+    const result = await readiness({ redis: async () => (await redis.ping()) === 'PONG' });
+    return reply.code(result.ready ? 200 : 503).send(result);
+  });
+  deps.metrics.watchQueues([...queues.values()].map((q) => q.queue));
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    return reply.type(deps.metrics.registry.contentType).send(await deps.metrics.render());
+  });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   app.post('/v1/documents', {
