@@ -12,6 +12,7 @@ const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js'
 const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrateCommand();
 const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
 const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
+const boardCommand = async (...a: Parameters<typeof import('./commands/board.js').boardCommand>) => (await import('./commands/board.js')).boardCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -30,6 +31,7 @@ Environment (defaults in brackets):
   DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
   DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
   DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
+  DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD  basic auth of Bull Board
   DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
 
 Quick start:
@@ -78,6 +80,8 @@ program.command('api')
   .description('Serve the HTTP API: enqueue by upload or path, document status and results, queue counts; OpenAPI at /openapi.json, docs at /docs.')
   .option('--host <host>', 'address to bind; any non-loopback address needs DOCSIFT_API_TOKENS', '127.0.0.1')
   .option('--port <port>', 'port', parsePositiveInt, 8080)
+  .option('--no-board', 'do not mount Bull Board at /board (mounted when DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD are set)')
+  .option('--board-read-only', 'mount the board read-only', false)
   .addHelpText('after', `
 Environment:
   DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
@@ -98,6 +102,16 @@ extracts that document type without classification. Hidden and temporary files (
 *.crdownload, *.swp) are ignored. Several watchers may share one folder (the claim is an atomic rename);
 files a stopped watcher left in processing/ are finished by the next scan of any watcher.`)
   .action(action(watchCommand));
+
+program.command('board')
+  .description('Serve Bull Board over every queue (and webhook deliveries) at /board, behind basic auth.')
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--port <port>', 'port', parsePositiveInt, 8081)
+  .option('--read-only', 'no retries, removals, promotions or pauses from the board', false)
+  .addHelpText('after', `
+Environment:
+  DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD   basic-auth credentials (required)`)
+  .action(action(boardCommand));
 
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')

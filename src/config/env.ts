@@ -42,6 +42,9 @@ export const EnvSchema = z.object({
   DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */
   DOCSIFT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
+  /** Basic-auth credentials of Bull Board (docsift board, and /board in the API). Both are required to serve it. */
+  DOCSIFT_BOARD_USER: z.string().min(1).optional(),
+  DOCSIFT_BOARD_PASSWORD: z.string().min(12, 'use at least 12 characters').optional(),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -17,6 +17,7 @@ import { readiness, type Metrics } from '../../infra/metrics.js';
 import type { DocumentQueue, Keys } from '../../queue/index.js';
 import { documentStatus, latestJob, type DocumentStatus } from '../documentStatus.js';
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
+import { registerBoard, type BoardOptions } from './board.js';
 import { PathNotAllowedError, resolveAllowedPath } from './pathGuard.js';
 
 export interface ApiQueue {
@@ -32,6 +33,8 @@ export interface ApiDeps {
   queues: ReadonlyMap<string, ApiQueue>;
   logger: Logger;
   metrics: Metrics;
+  /** Mount Bull Board at /board (basic auth, not the bearer tokens). */
+  board?: Omit<BoardOptions, 'basePath'>;
 }
 
 const ErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
@@ -144,7 +147,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
 
   const authorized = tokenMatcher(tokens);
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url === '/healthz' || req.url === '/readyz' || tokens.length === 0) return;
+    // The board has its own basic auth (browsers cannot send bearer tokens to a page).
+    if (req.url === '/healthz' || req.url === '/readyz' || tokens.length === 0 || (deps.board && /^\/board(\/|\?|$)/.test(req.url))) return;
     if (!authorized(req.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer');
       return send(reply, 401, 'UNAUTHORIZED', 'a valid bearer token is required (Authorization: Bearer <token>)');
@@ -165,6 +169,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     req.log.error({ err }, 'request failed');
     return send(reply, 500, 'INTERNAL', 'internal error');
   });
+
+  if (deps.board) await registerBoard(app, { ...deps.board, basePath: '/board' });
 
   const queueOf = (name: string): ApiQueue => {
     const q = queues.get(name);
