@@ -13,6 +13,10 @@ const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrat
 const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
 const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
 const boardCommand = async (...a: Parameters<typeof import('./commands/board.js').boardCommand>) => (await import('./commands/board.js')).boardCommand(...a);
+const doctorCommand = async () => (await import('./commands/doctor.js')).doctorCommand();
+const modelsListCommand = async () => (await import('./commands/models.js')).modelsListCommand();
+const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
+const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -32,6 +36,7 @@ Environment (defaults in brackets):
   DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
   DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
   DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD  basic auth of Bull Board
+  DOCSIFT_MODELS_DIR   where models pull saves models [models]
   DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
 
 Quick start:
@@ -112,6 +117,26 @@ program.command('board')
 Environment:
   DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD   basic-auth credentials (required)`)
   .action(action(boardCommand));
+
+program.command('doctor')
+  .description('Check this node: configuration, Redis (reachable, persistence, noeviction), GPU backend and memory, the model, every schema\'s grammar.')
+  .addHelpText('after', '\nOne line per finding (ok, warn, error). Exit status 1 when any finding is an error.')
+  .action(action(doctorCommand));
+
+const models = program.command('models').description('Get and inspect GGUF models.');
+models.command('list')
+  .description('The curated catalogue and the models in DOCSIFT_MODELS_DIR.')
+  .action(action(modelsListCommand));
+models.command('pull')
+  .description('Download a catalogue model (or an hf:/https: URI) into DOCSIFT_MODELS_DIR, with progress and a sha256 beside it.')
+  .argument('<name>', 'a catalogue name (docsift models list) or a model URI')
+  .action(action(modelsPullCommand));
+models.command('inspect')
+  .description('Architecture, parameters, quantisation, context length, and how many sequences of the queue\'s context fit in GPU or CPU memory.')
+  .argument('<file>', '.gguf file')
+  .addOption(queueOption())
+  .option('--json', 'one JSON object', false)
+  .action(action(modelsInspectCommand));
 
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')

@@ -45,6 +45,8 @@ export const EnvSchema = z.object({
   /** Basic-auth credentials of Bull Board (docsift board, and /board in the API). Both are required to serve it. */
   DOCSIFT_BOARD_USER: z.string().min(1).optional(),
   DOCSIFT_BOARD_PASSWORD: z.string().min(12, 'use at least 12 characters').optional(),
+  /** Where `docsift models pull` puts models and `models list` looks. */
+  DOCSIFT_MODELS_DIR: z.string().min(1).default('models'),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

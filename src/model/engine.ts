@@ -81,16 +81,7 @@ export class ModelEngine {
     const file = path.resolve(options.modelPath);
     checkModelFile(file);
     const sha256 = hashFile(file);
-    const llama = await getLlama({
-      // Never download or compile llama.cpp at run time: the npm packages ship the binaries.
-      build: 'never',
-      gpu: options.gpu === 'cpu' ? false : options.gpu,
-      maxThreads: options.threads,
-      logLevel: LlamaLogLevel.error,
-      logger: (level, message) => {
-        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) options.logger.error({ llama: message.trim() }, 'llama.cpp');
-      },
-    });
+    const llama = await createLlama(options);
     let model: LlamaModel;
     try {
       model = await llama.loadModel({ modelPath: file });
@@ -198,6 +189,22 @@ export class ModelEngine {
     await this.model.dispose();
     await this.llama.dispose();
   }
+}
+
+/**
+ * The llama.cpp bindings for this machine: the best prebuilt backend (CUDA, Vulkan, Metal) with
+ * CPU fallback, or the one DOCSIFT_GPU names. Never downloads or compiles llama.cpp at run time.
+ */
+export function createLlama(options: { gpu: EngineOptions['gpu']; threads: number; logger?: Logger }): Promise<Llama> {
+  return getLlama({
+    build: 'never',
+    gpu: options.gpu === 'cpu' ? false : options.gpu,
+    maxThreads: options.threads,
+    logLevel: LlamaLogLevel.error,
+    logger: (level, message) => {
+      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) options.logger?.error({ llama: message.trim() }, 'llama.cpp');
+    },
+  });
 }
 
 /** Fails fast, before llama.cpp sees the file, with a message an operator can act on. */

@@ -1,6 +1,8 @@
-export { ModelEngine, checkModelFile, hashFile } from './engine.js';
+export { ModelEngine, checkModelFile, createLlama, hashFile } from './engine.js';
 export type { Answer, AskOptions, EngineOptions, ModelChat, ModelInfo } from './engine.js';
 export { makeValidator, toGrammarSchema } from './grammarSchema.js';
 export type { Validator } from './grammarSchema.js';
 export { makeLlamaModel, TEST_SHAPE } from './gguf/makeLlamaModel.js';
 export type { LlamaShape, MakeModelOptions } from './gguf/makeLlamaModel.js';
+export { CATALOGUE, inspectModel, localModels, pullModel } from './models.js';
+export type { ModelInspection } from './models.js';

@@ -1,0 +1,74 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runDoctor } from '../../src/cli/commands/doctor.js';
+import { makeHome, REDIS_URL, REPO, tempDir, testModelPath } from '../helpers/testEnv.js';
+import { freePort, startRedisServer } from '../helpers/redisServer.js';
+
+const BIN = path.join(REPO, 'dist/src/cli/main.js');
+const base = { DOCSIFT_HOME: REPO, DOCSIFT_THREADS: '1' };
+
+describe('docsift doctor', () => {
+  it('passes a sound node, warning about what could lose data', async () => {
+    const findings = await runDoctor({ ...base, REDIS_URL, DOCSIFT_MODEL: testModelPath() });
+    const by = Object.fromEntries(findings.map((f) => [f.check, f]));
+    expect(findings.filter((f) => f.level === 'error')).toEqual([]);
+    expect(by.config!.level).toBe('ok');
+    expect(by.redis!.level).toBe('ok');
+    expect(by['redis eviction']!.level).toBe('ok');
+    expect(by.backend!.message).toMatch(/^(CPU|cuda|vulkan|metal)/);
+    expect(by.model!.message).toContain('loads');
+    expect(by.schemas!.level).toBe('ok');
+  });
+
+  it('errors on an evicting Redis, and is content with AOF', async () => {
+    const redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru', '--appendonly', 'yes']);
+    try {
+      const findings = await runDoctor({ ...base, REDIS_URL: redis.url });
+      expect(findings.find((f) => f.check === 'redis eviction')).toMatchObject({ level: 'error' });
+      expect(findings.find((f) => f.check === 'redis persistence')).toMatchObject({ level: 'ok', message: 'AOF on' });
+      expect(findings.find((f) => f.check === 'model')).toMatchObject({ level: 'warn' });
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  it('errors on unreachable Redis, a broken model and bad config, and exits 1', async () => {
+    const notGguf = path.join(tempDir('doctor'), 'model.gguf');
+    fs.writeFileSync(notGguf, 'not a model');
+    const findings = await runDoctor({ ...base, REDIS_URL: `redis://127.0.0.1:${await freePort()}`, DOCSIFT_MODEL: notGguf });
+    expect(findings.find((f) => f.check === 'redis')).toMatchObject({ level: 'error' });
+    expect(findings.find((f) => f.check === 'model')!.message).toContain('not a GGUF model file');
+    const home = makeHome({ documents: { pipeline: { mode: 'extract', documentType: 'nope' } } });
+    const run = spawnSync(process.execPath, [BIN, 'doctor'], { env: { ...process.env, ...base, DOCSIFT_HOME: home, REDIS_URL }, encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(/^error config: .*documents\.json: pipeline\.documentType/m);
+  });
+});
+
+describe('docsift models', () => {
+  it('inspect reads architecture, size, quantisation and context, and says how many sequences fit', () => {
+    const run = spawnSync(process.execPath, [BIN, 'models', 'inspect', '--json', testModelPath()], { env: { ...process.env, ...base }, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const info = JSON.parse(run.stdout);
+    expect(info).toMatchObject({ architecture: 'llama', quantisation: 'F32', contextLength: 32768, contextSize: 8192 });
+    expect(info.parameters).toBeGreaterThan(10_000);
+    expect(info.sequencesThatFit).toBeGreaterThan(0);
+    expect(info.bytesPerSequence).toBeGreaterThan(0);
+  });
+
+  it('pull says the machine is offline instead of hanging', async () => {
+    const started = Date.now();
+    const run = spawnSync(process.execPath, [BIN, 'models', 'pull', `http://127.0.0.1:${await freePort()}/model.gguf`], { env: { ...process.env, ...base, DOCSIFT_MODELS_DIR: tempDir('models') }, encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('looks offline');
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+
+  it('list shows the catalogue', () => {
+    const run = spawnSync(process.execPath, [BIN, 'models', 'list'], { env: { ...process.env, ...base, DOCSIFT_MODELS_DIR: tempDir('models') }, encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toContain('qwen2.5-1.5b');
+  });
+});
