@@ -17,6 +17,7 @@ const doctorCommand = async () => (await import('./commands/doctor.js')).doctorC
 const modelsListCommand = async () => (await import('./commands/models.js')).modelsListCommand();
 const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
 const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
+const upCommand = async (...a: Parameters<typeof import('./commands/up.js').upCommand>) => (await import('./commands/up.js')).upCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -45,6 +46,20 @@ Quick start:
   docsift enqueue --wait --json invoice.pdf`);
 
 const queueOption = () => new Option('-q, --queue <name>', 'queue defined in queues/<name>.json').default('documents');
+
+program.command('up')
+  .description('Run a whole single-box node in one process: worker, HTTP API, Bull Board at /board and a watched folder (what npm start runs).')
+  .option('--host <host>', 'address of the API and board', '127.0.0.1')
+  .option('--port <port>', 'port of the API and board', parsePositiveInt, 8080)
+  .addOption(queueOption())
+  .option('--watch-dir <dir>', 'watched folder: inbox/, processing/, done/ and failed/ inside it', '.')
+  .option('--no-watch', 'no watched folder')
+  .addHelpText('after', `
+Redis: when REDIS_URL does not answer and redis-server is installed, a private Redis is started on
+REDIS_URL's port with AOF persistence in ./data/redis. Model: DOCSIFT_MODEL, else the first .gguf in
+DOCSIFT_MODELS_DIR; with none, up explains how to get one. Board credentials: DOCSIFT_BOARD_USER and
+DOCSIFT_BOARD_PASSWORD, else a password is generated and printed at start.`)
+  .action(action(upCommand));
 
 program.command('worker')
   .description('Run a worker: take documents from a queue, extract text, classify and extract fields with the model, write results.')
