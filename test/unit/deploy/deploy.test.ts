@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { EnvSchema } from '../../../src/config/index.js';
+import { REPO } from '../../helpers/testEnv.js';
+
+const DEPLOY = path.join(REPO, 'deploy');
+const files = (fs.readdirSync(DEPLOY, { recursive: true }) as string[]).map((f) => path.join(DEPLOY, f)).filter((f) => fs.statSync(f).isFile());
+const text = (f: string) => fs.readFileSync(f, 'utf8');
+const BIN = path.join(REPO, 'dist/src/cli/main.js');
+const helpCache = new Map<string, string>();
+function help(command: string[]): string {
+  const key = command.join(' ');
+  if (!helpCache.has(key)) {
+    const run = spawnSync(process.execPath, [BIN, ...command, '--help'], { encoding: 'utf8' });
+    helpCache.set(key, run.status === 0 ? run.stdout : '');
+  }
+  return helpCache.get(key)!;
+}
+
+/** Every "docsift <command> [--flags]" invocation in deploy/, from shell lines and JSON/YAML arg arrays. */
+function invocations(): Array<{ file: string; command: string[]; flags: string[] }> {
+  const out: Array<{ file: string; command: string[]; flags: string[] }> = [];
+  const SUBS = new Set(['db', 'deadletter', 'models']);
+  for (const file of files) {
+    for (const line of text(file).split('\n')) {
+      let words: string[] = [];
+      const arr = /(?:command|args|CMD|ENTRYPOINT):?\s*(\[.*\])/.exec(line);
+      if (arr) {
+        try { words = JSON.parse(arr[1]!.replace(/'/g, '"')) as string[]; } catch { continue; }
+        if (words[0] === 'docsift') words = words.slice(1); // ENTRYPOINT ["docsift"]
+        if (words[0] === 'redis-server') continue; // the Redis service in compose
+      } else {
+        const m = /(?:\/usr\/bin\/docsift|docsift|\$\{docsift\[@\]\})\s+([a-z][\w-]*(?:\s+\S+)*)/.exec(line);
+        if (!m || line.trim().startsWith('#')) continue;
+        words = m[1]!.split(/\s+/);
+      }
+      if (words.length === 0 || !/^[a-z]/.test(words[0]!)) continue;
+      const command = SUBS.has(words[0]!) && words[1] && /^[a-z]/.test(words[1]) ? words.slice(0, 2) : words.slice(0, 1);
+      out.push({ file, command, flags: words.filter((w) => w.startsWith('--')).map((w) => w.split('=')[0]!) });
+    }
+  }
+  return out;
+}
+
+describe('deploy/', () => {
+  it('every YAML file parses', () => {
+    const yamls = files.filter((f) => /\.ya?ml$/.test(f));
+    expect(yamls.length).toBeGreaterThanOrEqual(5);
+    for (const f of yamls) {
+      for (const doc of parseAllDocuments(text(f))) expect(doc.errors, f).toEqual([]);
+    }
+  });
+
+  it('every docsift command and flag named exists in the CLI', () => {
+    const found = invocations().filter((i) => !['run', 'build', 'ci', 'link', 'start'].includes(i.command[0]!));
+    expect(found.length).toBeGreaterThanOrEqual(6);
+    for (const { file, command, flags } of found) {
+      const h = help(command);
+      expect(h, `${path.relative(REPO, file)}: docsift ${command.join(' ')}`).toContain('Usage: docsift');
+      for (const flag of flags) expect(h, `${path.relative(REPO, file)}: docsift ${command.join(' ')} ${flag}`).toContain(flag);
+    }
+  });
+
+  it('every DOCSIFT_* variable named exists in the configuration', () => {
+    const known = new Set(Object.keys(EnvSchema.shape));
+    for (const f of files) {
+      for (const name of text(f).match(/\bDOCSIFT_[A-Z_]+\b/g) ?? []) expect(known, `${path.relative(REPO, f)}: ${name}`).toContain(name);
+    }
+  });
+});
