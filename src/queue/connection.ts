@@ -34,6 +34,29 @@ export async function connectRedis(redis: Redis, url: string): Promise<void> {
   }
 }
 
+/**
+ * For long-running services: waits for Redis with exponential backoff (1 s doubling to 30 s),
+ * logging each wait, instead of exiting and being restarted in a loop by systemd or Kubernetes.
+ */
+export async function waitForRedis(redis: Redis, url: string, log: (attempt: number, delayMs: number, reason: string) => void, signal?: AbortSignal): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      if (redis.status === 'wait' || redis.status === 'end') await redis.connect();
+      // While ioredis reconnects, a command waits in its offline queue: bound the wait to log progress.
+      await Promise.race([
+        redis.ping(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('no answer within 5 s')), 5000).unref()),
+      ]);
+      return;
+    } catch (err) {
+      if (signal?.aborted) throw new Error(`gave up waiting for Redis at ${redactUrl(url)}`);
+      const delayMs = Math.min(1000 * 2 ** (attempt - 1), 30_000);
+      log(attempt, delayMs, (lastErrors.get(redis) ?? (err as Error)).message);
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
+}
+
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^@/]*)@/, '//***@');
 }

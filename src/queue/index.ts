@@ -1,4 +1,4 @@
-export { connectRedis, createRedis, redactUrl } from './connection.js';
+export { connectRedis, createRedis, redactUrl, waitForRedis } from './connection.js';
 export { createDocumentQueue, JOB_NAME } from './documentQueue.js';
 export type { DocumentQueue } from './documentQueue.js';
 export { keys } from './keys.js';

@@ -4,7 +4,7 @@ import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
 import { createDeliveryQueue, createOutputs, createPool } from '../outputs/index.js';
-import { connectRedis, createDocumentQueue, createRedis, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createRedis, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
@@ -34,7 +34,8 @@ export async function startWorker(options: {
   const queue = getQueue(config, options.queueName);
   const concurrency = options.concurrency ?? queue.concurrency;
   const redis = createRedis(config.env.REDIS_URL, { forWorker: true, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') });
-  await connectRedis(redis, config.env.REDIS_URL);
+  await waitForRedis(redis, config.env.REDIS_URL, (attempt, delayMs, reason) =>
+    logger.warn({ redis: redactUrl(config.env.REDIS_URL), attempt, retryInMs: delayMs, reason }, `waiting for Redis at ${redactUrl(config.env.REDIS_URL)}`));
   let engine: ModelEngine;
   try {
     engine = await ModelEngine.load({

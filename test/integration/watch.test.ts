@@ -21,7 +21,8 @@ function watcher(dir: string, options: Partial<FolderWatcherOptions> = {}): Fold
   }, logger);
 }
 
-const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => !fs.statSync(path.join(dir, f)).isDirectory()).sort() : []);
+// withFileTypes: no stat after readdir, which would race with the watcher's renames.
+const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : []);
 
 async function until(check: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
