@@ -50,6 +50,19 @@ export const QueueFileSchema = z.object({
     /** Heap cap of the process that parses PDFs; past it the document fails TOO_LARGE. */
     textMemoryMb: z.number().int().min(64).default(1024),
   }).strict().default({ maxBytes: 50 * MB, maxPages: 500, textTimeoutMs: 120_000, textMemoryMb: 1024 }),
+  /**
+   * Job locks and stall detection. A worker holds a job's lock for lockDurationMs and renews it
+   * every half of that from its event loop (never blocked: inference and parsing run elsewhere).
+   * A worker that dies leaves the lock to expire; a live worker's check every stalledIntervalMs
+   * then puts the job back in the queue. After maxStalledCount such returns the job fails
+   * WORKER_LOST: a document that keeps killing workers does not loop forever. Defaults suit long
+   * GPU jobs; shorter values re-deliver sooner at the cost of more Redis traffic.
+   */
+  worker: z.object({
+    lockDurationMs: z.number().int().min(1000).default(30_000),
+    stalledIntervalMs: z.number().int().min(500).default(30_000),
+    maxStalledCount: z.number().int().min(0).max(10).default(1),
+  }).strict().default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 1 }),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   UNREADABLE_FILE: { retry: false, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
   UNKNOWN_FOLDER: { retry: false, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
   INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
+  WORKER_LOST: { retry: false, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
   MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (out of memory, context lost); retried.' },
   OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },
   INTERNAL: { retry: true, summary: 'An unexpected error; retried, then failed with this code.' },
@@ -57,6 +58,10 @@ export function formatFailure(code: ErrorCode | string, message: string): string
 }
 
 export function parseFailure(reason: string | undefined): { code: string; message: string } {
+  // BullMQ's own words for a job whose workers kept dying.
+  if (/stalled more than allowable limit/.test(reason ?? '')) {
+    return { code: 'WORKER_LOST', message: 'the workers processing this document died more often than worker.maxStalledCount allows (a document that crashes or exhausts workers?)' };
+  }
   const match = /^([A-Z][A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
   if (match) return { code: match[1]!, message: match[2]! };
   return { code: 'INTERNAL', message: reason ?? 'unknown failure' };

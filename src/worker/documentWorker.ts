@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '../config/index.js';
-import { DocsiftError, formatFailure, toDocsiftError } from '../infra/errors.js';
+import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
 import type { ModelEngine } from '../model/index.js';
@@ -50,10 +50,22 @@ export class DocumentWorker {
       autorun: false,
       // Lock renewal runs on the event loop, which inference and PDF parsing never block (both run
       // off-thread), so BullMQ's 30 s lock renewed every 15 s holds even for minute-long jobs.
-      lockDuration: 30_000,
-      // A job whose worker died is re-delivered after one missed stall check; one that stalls twice
-      // (a document that keeps killing workers) fails instead of looping.
-      maxStalledCount: 1,
+      lockDuration: deps.queue.worker.lockDurationMs,
+      stalledInterval: deps.queue.worker.stalledIntervalMs,
+      // See the queue file's worker options: re-delivery after a worker dies, then WORKER_LOST.
+      maxStalledCount: deps.queue.worker.maxStalledCount,
+    });
+    this.worker.on('failed', (job, err) => {
+      // Jobs failed by the stall checker never reach the processor's catch: record them here.
+      if (!job || !/stalled more than allowable limit/.test(err.message)) return;
+      const { code, message } = parseFailure(err.message);
+      const documentId = (job.data as Partial<JobPayload>).documentId ?? job.id ?? 'unknown';
+      deps.metrics.documents.inc({ queue: deps.queue.name, result: 'failed', code });
+      deps.logger.error({ jobId: job.id, documentId, code }, 'document failed: workers lost');
+      void this.recordFailure({
+        documentId, jobId: job.id ?? documentId, queue: deps.queue.name, filename: (job.data as Partial<JobPayload>).filename ?? 'document',
+        code, message, attempts: job.attemptsMade, willRetry: false, failedAt: new Date().toISOString(),
+      }).catch(() => undefined);
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'worker error'));
   }
