@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import { loadConfig, getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
 import { createLogger, type Logger } from '../infra/logger.js';
-import { connectRedis, createDocumentQueue, createRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import { connectRedis, createDocumentQueue, createRedis, waitForRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
 import type { Redis } from 'ioredis';
 import { Enqueuer } from '../ingest/index.js';
 
@@ -59,8 +59,10 @@ export function parsePositiveInt(value: string): number {
 
 /** Every configured queue with its producer, for the API and other multi-queue commands. */
 export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues: Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }> }> {
-  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: true, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
-  await connectRedis(redis, rt.config.env.REDIS_URL);
+  // Not the worker's settings: an HTTP request or a scan during a Redis outage fails fast and says
+  // so (503 REDIS_UNAVAILABLE) instead of hanging; ioredis reconnects in the background.
+  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
+  await waitForRedis(redis, rt.config.env.REDIS_URL, (attempt, delayMs, reason) => rt.logger.warn({ attempt, retryInMs: delayMs, reason }, 'waiting for Redis'));
   const store = createStore(rt, redis);
   const queues = new Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }>();
   for (const queueConfig of rt.config.queues.values()) {

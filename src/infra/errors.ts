@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   UNKNOWN_FOLDER: { retry: false, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
   INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
   WORKER_LOST: { retry: false, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
+  REDIS_UNAVAILABLE: { retry: true, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
   MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (out of memory, context lost); retried.' },
   OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },
   INTERNAL: { retry: true, summary: 'An unexpected error; retried, then failed with this code.' },

@@ -49,6 +49,19 @@ export class Enqueuer {
   }
 
   async enqueue(input: EnqueueInput): Promise<EnqueueOutcome> {
+    try {
+      return await this.enqueueOnce(input);
+    } catch (err) {
+      if (err instanceof DocsiftError) throw err;
+      // ioredis with no connection: say so plainly; the caller decides whether to retry.
+      if (this.redis.status !== 'ready') {
+        throw new DocsiftError('REDIS_UNAVAILABLE', `Redis is unreachable (${(err as Error).message}); ${input.filename} was not enqueued`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private async enqueueOnce(input: EnqueueInput): Promise<EnqueueOutcome> {
     // The limit is checked here too so an oversized file never reaches Redis; the worker checks again.
     if (input.bytes.length > this.queueConfig.limits.maxBytes) {
       throw new DocsiftError('TOO_LARGE', `${input.filename} has ${input.bytes.length} bytes; queue ${this.queueConfig.name} allows ${this.queueConfig.limits.maxBytes}`);

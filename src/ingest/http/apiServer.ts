@@ -162,7 +162,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
       return send(reply, 400, 'BAD_REQUEST', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''}: ${issue?.message ?? 'invalid'}`);
     }
     if (err instanceof HttpError) return send(reply, err.status, err.code, err.message);
-    if (err instanceof DocsiftError) return send(reply, err.code === 'TOO_LARGE' ? 413 : 400, err.code, err.message);
+    if (err instanceof DocsiftError) return send(reply, err.code === 'TOO_LARGE' ? 413 : err.code === 'REDIS_UNAVAILABLE' ? 503 : 400, err.code, err.message);
+    if (redis.status !== 'ready') return send(reply, 503, 'REDIS_UNAVAILABLE', 'Redis is unreachable; try again');
     const e = err as Error & { statusCode?: number; code?: string };
     if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) return send(reply, 413, 'TOO_LARGE', `a file is larger than ${maxBytes} bytes`);
     if (e.statusCode && e.statusCode < 500) return send(reply, e.statusCode, 'BAD_REQUEST', e.message);
