@@ -53,7 +53,8 @@ export async function readResult(redis: Redis, keys: Keys, documentId: string): 
 
 /**
  * Polls until every document is done or failed, or the timeout passes (then the rest are
- * reported as still queued). Calls onSettled once per document as it settles.
+ * reported as still queued). Calls onSettled once per document as it settles; resolves with the
+ * statuses in the order of `items`.
  */
 export async function waitForDocuments(
   queue: DocumentQueue, redis: Redis, keys: Keys,
@@ -61,27 +62,25 @@ export async function waitForDocuments(
   options: { timeoutMs: number; pollMs?: number; onSettled: (status: DocumentStatus) => void; signal?: AbortSignal },
 ): Promise<DocumentStatus[]> {
   const deadline = Date.now() + options.timeoutMs;
-  let pending = [...items];
-  const settled: DocumentStatus[] = [];
+  const results = new Array<DocumentStatus | undefined>(items.length);
+  let pending = items.map((item, index) => ({ item, index }));
   while (pending.length > 0) {
     const next: typeof pending = [];
-    for (const item of pending) {
-      const status = await documentStatus(queue, redis, keys, item.documentId, item.jobId);
+    for (const p of pending) {
+      const status = await documentStatus(queue, redis, keys, p.item.documentId, p.item.jobId);
       if (status.state === 'done' || status.state === 'failed') {
-        settled.push(status);
+        results[p.index] = status;
         options.onSettled(status);
       } else {
-        next.push(item);
+        next.push(p);
       }
     }
     pending = next;
     if (pending.length === 0 || Date.now() > deadline || options.signal?.aborted) break;
     await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
   }
-  for (const item of pending) {
-    settled.push(await documentStatus(queue, redis, keys, item.documentId, item.jobId));
-  }
-  return settled;
+  for (const p of pending) results[p.index] = await documentStatus(queue, redis, keys, p.item.documentId, p.item.jobId);
+  return results as DocumentStatus[];
 }
 
 /** The queue and job of a document's latest enqueue, when docsift's enqueue made it. */

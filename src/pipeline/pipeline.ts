@@ -25,6 +25,8 @@ export interface PipelineInput {
   onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
 }
 
+const MAX_CHARS_PER_TOKEN = 32;
+
 const CLASSIFY_SCHEMA_CACHE = new WeakMap<readonly string[], Record<string, unknown>>();
 
 /**
@@ -125,6 +127,12 @@ export class Pipeline {
 
   /** Never cut a document silently: if the prompt and the answer do not fit, fail with the numbers. */
   private ensureFits(chat: ModelChat, user: string, maxTokens: number, what: string): void {
+    // Tokenizing runs on the event loop; a 50 MB text would block it for seconds. No token of a
+    // real vocabulary covers more than a few dozen characters, so this bound never refuses a
+    // document that would fit, and refuses the hopeless ones without tokenizing them.
+    if (user.length / MAX_CHARS_PER_TOKEN > chat.contextSize) {
+      throw new DocsiftError('DOCUMENT_TOO_LONG', `the ${what} prompt has ${user.length} characters, at least ${Math.ceil(user.length / MAX_CHARS_PER_TOKEN)} tokens; the context holds ${chat.contextSize} (model.contextSize)`);
+    }
     const needed = chat.tokensFor(user);
     if (needed + maxTokens > chat.contextSize) {
       throw new DocsiftError('DOCUMENT_TOO_LONG', `the ${what} prompt needs ${needed} tokens plus ${maxTokens} for the answer; the context holds ${chat.contextSize} (model.contextSize)`, {
