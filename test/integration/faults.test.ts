@@ -1,10 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getQueue, loadConfig } from '../../src/config/index.js';
 import { Enqueuer, readResult, waitForDocuments } from '../../src/ingest/index.js';
 import { connectRedis, createDocumentQueue, createRedis, keys as makeKeys, RedisDocumentStore, type DocumentQueue } from '../../src/queue/index.js';
-import { corpusFiles, makeHome, REDIS_URL, tempDir, testModelPath, uniquePrefix } from '../helpers/testEnv.js';
+import { corpusFiles, makeHome, REDIS_URL, REPO, tempDir, testModelPath, uniquePrefix } from '../helpers/testEnv.js';
 import { documentsQueue } from '../helpers/stack.js';
 import { spawnWorker } from '../helpers/workers.js';
 
@@ -33,6 +34,27 @@ afterAll(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('model files that cannot work', () => {
+  it('a missing, truncated or non-GGUF model fails worker start with a clear message', () => {
+    const dir = tempDir('badmodels');
+    const whole = fs.readFileSync(testModelPath());
+    const cases: Array<[string, string]> = [
+      [path.join(dir, 'missing.gguf'), 'model file not found'],
+      [path.join(dir, 'half.gguf'), 'complete GGUF file?'],
+      [path.join(dir, 'header-only.gguf'), 'complete GGUF file?'],
+      [path.join(dir, 'weights.bin'), 'not a GGUF model file'],
+    ];
+    fs.writeFileSync(cases[1]![0], whole.subarray(0, Math.floor(whole.length / 2)));
+    fs.writeFileSync(cases[2]![0], whole.subarray(0, 100));
+    fs.writeFileSync(cases[3]![0], Buffer.from('PK\x03\x04 safetensors or a zip, not GGUF'));
+    for (const [model, message] of cases) {
+      const run = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'worker', '--metrics-port', '0'], { env: { ...env, DOCSIFT_MODEL: model }, encoding: 'utf8', timeout: 60_000 });
+      expect(run.status, `${model}: ${run.stderr}`).toBe(1);
+      expect(run.stderr, model).toContain(message);
+    }
+  });
+});
 
 describe('many worker processes, crashes and poison documents', () => {
   it('three worker processes share a queue; one killed -9 mid-document loses nothing and duplicates nothing', async () => {
