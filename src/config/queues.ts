@@ -33,7 +33,17 @@ export const QueueFileSchema = z.object({
     reasks: z.number().int().min(0).max(5).default(1),
     /** Characters of the document's opening the classifier reads. */
     classifyChars: z.number().int().min(200).default(6000),
-  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000 }),
+    /**
+     * Documents longer than the context: split on page and paragraph boundaries with overlap,
+     * extract per chunk, merge (first non-null scalar, conflicts as warnings; arrays concatenated
+     * and de-duplicated). Disabled: such documents fail DOCUMENT_TOO_LONG.
+     */
+    chunking: z.object({
+      enabled: z.boolean().default(true),
+      maxChunks: z.number().int().min(1).max(256).default(16),
+      overlapChars: z.number().int().min(0).default(400),
+    }).strict().default({ enabled: true, maxChunks: 16, overlapChars: 400 }),
+  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000, chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } }),
   /** Jobs in flight per worker process; also the number of model sequences in its context. */
   concurrency: z.number().int().min(1).max(64).default(1),
   /** Tries per job for transient errors; permanent error codes never retry. */

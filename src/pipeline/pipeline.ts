@@ -2,6 +2,7 @@ import type { Config, DocTypePrompt, QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { makeValidator, type ModelChat, type ModelEngine, type Validator } from '../model/index.js';
 import type { ExtractedText } from '../text/index.js';
+import { chunkPages, mergeChunks } from './chunks.js';
 import { renderClassifyPrompt, renderExtractPrompt, renderReask, documentText } from './prompts.js';
 
 export interface PipelineOutput {
@@ -13,6 +14,10 @@ export interface PipelineOutput {
   timings: { classifyMs: number; extractMs: number; validateMs: number };
   /** Re-asks that were needed before the output validated. */
   reasks: number;
+  /** Chunks a long document was read in (1 when it fit the context). */
+  chunks: number;
+  /** Per field, the pages its value came from (every page when the document was read whole). */
+  fieldPages: Record<string, number[]> | null;
   warnings: string[];
 }
 
@@ -26,6 +31,8 @@ export interface PipelineInput {
 }
 
 const MAX_CHARS_PER_TOKEN = 32;
+/** Tokens a chat template adds around the system prompt and the user message (generous). */
+const TEMPLATE_MARGIN = 128;
 
 const CLASSIFY_SCHEMA_CACHE = new WeakMap<readonly string[], Record<string, unknown>>();
 
@@ -49,6 +56,8 @@ export class Pipeline {
       tokens: { prompt: 0, generated: 0 },
       timings: { classifyMs: 0, extractMs: 0, validateMs: 0 },
       reasks: 0,
+      chunks: 1,
+      fieldPages: null,
       warnings: [...input.text.warnings],
     };
     const pipeline = this.queue.pipeline;
@@ -94,8 +103,50 @@ export class Pipeline {
     });
   }
 
+  /**
+   * One extraction when the document fits the context; otherwise (model.chunking) one per chunk,
+   * in parallel sequences, merged in code. Never cuts the document silently.
+   */
   private async extract(type: DocTypePrompt, input: PipelineInput, out: PipelineOutput): Promise<Record<string, unknown>> {
-    const { system, user } = renderExtractPrompt(type, documentText(input.text));
+    const full = documentText(input.text);
+    const { maxTokens } = this.queue.model;
+    const { enabled, maxChunks, overlapChars } = this.queue.model.chunking;
+    const contextSize = this.engine.info.contextSize;
+    const allPages = input.text.pages.map((_, i) => i + 1);
+    const { system, user } = renderExtractPrompt(type, full);
+    const fixed = this.engine.countTokens(system + renderExtractPrompt(type, '').user) + TEMPLATE_MARGIN;
+    const hopeless = full.length / MAX_CHARS_PER_TOKEN > (contextSize - fixed - maxTokens) * (enabled ? maxChunks : 1);
+    if (!enabled || hopeless || fixed + this.engine.countTokens(full) + maxTokens <= contextSize) {
+      const fields = await this.extractOne(type, system, user, input, out);
+      out.fieldPages = Object.fromEntries(Object.keys(fields).map((k) => [k, fields[k] === null ? [] : allPages]));
+      return fields;
+    }
+    const budget = contextSize - fixed - maxTokens;
+    const chunks = chunkPages(input.text.pages, budget, (s) => this.engine.countTokens(s), overlapChars);
+    if (chunks.length > maxChunks) {
+      throw new DocsiftError('DOCUMENT_TOO_LONG', `the document needs ${chunks.length} chunks of ${budget} tokens; the queue allows ${maxChunks} (model.chunking.maxChunks)`);
+    }
+    out.chunks = chunks.length;
+    out.warnings.push(`CHUNKED: the document was longer than the context and was read in ${chunks.length} chunks`);
+    const results = await Promise.all(chunks.map((chunk) => this.extractOne(type, system, renderExtractPrompt(type, chunk.text).user, input, out)));
+    const merged = mergeChunks(results, chunks);
+    out.warnings.push(...merged.warnings);
+    // Concatenated arrays may exceed the schema's maxItems: keep the first ones, and say so.
+    const props = (type.schema.properties ?? {}) as Record<string, { maxItems?: number }>;
+    for (const [key, value] of Object.entries(merged.fields)) {
+      const max = props[key]?.maxItems;
+      if (Array.isArray(value) && max !== undefined && value.length > max) {
+        out.warnings.push(`CHUNK_ITEMS_CUT: ${key} had ${value.length} items from all chunks; kept the first ${max} (maxItems)`);
+        merged.fields[key] = value.slice(0, max);
+      }
+    }
+    const checked = this.validators.get(type.name)!(merged.fields);
+    if (!checked.ok) throw new DocsiftError('MODEL_OUTPUT_INVALID', `the merged chunk results do not validate: ${checked.error}`);
+    out.fieldPages = merged.pages;
+    return checked.value;
+  }
+
+  private async extractOne(type: DocTypePrompt, system: string, user: string, input: PipelineInput, out: PipelineOutput): Promise<Record<string, unknown>> {
     const validate = this.validators.get(type.name)!;
     const { maxTokens, temperature, reasks } = this.queue.model;
     return this.engine.chat(system, async (chat) => {

@@ -16,6 +16,10 @@ export interface ResultRecord {
   classification: { label: string; method: 'model' | 'fixed' };
   documentType: string | null;
   fields: Record<string, unknown> | null;
+  /** Per field, the pages its value came from: every page when read whole, the chunk's pages when chunked. */
+  fieldPages: Record<string, number[]> | null;
+  /** Chunks the document was read in; 1 when it fit the model context. */
+  chunks: number;
   text: { format: string; pages: number; chars: number };
   timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
   tokens: { prompt: number; generated: number };

@@ -142,6 +142,8 @@ export class DocumentWorker {
         classification: out.classification,
         documentType: out.documentType,
         fields: out.fields,
+        fieldPages: out.fieldPages,
+        chunks: out.chunks,
         text: { format: text.format, pages: text.pages.length, chars: text.chars },
         timings: { textMs, ...out.timings, totalMs: 0 },
         tokens: out.tokens,

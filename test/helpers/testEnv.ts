@@ -2,10 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from '../../src/config/index.js';
 import { makeLlamaModel } from '../../src/model/index.js';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The repository root, also when this runs compiled from dist/test (npm run soak). */
+export const REPO = packageRoot();
 export const CORPUS = path.resolve(REPO, '..', 'shared', 'corpus', 'invoices');
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 

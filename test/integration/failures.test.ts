@@ -19,6 +19,27 @@ describe('model-stage limits and failures', () => {
     expect(status).toMatchObject({ state: 'failed', code: 'DOCUMENT_TOO_LONG', attempts: 1 });
   });
 
+  it('a document longer than the context is read in chunks and merged, with the pages of each field', async () => {
+    stack = await startStack({ long: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' }, model: { contextSize: 4096, maxTokens: 1024 } }) }, 'long');
+    const dir = tempDir('long');
+    const pages = Array.from({ length: 10 }, (_, p) => Array.from({ length: 8 }, (_, i) => `Invoice INV-1 page ${p + 1} line ${i + 1}: widget ${p * 8 + i}, 2.00 EUR`).join('\n\n'));
+    fs.writeFileSync(path.join(dir, 'long.txt'), pages.join('\f'));
+    const [status] = await stack.waitAll([await stack.enqueueFile(path.join(dir, 'long.txt'))]);
+    expect(status!.state, JSON.stringify(status)).toBe('done');
+    if (status!.state !== 'done') return;
+    const record = status!.record;
+    expect(record.chunks).toBeGreaterThan(1);
+    expect(record.warnings.some((w) => w.startsWith('CHUNKED'))).toBe(true);
+    expect(Object.keys(record.fieldPages!).sort()).toEqual(Object.keys(record.fields!).sort());
+    expect(record.text.pages).toBe(10);
+  });
+
+  it('with chunking off, a document longer than the context fails DOCUMENT_TOO_LONG', async () => {
+    stack = await startStack({ whole: documentsQueue({ model: { contextSize: 2048, maxTokens: 512, chunking: { enabled: false } } }) }, 'whole');
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status).toMatchObject({ state: 'failed', code: 'DOCUMENT_TOO_LONG' });
+  });
+
   it('output that never validates is re-asked with the error, then fails MODEL_OUTPUT_INVALID', async () => {
     // 16 tokens cannot hold an invoice object: the JSON is cut off every time.
     stack = await startStack({ short: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' }, model: { maxTokens: 16, reasks: 1 } }) }, 'short');
