@@ -18,6 +18,7 @@ const modelsListCommand = async () => (await import('./commands/models.js')).mod
 const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
 const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
 const upCommand = async (...a: Parameters<typeof import('./commands/up.js').upCommand>) => (await import('./commands/up.js')).upCommand(...a);
+const evalCommand = async (...a: Parameters<typeof import('./commands/evaluate.js').evalCommand>) => (await import('./commands/evaluate.js')).evalCommand(...a);
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -152,6 +153,17 @@ models.command('inspect')
   .addOption(queueOption())
   .option('--json', 'one JSON object', false)
   .action(action(modelsInspectCommand));
+
+program.command('eval')
+  .description('Score the model and prompts on labelled documents (FILE with FILE-stem.json beside it): per-field exact match, precision, recall, per-document pass/fail.')
+  .argument('<dir>', 'folder of labelled documents, e.g. ../shared/corpus/invoices')
+  .addOption(queueOption())
+  .option('--type <type>', 'document type whose schema fields are scored (the documents are extracted as this type)', 'invoice')
+  .option('--results <file>', 'score these result records (JSON lines, e.g. from enqueue --wait --json or --save-results) instead of running the model')
+  .option('--save-results <file>', 'write the produced records as JSON lines, to score again later with --results')
+  .option('--report <file>', 'write the full report as JSON')
+  .addHelpText('after', '\nRuns the text stage and pipeline in this process with DOCSIFT_MODEL (no Redis or worker needed). Values are compared after normalising numbers, dates and whitespace.')
+  .action(action(evalCommand));
 
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')

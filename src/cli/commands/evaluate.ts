@@ -1,0 +1,102 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { getQueue, loadConfig } from '../../config/index.js';
+import { createLogger } from '../../infra/logger.js';
+import { toDocsiftError } from '../../infra/errors.js';
+import { ModelEngine } from '../../model/index.js';
+import { Pipeline } from '../../pipeline/index.js';
+import { scoreDocuments, type LabelledDocument } from '../../pipeline/evaluate.js';
+import { TextExtractor } from '../../text/index.js';
+import { Progress } from '../progress.js';
+
+export interface EvalOptions {
+  queue: string;
+  type: string;
+  results?: string;
+  saveResults?: string;
+  report?: string;
+}
+
+/** FILE plus FILE-stem.json (a labelled object, or a list holding one), as in ../shared/corpus/invoices. */
+export function readLabelled(dir: string): Array<LabelledDocument & { file: string }> {
+  const names = fs.readdirSync(dir).sort();
+  const out: Array<LabelledDocument & { file: string }> = [];
+  for (const name of names) {
+    if (name.endsWith('.json')) continue;
+    const label = path.join(dir, `${path.parse(name).name}.json`);
+    if (!fs.existsSync(label)) continue;
+    const raw = JSON.parse(fs.readFileSync(label, 'utf8')) as unknown;
+    const expected = (Array.isArray(raw) ? raw[0] : raw) as Record<string, unknown>;
+    out.push({ file: path.join(dir, name), filename: name, expected });
+  }
+  return out;
+}
+
+/**
+ * Scores a model and prompt version on labelled documents: runs them through the real text
+ * stage and pipeline in this process (no Redis, no worker), or scores result records already
+ * produced (--results, JSON lines as `docsift enqueue --wait --json` prints).
+ */
+export async function evalCommand(dir: string, options: EvalOptions): Promise<number> {
+  const config = loadConfig();
+  const queue = getQueue(config, options.queue);
+  const type = config.prompts.types.get(options.type);
+  if (!type) throw new Error(`--type ${options.type}: no such document type (known: ${[...config.prompts.types.keys()].join(', ')})`);
+  const labelled = readLabelled(dir);
+  if (labelled.length === 0) throw new Error(`${dir} holds no labelled documents (FILE with FILE-stem.json beside it)`);
+  const predictions = new Map<string, Record<string, unknown> | { error: string }>();
+
+  if (options.results) {
+    for (const line of fs.readFileSync(options.results, 'utf8').split('\n').filter((l) => l.trim())) {
+      const r = JSON.parse(line) as { filename?: string; file?: string; fields?: Record<string, unknown> | null; code?: string; message?: string };
+      const name = r.filename ?? (r.file ? path.basename(r.file) : undefined);
+      if (!name) continue;
+      predictions.set(name, r.fields ? r.fields : { error: r.code ? `${r.code}: ${r.message ?? ''}` : 'no fields' });
+    }
+  } else {
+    const modelPath = config.env.DOCSIFT_MODEL;
+    if (!modelPath) throw new Error('DOCSIFT_MODEL is not set: eval runs the model in this process (or pass --results FILE)');
+    const logger = createLogger({ level: config.env.DOCSIFT_LOG_LEVEL === 'info' ? 'warn' : config.env.DOCSIFT_LOG_LEVEL, destination: 'stderr' });
+    const engine = await ModelEngine.load({ modelPath, sequences: 1, contextSize: queue.model.contextSize, threads: config.env.DOCSIFT_THREADS, gpu: config.env.DOCSIFT_GPU, logger });
+    const extractor = new TextExtractor();
+    const pipeline = new Pipeline(config, queue, engine);
+    const saved: string[] = [];
+    const bar = new Progress(labelled.length, 'eval');
+    try {
+      for (const [i, doc] of labelled.entries()) {
+        try {
+          const text = await extractor.extract(fs.readFileSync(doc.file), {
+            maxBytes: queue.limits.maxBytes, maxPages: queue.limits.maxPages, timeoutMs: queue.limits.textTimeoutMs, memoryMb: queue.limits.textMemoryMb,
+          });
+          const out = await pipeline.run({ text, documentType: type.name });
+          predictions.set(doc.filename, out.fields ?? {});
+          saved.push(JSON.stringify({ filename: doc.filename, documentType: out.documentType, fields: out.fields, warnings: out.warnings, model: engine.info.file, prompts: { [type.name]: type.version } }));
+        } catch (err) {
+          const e = toDocsiftError(err);
+          predictions.set(doc.filename, { error: `${e.code}: ${e.message}` });
+          saved.push(JSON.stringify({ filename: doc.filename, fields: null, code: e.code, message: e.message }));
+        }
+        bar.update(i + 1);
+      }
+    } finally {
+      bar.finish();
+      await extractor.close();
+      await engine.dispose();
+    }
+    if (options.saveResults) fs.writeFileSync(options.saveResults, saved.join('\n') + '\n');
+  }
+
+  const fields = Object.keys((type.schema.properties ?? {}) as Record<string, unknown>);
+  const report = scoreDocuments(labelled, predictions, fields);
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`.padStart(7);
+  process.stdout.write(`field              labelled   exact  precision  recall\n`);
+  for (const f of report.fields) process.stdout.write(`${f.field.padEnd(18)} ${String(f.labelled).padStart(8)} ${pct(f.exactMatch)} ${pct(f.precision).padStart(10)} ${pct(f.recall)}\n`);
+  process.stdout.write('\n');
+  for (const d of report.perDocument) {
+    const misses = d.fields.filter((f) => !f.match).map((f) => f.field);
+    process.stdout.write(`${d.pass ? 'pass' : 'FAIL'}  ${d.filename}${misses.length ? `  (wrong: ${misses.join(', ')})` : ''}${d.error ? `  [${d.error.slice(0, 80)}]` : ''}\n`);
+  }
+  process.stdout.write(`\n${report.passed}/${report.documents} documents pass; exact match over all labelled fields ${pct(report.overallExactMatch).trim()}\n`);
+  if (options.report) fs.writeFileSync(options.report, JSON.stringify(report, null, 2) + '\n');
+  return 0;
+}
