@@ -89,3 +89,11 @@ export function parsePort(value: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number (0 for any free port), got "${value}"`);
   return n;
 }
+
+/** Resolves with the signal's name when the process is asked to stop (SIGTERM from systemd, Ctrl-C). */
+export function untilStopSignal(): Promise<'SIGTERM' | 'SIGINT'> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+}

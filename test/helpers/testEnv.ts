@@ -48,3 +48,12 @@ export function makeHome(queues: Record<string, Record<string, unknown>>): strin
 export function corpusFiles(): string[] {
   return fs.readdirSync(CORPUS).filter((f) => !f.endsWith('.json')).sort().map((f) => path.join(CORPUS, f));
 }
+
+/** Polls a condition every 50 ms until it holds, or throws after timeoutMs. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

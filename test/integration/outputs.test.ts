@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, migrate, sign, verify } from '../../src/outputs/index.js';
-import { corpusFiles, REDIS_URL, REPO } from '../helpers/testEnv.js';
+import { corpusFiles, REDIS_URL, REPO, until } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { startReceiver } from '../helpers/receiver.js';
 
@@ -15,13 +15,6 @@ afterEach(async () => {
   stack = undefined;
 });
 
-const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 60_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 describe('webhook signatures', () => {
   it('verifies what it signs, and refuses a changed body, another secret or an old timestamp', () => {

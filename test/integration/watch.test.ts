@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FolderWatcher, freeName, isIgnored, type FolderWatcherOptions } from '../../src/ingest/folder/index.js';
 import { createLogger } from '../../src/infra/logger.js';
-import { CORPUS, tempDir } from '../helpers/testEnv.js';
+import { CORPUS, tempDir, until } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
@@ -24,13 +24,6 @@ function watcher(dir: string, options: Partial<FolderWatcherOptions> = {}): Fold
 // withFileTypes: no stat after readdir, which would race with the watcher's renames.
 const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : []);
 
-async function until(check: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(50);
-  }
-}
 
 describe('filename rules', () => {
   it('ignores hidden and temporary files', () => {

@@ -2,7 +2,7 @@ import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
 import { boardCredentials } from '../../ingest/http/board.js';
 import { createDeliveryQueue } from '../../outputs/index.js';
 import { Metrics } from '../../infra/metrics.js';
-import { createRuntime, openAllQueues } from '../runtime.js';
+import { createRuntime, openAllQueues, untilStopSignal } from '../runtime.js';
 
 /** The HTTP API for every queue in queues/. Stops on SIGTERM/SIGINT after in-flight requests. */
 export async function apiCommand(options: { host: string; port: number; board: boolean; boardReadOnly: boolean }): Promise<number> {
@@ -16,10 +16,7 @@ export async function apiCommand(options: { host: string; port: number; board: b
   const app = await buildApi({ config: rt.config, redis, keys: rt.keys, queues, logger: rt.logger, metrics: new Metrics(), ...(board ? { board } : {}) });
   const address = await app.listen({ host: options.host, port: options.port });
   rt.logger.info({ address, queues: [...queues.keys()], auth: rt.config.env.DOCSIFT_API_TOKENS.length > 0, board: board ? `${address}/board` : 'off (set DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD)' }, 'api ready');
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await untilStopSignal();
   await app.close();
   for (const q of queues.values()) await q.queue.close();
   await deliveries.close();

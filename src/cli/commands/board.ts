@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger } from 'fastify';
 import { boardCredentials, registerBoard } from '../../ingest/http/board.js';
 import { createDeliveryQueue } from '../../outputs/index.js';
 import { createDocumentQueue } from '../../queue/index.js';
-import { createRuntime, openRedis } from '../runtime.js';
+import { createRuntime, openRedis, untilStopSignal } from '../runtime.js';
 
 /** Bull Board over every queue of queues/ (and the webhook deliveries), at /board. */
 export async function boardCommand(options: { host: string; port: number; readOnly: boolean }): Promise<number> {
@@ -17,10 +17,7 @@ export async function boardCommand(options: { host: string; port: number; readOn
   app.get('/healthz', async () => ({ ok: true }));
   const address = await app.listen({ host: options.host, port: options.port });
   rt.logger.info({ address: `${address}/board`, readOnly: options.readOnly }, 'board ready');
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await untilStopSignal();
   await app.close();
   for (const q of [...queues, deliveries]) await q.close();
   await redis.quit();

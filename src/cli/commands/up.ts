@@ -10,7 +10,7 @@ import { localModels } from '../../model/index.js';
 import { createDeliveryQueue } from '../../outputs/index.js';
 import { connectRedis, createRedis, keys as makeKeys, redactUrl } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
-import { openAllQueues } from '../runtime.js';
+import { openAllQueues, untilStopSignal } from '../runtime.js';
 
 export interface UpOptions {
   host: string;
@@ -79,10 +79,7 @@ export async function upCommand(options: UpOptions): Promise<number> {
     inbox: watcher ? path.resolve(options.watchDir, 'inbox') : 'off', redis: redactUrl(config.env.REDIS_URL), model: path.basename(modelPath),
   }, 'docsift is up');
 
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await untilStopSignal();
   logger.info('shutting down');
   await watcher?.stop();
   await app.close();

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { FolderWatcher } from '../../ingest/folder/index.js';
-import { createRuntime, openAllQueues } from '../runtime.js';
+import { createRuntime, openAllQueues, untilStopSignal } from '../runtime.js';
 
 export interface WatchOptions {
   queue: string;
@@ -20,10 +20,7 @@ export async function watchCommand(dir: string, options: WatchOptions): Promise<
   }, rt.logger.child({ component: 'watch', dir: path.resolve(dir) }));
   await watcher.start();
   rt.logger.info({ dir: path.resolve(dir), queue: options.queue, poll: options.poll }, 'watching');
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  await untilStopSignal();
   await watcher.stop();
   for (const q of queues.values()) await q.queue.close();
   await redis.quit();

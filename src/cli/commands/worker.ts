@@ -1,6 +1,6 @@
 import { redactUrl } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
-import { createRuntime } from '../runtime.js';
+import { createRuntime, untilStopSignal } from '../runtime.js';
 
 export interface WorkerOptions {
   queue: string;
@@ -24,10 +24,7 @@ export async function workerCommand(options: WorkerOptions): Promise<number> {
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
   rt.logger.info({ queue: running.queue.name, redis: redactUrl(rt.config.env.REDIS_URL) }, 'worker ready');
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
+  const signal = await untilStopSignal();
   rt.logger.info({ signal, graceMs: options.graceMs }, 'shutting down');
   await running.stop(options.graceMs);
   rt.logger.info('worker stopped');
