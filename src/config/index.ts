@@ -4,3 +4,5 @@ export type { ClassifyPrompt, DocTypePrompt, Prompts } from './prompts.js';
 export { checkSchemaSubset, loadPrompts } from './prompts.js';
 export type { QueueConfig } from './queues.js';
 export { QueueFileSchema, loadQueues } from './queues.js';
+export { NORMALISERS, Rule, RulesFile } from './rules.js';
+export type { Normaliser } from './rules.js';

@@ -93,7 +93,7 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
       : null,
     types: used.map((name) => {
       const t = config.prompts.types.get(name)!;
-      return { name, version: t.version, instructions: t.instructions, schema: t.schema };
+      return { name, version: t.version, instructions: t.instructions, schema: t.schema, rules: t.rules };
     }),
   };
   return createHash('sha256').update(JSON.stringify(material)).digest('hex').slice(0, 12);

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
+import { NORMALISERS, RulesFile, type Rule } from './rules.js';
 import { firstIssue } from './zodIssue.js';
 
 /** A document type: instructions for the model and the JSON Schema of the fields it extracts. */
@@ -12,6 +13,8 @@ export interface DocTypePrompt {
   readonly instructions: string;
   /** The schema as written in schema.json (x-* annotations included). */
   readonly schema: Readonly<Record<string, unknown>>;
+  /** Business rules from rules.json (none when the file is absent). */
+  readonly rules: readonly Rule[];
   readonly files: { readonly prompt: string; readonly schema: string };
 }
 
@@ -94,12 +97,15 @@ export function checkSchemaSubset(file: string, schema: unknown, at = ''): void 
   const node = schema as Record<string, unknown>;
   for (const [key, value] of Object.entries(node)) {
     const keyPath = at === '' ? key : `${at}.${key}`;
-    if (key.startsWith('x-')) continue;
-    if (!SCHEMA_KEYWORDS.has(key)) {
+    if (key.startsWith('x-') && key !== 'x-normalize') continue;
+    if (!SCHEMA_KEYWORDS.has(key) && key !== 'x-normalize') {
       throw new ConfigError(file, keyPath, `JSON Schema keyword "${key}" is not supported by the model grammar (supported: ${[...SCHEMA_KEYWORDS].join(', ')})`);
     }
     if (key === 'format' && !STRING_FORMATS.has(String(value))) {
       throw new ConfigError(file, keyPath, `format must be one of ${[...STRING_FORMATS].join(', ')}`);
+    }
+    if (key === 'x-normalize' && !NORMALISERS.includes(value as never)) {
+      throw new ConfigError(file, keyPath, `x-normalize must be one of ${NORMALISERS.join(', ')}`);
     }
     if (key === 'additionalProperties' && value !== false) {
       throw new ConfigError(file, keyPath, 'must be false: extracted records have a fixed set of fields');
@@ -136,8 +142,33 @@ function loadDocType(dir: string, name: string): DocTypePrompt {
   if ((schema as Record<string, unknown>).type !== 'object') {
     throw new ConfigError(schemaFile, 'type', 'the top level of a document schema must be "object"');
   }
+  const rulesFile = path.join(dir, 'rules.json');
+  let rules: Rule[] = [];
+  if (fs.existsSync(rulesFile)) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readText(rulesFile));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(rulesFile, '(file)', `is not valid JSON: ${(err as Error).message}`);
+    }
+    const parsed = RulesFile.safeParse(raw);
+    if (!parsed.success) {
+      const { key, message } = firstIssue(parsed.error);
+      throw new ConfigError(rulesFile, key, message);
+    }
+    const props = Object.keys((schema as { properties: Record<string, unknown> }).properties);
+    parsed.data.forEach((rule, i) => {
+      for (const [k, v] of Object.entries(rule)) {
+        const names = k === 'fields' ? (v as string[]) : ['items', 'equals', 'first', 'then', 'field'].includes(k) ? [v as string] : [];
+        for (const n of names) if (!props.includes(n)) throw new ConfigError(rulesFile, `${i}.${k}`, `"${n}" is not a field of prompts/${name}/schema.json`);
+      }
+    });
+    rules = parsed.data;
+  }
   return {
     name,
+    rules,
     version: front.version,
     description: front.description,
     instructions: body,

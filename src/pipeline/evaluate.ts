@@ -3,6 +3,9 @@
  * precision and recall, and per-document pass/fail. Values are compared after normalising
  * numbers, dates and whitespace, so "1.234,50" equals 1234.5 and "18 april 2014" equals 2014-04-18.
  */
+import { normaliseDate, normaliseNumber } from './normalise.js';
+
+export { normaliseDate, normaliseNumber };
 
 export interface LabelledDocument {
   /** File name of the document; result records are matched by their `filename`. */
@@ -38,50 +41,6 @@ export interface EvalReport {
   perDocument: DocumentScore[];
   /** Mean exact match over fields, weighted by how often each is labelled. */
   overallExactMatch: number;
-}
-
-const MONTHS: Record<string, number> = {
-  jan: 1, january: 1, janvier: 1, januari: 1, feb: 2, february: 2, fevrier: 2, février: 2, februari: 2, mar: 3, march: 3, mars: 3, maart: 3,
-  apr: 4, april: 4, avril: 4, may: 5, mai: 5, mei: 5, jun: 6, june: 6, juin: 6, juni: 6, jul: 7, july: 7, juillet: 7, juli: 7,
-  aug: 8, august: 8, août: 8, augustus: 8, sep: 9, sept: 9, september: 9, septembre: 9, oct: 10, october: 10, octobre: 10, oktober: 10,
-  nov: 11, november: 11, novembre: 11, dec: 12, december: 12, décembre: 12,
-};
-
-const pad = (n: number) => String(n).padStart(2, '0');
-
-/** ISO date from common written forms, or null. Day-first for numeric dates (European invoices). */
-export function normaliseDate(value: string): string | null {
-  const s = value.trim().toLowerCase();
-  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})/.exec(s);
-  if (m) return `${m[1]}-${pad(+m[2]!)}-${pad(+m[3]!)}`;
-  m = /^(\d{1,2})[./-](\d{1,2})[./-](\d{2,4})$/.exec(s);
-  if (m) {
-    const year = m[3]!.length === 2 ? 2000 + +m[3]! : +m[3]!;
-    return `${year}-${pad(+m[2]!)}-${pad(+m[1]!)}`;
-  }
-  m = /^(\d{1,2})(?:st|nd|rd|th)?\s+([a-zéû]+)\.?,?\s+(\d{4})$/.exec(s);
-  if (m && MONTHS[m[2]!]) return `${m[3]}-${pad(MONTHS[m[2]!]!)}-${pad(+m[1]!)}`;
-  m = /^([a-zéû]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})$/.exec(s);
-  if (m && MONTHS[m[1]!]) return `${m[3]}-${pad(MONTHS[m[1]!]!)}-${pad(+m[2]!)}`;
-  return null;
-}
-
-/** A number from "1,234.50", "1.234,50", "€ 12,00", "12.5" or a number; null if none. */
-export function normaliseNumber(value: unknown): number | null {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : null;
-  if (typeof value !== 'string') return null;
-  let s = value.replace(/[^\d,.-]/g, '');
-  if (!/\d/.test(s)) return null;
-  const lastComma = s.lastIndexOf(',');
-  const lastDot = s.lastIndexOf('.');
-  if (lastComma > lastDot) {
-    // The comma is the decimal separator when 1-2 digits follow it (12,50); else a thousands one.
-    s = /,\d{1,2}$/.test(s) ? s.replace(/\./g, '').replace(',', '.') : s.replace(/,/g, '');
-  } else {
-    s = s.replace(/,/g, '');
-  }
-  const n = Number(s);
-  return Number.isFinite(n) ? n : null;
 }
 
 function normaliseString(value: string): string {

@@ -2,3 +2,6 @@ export { Pipeline } from './pipeline.js';
 export type { PipelineInput, PipelineOutput } from './pipeline.js';
 export { documentText, renderClassifyPrompt, renderExtractPrompt, renderReask } from './prompts.js';
 export type { ResultRecord, FailureRecord } from './record.js';
+export { checkRules, ibanValid, vatIdValid } from './rules.js';
+export type { CheckResult } from './rules.js';
+export { normaliseCurrency, normaliseDate, normaliseFields, normaliseNumber } from './normalise.js';

@@ -3,6 +3,8 @@ import { DocsiftError } from '../infra/errors.js';
 import { makeValidator, type ModelChat, type ModelEngine, type Validator } from '../model/index.js';
 import type { ExtractedText } from '../text/index.js';
 import { chunkPages, mergeChunks } from './chunks.js';
+import { normaliseFields } from './normalise.js';
+import { checkRules, type CheckResult } from './rules.js';
 import { renderClassifyPrompt, renderExtractPrompt, renderReask, documentText } from './prompts.js';
 
 export interface PipelineOutput {
@@ -18,6 +20,8 @@ export interface PipelineOutput {
   chunks: number;
   /** Per field, the pages its value came from (every page when the document was read whole). */
   fieldPages: Record<string, number[]> | null;
+  /** The document type's business rules on the final fields. */
+  checks: CheckResult[];
   warnings: string[];
 }
 
@@ -58,6 +62,7 @@ export class Pipeline {
       reasks: 0,
       chunks: 1,
       fieldPages: null,
+      checks: [],
       warnings: [...input.text.warnings],
     };
     const pipeline = this.queue.pipeline;
@@ -76,8 +81,11 @@ export class Pipeline {
     out.documentType = type.name;
     input.onStage?.('extract', { documentType: type.name });
     const started = performance.now();
-    out.fields = await this.extract(type, input, out);
+    const fields = await this.extract(type, input, out);
     out.timings.extractMs = Math.round(performance.now() - started) - out.timings.validateMs;
+    out.warnings.push(...normaliseFields(type.schema as Parameters<typeof normaliseFields>[0], fields));
+    out.checks = checkRules(type.rules, fields);
+    out.fields = fields;
     return out;
   }
 

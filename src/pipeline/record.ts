@@ -20,6 +20,8 @@ export interface ResultRecord {
   fieldPages: Record<string, number[]> | null;
   /** Chunks the document was read in; 1 when it fit the model context. */
   chunks: number;
+  /** Business rules of the document type (prompts/<type>/rules.json): passed, failed or skipped, with the numbers. */
+  checks: Array<{ rule: string; status: 'passed' | 'failed' | 'skipped'; message: string }>;
   text: { format: string; pages: number; chars: number };
   timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
   tokens: { prompt: number; generated: number };

@@ -144,6 +144,7 @@ export class DocumentWorker {
         fields: out.fields,
         fieldPages: out.fieldPages,
         chunks: out.chunks,
+        checks: out.checks,
         text: { format: text.format, pages: text.pages.length, chars: text.chars },
         timings: { textMs, ...out.timings, totalMs: 0 },
         tokens: out.tokens,

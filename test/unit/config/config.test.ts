@@ -63,6 +63,22 @@ describe('configuration', () => {
     expect(err.key).toBe('properties.iban.pattern');
   });
 
+  it('refuses rules naming unknown fields and unknown normalisers, naming file and key', () => {
+    const home = makeHome({ q: validQueue });
+    const rules = path.join(home, 'prompts', 'invoice', 'rules.json');
+    fs.writeFileSync(rules, JSON.stringify([{ rule: 'fields_sum', fields: ['amount_untaxed', 'vat'], equals: 'amount' }]));
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: home }));
+    expect([err.file, err.key]).toEqual([rules, '0.fields']);
+    fs.writeFileSync(rules, JSON.stringify([{ rule: 'luhn', field: 'iban' }]));
+    expect(configError(() => loadConfig({ DOCSIFT_HOME: home })).file).toBe(rules);
+    fs.rmSync(rules);
+    const schemaFile = path.join(home, 'prompts', 'invoice', 'schema.json');
+    const schema = JSON.parse(fs.readFileSync(schemaFile, 'utf8'));
+    schema.properties.amount['x-normalize'] = 'money';
+    fs.writeFileSync(schemaFile, JSON.stringify(schema));
+    expect(configError(() => loadConfig({ DOCSIFT_HOME: home })).key).toBe('properties.amount.x-normalize');
+  });
+
   it('refuses a classify label without a prompt folder, and prompts without a version', () => {
     const home = makeHome({ q: validQueue });
     const classify = path.join(home, 'prompts', 'classify', 'prompt.md');
