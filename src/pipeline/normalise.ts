@@ -24,16 +24,28 @@ export function normaliseDate(value: string): string | null {
   const s = value.trim().toLowerCase();
   let m = /^(\d{4})-(\d{1,2})-(\d{1,2})/.exec(s);
   if (m) return `${m[1]}-${pad(+m[2]!)}-${pad(+m[3]!)}`;
-  m = /^(\d{1,2})[./-](\d{1,2})[./-](\d{2,4})$/.exec(s);
-  if (m) {
-    const year = m[3]!.length === 2 ? 2000 + +m[3]! : +m[3]!;
-    return `${year}-${pad(+m[2]!)}-${pad(+m[1]!)}`;
-  }
+  const numeric = dateCandidates(s);
+  if (numeric.length) return numeric[0]!;
   m = /^(\d{1,2})(?:st|nd|rd|th)?\s+([a-zéû]+)\.?,?\s+(\d{4})$/.exec(s);
   if (m && MONTHS[m[2]!]) return `${m[3]}-${pad(MONTHS[m[2]!]!)}-${pad(+m[1]!)}`;
   m = /^([a-zéû]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})$/.exec(s);
   if (m && MONTHS[m[1]!]) return `${m[3]}-${pad(MONTHS[m[1]!]!)}-${pad(+m[2]!)}`;
   return null;
+}
+
+/**
+ * The ISO dates a numeric date may mean: day-first (European) when valid, then month-first (US),
+ * so "03/20/2023" is 2023-03-20 and "04/05/2023" is 2023-05-04 first, 2023-04-05 second.
+ */
+export function dateCandidates(value: string): string[] {
+  const m = /^(\d{1,2})[./-](\d{1,2})[./-](\d{2,4})$/.exec(value.trim());
+  if (!m) return [];
+  const year = m[3]!.length === 2 ? 2000 + +m[3]! : +m[3]!;
+  const [a, b] = [+m[1]!, +m[2]!];
+  const out: string[] = [];
+  if (b >= 1 && b <= 12 && a >= 1 && a <= 31) out.push(`${year}-${pad(b)}-${pad(a)}`);
+  if (a >= 1 && a <= 12 && b >= 1 && b <= 31 && a !== b) out.push(`${year}-${pad(a)}-${pad(b)}`);
+  return out;
 }
 
 /** A number from "1,234.50", "1.234,50", "€ 12,00", "12.5" or a number; null if none. */

@@ -3,6 +3,7 @@ import { DocsiftError } from '../infra/errors.js';
 import { makeValidator, type ModelChat, type ModelEngine, type Validator } from '../model/index.js';
 import type { ExtractedText } from '../text/index.js';
 import { chunkPages, mergeChunks } from './chunks.js';
+import { groundFields, type Grounding } from './grounding.js';
 import { normaliseFields } from './normalise.js';
 import { checkRules, type CheckResult } from './rules.js';
 import { renderClassifyPrompt, renderExtractPrompt, renderReask, documentText } from './prompts.js';
@@ -22,6 +23,8 @@ export interface PipelineOutput {
   fieldPages: Record<string, number[]> | null;
   /** The document type's business rules on the final fields. */
   checks: CheckResult[];
+  /** Per scalar field (arrays item by item), where its value appears in the text; null: nowhere. */
+  grounding: Record<string, Grounding | null> | null;
   warnings: string[];
 }
 
@@ -63,6 +66,7 @@ export class Pipeline {
       chunks: 1,
       fieldPages: null,
       checks: [],
+      grounding: null,
       warnings: [...input.text.warnings],
     };
     const pipeline = this.queue.pipeline;
@@ -85,6 +89,7 @@ export class Pipeline {
     out.timings.extractMs = Math.round(performance.now() - started) - out.timings.validateMs;
     out.warnings.push(...normaliseFields(type.schema as Parameters<typeof normaliseFields>[0], fields));
     out.checks = checkRules(type.rules, fields);
+    out.grounding = groundFields(fields, input.text.pages);
     out.fields = fields;
     return out;
   }

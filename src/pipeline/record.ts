@@ -22,6 +22,8 @@ export interface ResultRecord {
   chunks: number;
   /** Business rules of the document type (prompts/<type>/rules.json): passed, failed or skipped, with the numbers. */
   checks: Array<{ rule: string; status: 'passed' | 'failed' | 'skipped'; message: string }>;
+  /** Per scalar field (arrays item by item: "lines.0.amount"), where its value appears in the text: page, character offsets, text as written; null when nowhere. */
+  grounding: Record<string, { page: number; start: number; end: number; text: string } | null> | null;
   text: { format: string; pages: number; chars: number };
   timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
   tokens: { prompt: number; generated: number };

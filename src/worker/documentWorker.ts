@@ -145,6 +145,7 @@ export class DocumentWorker {
         fieldPages: out.fieldPages,
         chunks: out.chunks,
         checks: out.checks,
+        grounding: out.grounding,
         text: { format: text.format, pages: text.pages.length, chars: text.chars },
         timings: { textMs, ...out.timings, totalMs: 0 },
         tokens: out.tokens,
