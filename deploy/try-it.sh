@@ -12,6 +12,13 @@ if [ -z "${DOCSIFT_MODEL:-}" ]; then
   [ -f "$DOCSIFT_MODEL" ] || "${docsift[@]}" make-test-model "$DOCSIFT_MODEL"
   echo "DOCSIFT_MODEL is not set: using the generated test model (random weights, meaningless fields)." >&2
 fi
+# The worker would wait for Redis indefinitely; a try-out should say so at once instead.
+url=${REDIS_URL:-redis://127.0.0.1:6379}
+hostport=${url#*://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
+if ! (exec 3<>"/dev/tcp/${hostport%:*}/${hostport##*:}") 2>/dev/null; then
+  echo "No Redis answers at $url. Start one (apt-get install redis-server), set REDIS_URL, or run 'npm start', which starts a private Redis." >&2
+  exit 1
+fi
 files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(../shared/corpus/invoices/*.pdf)
 mkdir -p data
