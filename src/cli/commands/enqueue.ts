@@ -41,7 +41,7 @@ export async function enqueueCommand(files: string[], options: EnqueueOptions): 
   };
   let failed = 0;
   const waiting: Array<{ documentId: string; jobId: string; file: string }> = [];
-  const progress = new Progress(files.length, options.wait ? 'enqueue' : 'enqueue');
+  const progress = new Progress(files.length, 'enqueue');
   try {
     for (const [i, file] of files.entries()) {
       try {
