@@ -19,6 +19,7 @@ const modelsPullCommand = async (name: string) => (await import('./commands/mode
 const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
 const upCommand = async (...a: Parameters<typeof import('./commands/up.js').upCommand>) => (await import('./commands/up.js')).upCommand(...a);
 const evalCommand = async (...a: Parameters<typeof import('./commands/evaluate.js').evalCommand>) => (await import('./commands/evaluate.js')).evalCommand(...a);
+const review = async <K extends 'reviewListCommand' | 'reviewShowCommand' | 'reviewAcceptCommand' | 'reviewCorrectCommand'>(name: K) => (await import('./commands/review.js'))[name];
 const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
 
 const program = new Command('docsift')
@@ -164,6 +165,20 @@ program.command('eval')
   .option('--report <file>', 'write the full report as JSON')
   .addHelpText('after', '\nRuns the text stage and pipeline in this process with DOCSIFT_MODEL (no Redis or worker needed). Values are compared after normalising numbers, dates and whitespace.')
   .action(action(evalCommand));
+
+const reviewCmd = program.command('review').description('Results held for review (queue option review): list, show, accept or correct them.');
+reviewCmd.command('list').description('Documents waiting for review, with the reasons.')
+  .option('--json', 'the whole records, one per line', false)
+  .action(action(async (o: { json: boolean }) => (await review('reviewListCommand'))(o)));
+reviewCmd.command('show').description('The held record of a document.').argument('<documentId>')
+  .action(action(async (id: string) => (await review('reviewShowCommand'))(id)));
+reviewCmd.command('accept').description('Accept the record as it is: it becomes final and goes to every output.').argument('<documentId>')
+  .option('--by <name>', 'who accepts (default: the user running the command)')
+  .action(action(async (id: string, o: { by?: string }) => (await review('reviewAcceptCommand'))(id, o)));
+reviewCmd.command('correct').description('Fix fields: the corrected record becomes final and goes to every output, with who, when and the old values.').argument('<documentId>')
+  .option('--set <field=value>', 'a field and its value (JSON when it parses, else text); repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--by <name>', 'who corrects (default: the user running the command)')
+  .action(action(async (id: string, o: { set: string[]; by?: string }) => (await review('reviewCorrectCommand'))(id, o)));
 
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')

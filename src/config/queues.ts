@@ -73,6 +73,19 @@ export const QueueFileSchema = z.object({
     stalledIntervalMs: z.number().int().min(500).default(30_000),
     maxStalledCount: z.number().int().min(0).max(10).default(1),
   }).strict().default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 1 }),
+  /**
+   * Human review before results reach the ledger. A result is held for review when a business
+   * rule failed, when a field's value appears nowhere in the document text, or by sampling
+   * (sampleRate of all documents, chosen by document id, for quality control). A held result is
+   * stored in Redis only; accepting or correcting it (docsift review, or the API) makes it final
+   * and writes it to every output.
+   */
+  review: z.object({
+    enabled: z.boolean().default(false),
+    failedChecks: z.boolean().default(true),
+    ungroundedFields: z.boolean().default(true),
+    sampleRate: z.number().min(0).max(1).default(0),
+  }).strict().default({ enabled: false, failedChecks: true, ungroundedFields: true, sampleRate: 0 }),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */

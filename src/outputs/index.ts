@@ -18,6 +18,7 @@ export { createDeliveryQueue, Delivery, DELIVERY_QUEUE, post } from './webhook/d
 export type { DeadLetter } from './webhook/deliveries.js';
 export { sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';
 export { WebhookOutput } from './webhookOutput.js';
+export { ReviewDesk, reviewReasons } from './reviewDesk.js';
 
 /**
  * The outputs a queue writes, in order: Redis (always, first: the record of truth), the outbox

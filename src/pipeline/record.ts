@@ -32,6 +32,17 @@ export interface ResultRecord {
   warnings: string[];
   jobId: string;
   completedAt: string;
+  /**
+   * null: final when written. pending: held for review (in Redis only, listed by docsift review).
+   * accepted/corrected: made final by a person, with who and when; corrections list old values.
+   */
+  review: {
+    status: 'pending' | 'accepted' | 'corrected';
+    reasons: string[];
+    by?: string;
+    at?: string;
+    changes?: Array<{ field: string; from: unknown; to: unknown }>;
+  } | null;
 }
 
 /** What a failed document leaves in Redis under <prefix>:failure:<documentId>. */

@@ -14,6 +14,8 @@ export function keys(prefix: string) {
     latestJob: (documentId: string) => `${prefix}:job:${documentId}`,
     /** Webhook and callback deliveries that failed their last attempt (a list of JSON entries). */
     deadLetters: `${prefix}:deadletter:webhooks`,
+    /** Documents held for review: a sorted set of document ids, scored by when they were held. */
+    reviewPending: `${prefix}:review:pending`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
   };

@@ -6,7 +6,7 @@ import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../in
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
 import type { ModelEngine } from '../model/index.js';
-import type { OutputContext, ResultOutput } from '../outputs/index.js';
+import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, JobPayload, loadDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
@@ -154,7 +154,10 @@ export class DocumentWorker {
         warnings: out.warnings,
         jobId: job.id ?? documentId,
         completedAt: new Date().toISOString(),
+        review: null,
       };
+      const reasons = reviewReasons(this.deps.queue, record);
+      if (reasons.length) record.review = { status: 'pending', reasons };
       await job.updateProgress({ stage: 'outputs', percent: 90 });
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
@@ -187,7 +190,10 @@ export class DocumentWorker {
   }
 
   private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {
-    for (const output of this.deps.outputs) {
+    // A result held for review goes to Redis only (the first output) until a person makes it final.
+    const outputs = record.review?.status === 'pending' ? this.deps.outputs.slice(0, 1) : this.deps.outputs;
+    if (record.review?.status === 'pending') await this.deps.redis.zadd(this.deps.keys.reviewPending, Date.now(), record.documentId);
+    for (const output of outputs) {
       try {
         await output.write(record, context);
       } catch (err) {

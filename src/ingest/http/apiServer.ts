@@ -17,6 +17,7 @@ import { readiness, type Metrics } from '../../infra/metrics.js';
 import type { DocumentQueue, Keys } from '../../queue/index.js';
 import { documentStatus, latestJob, type DocumentStatus } from '../documentStatus.js';
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
+import { createDeliveryQueue, createOutputs, createPool, ReviewDesk } from '../../outputs/index.js';
 import { registerBoard, type BoardOptions } from './board.js';
 import { PathNotAllowedError, resolveAllowedPath } from './pathGuard.js';
 
@@ -313,6 +314,35 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     }
     throw new HttpError(404, 'NOT_FOUND', `no waiting job for document ${documentId}`);
   });
+
+  // Review: the desk writes accepted and corrected records to every output of their queue.
+  const deliveries = createDeliveryQueue(redis, keys);
+  const pool = config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
+  app.addHook('onClose', async () => {
+    await deliveries.close();
+    await pool?.end();
+  });
+  const desk = new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }));
+  const reviewError = (err: unknown): never => {
+    if (err instanceof DocsiftError && err.code === 'INVALID_JOB') {
+      throw new HttpError(/^no result/.test(err.message) ? 404 : /not waiting/.test(err.message) ? 409 : 400, 'REVIEW_REJECTED', err.message);
+    }
+    throw err;
+  };
+  const AnyRecord = z.record(z.string(), z.unknown());
+  const By = z.object({ by: z.string().min(1).max(200).describe('who decides; recorded on the final record') });
+  app.get('/v1/reviews', {
+    schema: { summary: 'Documents waiting for review', response: { 200: z.object({ reviews: z.array(z.object({ documentId: z.string(), filename: z.string(), queue: z.string(), reasons: z.array(z.string()) })) }), 401: ErrorBody } },
+  }, async () => ({ reviews: (await desk.list(1000)).map((r) => ({ documentId: r.documentId, filename: r.filename, queue: r.queue, reasons: r.review?.reasons ?? [] })) }));
+  app.get('/v1/reviews/:id', {
+    schema: { summary: 'A record held for review', params: IdParams, response: { 200: AnyRecord, 401: ErrorBody, 404: ErrorBody } },
+  }, async (req) => (await desk.show(req.params.id).catch(reviewError)) as unknown as Record<string, unknown>);
+  app.post('/v1/reviews/:id/accept', {
+    schema: { summary: 'Accept a held record: it becomes final and goes to every output', params: IdParams, body: By, response: { 200: AnyRecord, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+  }, async (req) => (await desk.accept(req.params.id, req.body.by).catch(reviewError)) as unknown as Record<string, unknown>);
+  app.post('/v1/reviews/:id/correct', {
+    schema: { summary: 'Correct fields of a held record: the corrected record becomes final and goes to every output', params: IdParams, body: By.extend({ fields: AnyRecord.describe('the fields to replace, validated against the document type schema') }), response: { 200: AnyRecord, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+  }, async (req) => (await desk.correct(req.params.id, req.body.fields, req.body.by).catch(reviewError)) as unknown as Record<string, unknown>);
 
   const Counts = z.object({ waiting: z.number(), active: z.number(), delayed: z.number(), completed: z.number(), failed: z.number(), prioritized: z.number() });
   app.get('/v1/queues', {

@@ -1,0 +1,93 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Config, QueueConfig } from '../config/index.js';
+import { DocsiftError } from '../infra/errors.js';
+import { makeValidator } from '../model/index.js';
+import type { ResultRecord } from '../pipeline/index.js';
+import { checkRules } from '../pipeline/index.js';
+import type { Keys } from '../queue/keys.js';
+import type { ResultOutput } from './output.js';
+
+/** Why a result should wait for a person, per the queue's review settings; empty: final at once. */
+export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[] {
+  const { review } = queue;
+  if (!review.enabled || record.fields === null) return [];
+  const reasons: string[] = [];
+  if (review.failedChecks) {
+    for (const c of record.checks) if (c.status === 'failed') reasons.push(`check ${c.rule} failed: ${c.message}`);
+  }
+  if (review.ungroundedFields && record.grounding) {
+    const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
+    if (missing.length) reasons.push(`not found in the document: ${missing.join(', ')}`);
+  }
+  if (review.sampleRate > 0) {
+    // Deterministic by document id: the same document is sampled on every run and every node.
+    const x = createHash('sha256').update(record.documentId).digest().readUInt32BE(0) / 0x1_0000_0000;
+    if (x < review.sampleRate) reasons.push(`sampled for quality control (${review.sampleRate * 100}% of documents)`);
+  }
+  return reasons;
+}
+
+/**
+ * Results held for review, and what a reviewer does with them. Accepting or correcting records
+ * who and when, and writes the final record to every output of its queue.
+ */
+export class ReviewDesk {
+  constructor(
+    private readonly config: Config,
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly outputsFor: (queue: QueueConfig) => ResultOutput[],
+  ) {}
+
+  async list(limit = 100): Promise<ResultRecord[]> {
+    const ids = await this.redis.zrange(this.keys.reviewPending, '0', String(limit - 1));
+    const records = await Promise.all(ids.map((id) => this.show(id).catch(() => null)));
+    return records.filter((r): r is ResultRecord => r !== null);
+  }
+
+  async show(documentId: string): Promise<ResultRecord> {
+    const raw = await this.redis.get(this.keys.result(documentId));
+    if (!raw) throw new DocsiftError('INVALID_JOB', `no result for document ${documentId}`);
+    return JSON.parse(raw) as ResultRecord;
+  }
+
+  private async pending(documentId: string): Promise<ResultRecord> {
+    const record = await this.show(documentId);
+    if (record.review?.status !== 'pending') throw new DocsiftError('INVALID_JOB', `document ${documentId} is not waiting for review (${record.review?.status ?? 'final'})`);
+    return record;
+  }
+
+  async accept(documentId: string, by: string): Promise<ResultRecord> {
+    const record = await this.pending(documentId);
+    record.review = { status: 'accepted', reasons: record.review!.reasons, by, at: new Date().toISOString() };
+    return this.finalise(record);
+  }
+
+  /** Replaces the given fields; the result must still match the type's schema. */
+  async correct(documentId: string, changes: Record<string, unknown>, by: string): Promise<ResultRecord> {
+    const record = await this.pending(documentId);
+    const type = record.documentType ? this.config.prompts.types.get(record.documentType) : undefined;
+    if (!type || !record.fields) throw new DocsiftError('INVALID_JOB', `document ${documentId} has no fields to correct`);
+    const unknown = Object.keys(changes).filter((k) => !(k in record.fields!));
+    if (unknown.length) throw new DocsiftError('INVALID_JOB', `not fields of ${type.name}: ${unknown.join(', ')}`);
+    const fields = { ...record.fields, ...changes };
+    const checked = makeValidator(type.schema)(fields);
+    if (!checked.ok) throw new DocsiftError('INVALID_JOB', `the corrected fields do not match prompts/${type.name}/schema.json: ${checked.error}`);
+    record.review = {
+      status: 'corrected', reasons: record.review!.reasons, by, at: new Date().toISOString(),
+      changes: Object.entries(changes).map(([field, to]) => ({ field, from: record.fields![field], to })),
+    };
+    record.fields = checked.value;
+    record.checks = checkRules(type.rules, record.fields);
+    return this.finalise(record);
+  }
+
+  private async finalise(record: ResultRecord): Promise<ResultRecord> {
+    const queue = this.config.queues.get(record.queue);
+    if (!queue) throw new DocsiftError('INVALID_JOB', `the record's queue ${record.queue} is not configured here`);
+    for (const output of this.outputsFor(queue)) await output.write(record, {});
+    await this.redis.zrem(this.keys.reviewPending, record.documentId);
+    return record;
+  }
+}
