@@ -180,6 +180,13 @@ reviewCmd.command('correct').description('Fix fields: the corrected record becom
   .option('--by <name>', 'who corrects (default: the user running the command)')
   .action(action(async (id: string, o: { set: string[]; by?: string }) => (await review('reviewCorrectCommand'))(id, o)));
 
+program.command('export-training')
+  .description('Write reviewed results (accepted or corrected) as JSONL chat examples for fine-tuning: the pipeline\'s prompts and the final fields.')
+  .option('--since <date>', 'only documents reviewed since this date (YYYY-MM-DD or ISO timestamp)')
+  .option('--out <file>', 'write here instead of stdout')
+  .addHelpText('after', '\nThe document text is extracted again from the stored bytes (DOCSIFT_STORE=redis keeps them DOCSIFT_STORE_TTL_S); expired ones are skipped and counted.')
+  .action(action(async (o: { since?: string; out?: string }) => (await import('./commands/exportTraining.js')).exportTrainingCommand(o)));
+
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')
   .description('Create or update the docsift_results table (idempotent; safe on every deploy).')

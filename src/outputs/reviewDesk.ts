@@ -87,7 +87,10 @@ export class ReviewDesk {
     const queue = this.config.queues.get(record.queue);
     if (!queue) throw new DocsiftError('INVALID_JOB', `the record's queue ${record.queue} is not configured here`);
     for (const output of this.outputsFor(queue)) await output.write(record, {});
-    await this.redis.zrem(this.keys.reviewPending, record.documentId);
+    await this.redis.multi()
+      .zrem(this.keys.reviewPending, record.documentId)
+      .zadd(this.keys.reviewDone, Date.now(), record.documentId)
+      .exec();
     return record;
   }
 }

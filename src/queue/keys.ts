@@ -16,6 +16,8 @@ export function keys(prefix: string) {
     deadLetters: `${prefix}:deadletter:webhooks`,
     /** Documents held for review: a sorted set of document ids, scored by when they were held. */
     reviewPending: `${prefix}:review:pending`,
+    /** Documents a person accepted or corrected: a sorted set of document ids, scored by when. */
+    reviewDone: `${prefix}:review:done`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
   };

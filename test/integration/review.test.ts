@@ -68,5 +68,17 @@ describe('review', () => {
     const outbox = JSON.parse(fs.readFileSync(path.join(stack.outbox, `${b.documentId}.json`), 'utf8'));
     expect(outbox.fields.amount).toBe(279.84);
     expect(cli(['review', 'list']).stdout).toContain('nothing waiting for review');
+
+    // Both reviewed documents become fine-tuning examples with the final fields as the answer.
+    const exported = cli(['export-training', '--since', '2020-01-01']);
+    expect(exported.status, exported.stderr).toBe(0);
+    const examples = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { messages: Array<{ role: string; content: string }>; metadata: Record<string, string> });
+    expect(examples).toHaveLength(2);
+    const corrected = examples.find((e) => e.metadata.documentId === b.documentId)!;
+    expect(corrected.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant']);
+    expect(JSON.parse(corrected.messages[2]!.content)).toMatchObject({ amount: 279.84, currency: 'USD' });
+    expect(corrected.messages[1]!.content).toContain('<document>');
+    expect(corrected.metadata).toMatchObject({ review: 'corrected', by: 'bob', documentType: 'invoice' });
+    expect(cli(['export-training', '--since', '2999-01-01']).stdout).toBe('');
   });
 });

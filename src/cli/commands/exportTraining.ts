@@ -1,0 +1,60 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { getQueue } from '../../config/index.js';
+import { renderExtractPrompt, documentText, type ResultRecord } from '../../pipeline/index.js';
+import { loadDocument } from '../../queue/index.js';
+import { TextExtractor } from '../../text/index.js';
+import { createRuntime, openRedis } from '../runtime.js';
+
+/**
+ * Reviewed results (accepted or corrected by a person) as JSONL chat examples for fine-tuning:
+ * the same system and user prompts the pipeline sends, and the final fields as the answer. The
+ * document text is extracted again from the stored bytes; documents whose bytes have expired
+ * (DOCSIFT_STORE_TTL_S) are skipped and counted.
+ */
+export async function exportTrainingCommand(options: { since?: string; out?: string }): Promise<number> {
+  const rt = createRuntime('stderr');
+  const since = options.since ? Date.parse(options.since) : 0;
+  if (Number.isNaN(since)) throw new Error(`--since ${options.since}: not a date (use YYYY-MM-DD or an ISO timestamp)`);
+  const redis = await openRedis(rt);
+  const extractor = new TextExtractor();
+  const out = options.out ? fs.createWriteStream(options.out) : process.stdout;
+  let written = 0;
+  let skipped = 0;
+  try {
+    for (const id of await redis.zrangebyscore(rt.keys.reviewDone, since, '+inf')) {
+      const raw = await redis.get(rt.keys.result(id));
+      if (!raw) { skipped++; continue; }
+      const record = JSON.parse(raw) as ResultRecord;
+      const type = record.documentType ? rt.config.prompts.types.get(record.documentType) : undefined;
+      if (!type || !record.fields || !record.review || record.review.status === 'pending') { skipped++; continue; }
+      let bytes: Buffer;
+      try {
+        bytes = await loadDocument(redis, rt.config.env.DOCSIFT_STORE === 'fs'
+          ? { kind: 'file', path: path.resolve(rt.config.env.DOCSIFT_STORE_DIR, record.sha256.slice(0, 2), record.sha256) }
+          : { kind: 'redis', key: rt.keys.document(record.sha256) });
+      } catch {
+        skipped++;
+        continue;
+      }
+      const { limits } = getQueue(rt.config, record.queue);
+      const text = await extractor.extract(bytes, { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb });
+      const { system, user } = renderExtractPrompt(type, documentText(text));
+      out.write(JSON.stringify({
+        messages: [
+          { role: 'system', content: system },
+          { role: 'user', content: user },
+          { role: 'assistant', content: JSON.stringify(record.fields) },
+        ],
+        metadata: { documentId: record.documentId, documentType: type.name, promptVersion: type.version, review: record.review.status, by: record.review.by, at: record.review.at },
+      }) + '\n');
+      written++;
+    }
+  } finally {
+    await extractor.close();
+    await redis.quit();
+    if (out !== process.stdout) await new Promise((r) => (out as fs.WriteStream).end(r));
+  }
+  process.stderr.write(`exported ${written} reviewed example(s)${skipped ? `; skipped ${skipped} (bytes expired, or no fields)` : ''}\n`);
+  return 0;
+}
