@@ -34,6 +34,11 @@ export const QueueFileSchema = z.object({
     /** Characters of the document's opening the classifier reads. */
     classifyChars: z.number().int().min(200).default(6000),
     /**
+     * LoRA adapters (GGUF) applied on top of the worker's model for this queue: domain adaptation
+     * from reviewed results (docsift export-training). Paths relative to the working directory.
+     */
+    lora: z.array(z.object({ path: z.string().min(1), scale: z.number().min(0).max(4).default(1) }).strict()).default([]),
+    /**
      * Documents longer than the context: split on page and paragraph boundaries with overlap,
      * extract per chunk, merge (first non-null scalar, conflicts as warnings; arrays concatenated
      * and de-duplicated). Disabled: such documents fail DOCUMENT_TOO_LONG.
@@ -43,7 +48,7 @@ export const QueueFileSchema = z.object({
       maxChunks: z.number().int().min(1).max(256).default(16),
       overlapChars: z.number().int().min(0).default(400),
     }).strict().default({ enabled: true, maxChunks: 16, overlapChars: 400 }),
-  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000, chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } }),
+  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000, lora: [], chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } }),
   /** Jobs in flight per worker process; also the number of model sequences in its context. */
   concurrency: z.number().int().min(1).max(64).default(1),
   /** Tries per job for transient errors; permanent error codes never retry. */

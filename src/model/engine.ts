@@ -18,11 +18,15 @@ export interface EngineOptions {
   threads: number;
   gpu: 'auto' | 'cuda' | 'vulkan' | 'metal' | 'cpu';
   logger: Logger;
+  /** LoRA adapters (GGUF files) applied to the context. */
+  lora?: ReadonlyArray<{ path: string; scale: number }>;
 }
 
 export interface ModelInfo {
   file: string;
   sha256: string;
+  /** LoRA adapter file names, in order. */
+  lora: string[];
   backend: string;
   sequences: number;
   contextSize: number;
@@ -91,10 +95,12 @@ export class ModelEngine {
     }
     let context: LlamaContext;
     try {
+      for (const adapter of options.lora ?? []) checkModelFile(path.resolve(adapter.path));
       context = await model.createContext({
         sequences: options.sequences,
         contextSize: options.contextSize,
         threads: options.threads,
+        ...(options.lora?.length ? { lora: { adapters: options.lora.map((a) => ({ filePath: path.resolve(a.path), scale: a.scale })) } } : {}),
       });
     } catch (err) {
       await model.dispose();
@@ -104,6 +110,7 @@ export class ModelEngine {
     const info: ModelInfo = {
       file: path.basename(file),
       sha256: await sha256,
+      lora: (options.lora ?? []).map((a) => path.basename(a.path)),
       backend: llama.gpu === false ? 'cpu' : llama.gpu,
       sequences: context.totalSequences,
       contextSize: context.contextSize,

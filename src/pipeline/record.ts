@@ -12,7 +12,8 @@ export interface ResultRecord {
   pipelineVersion: string;
   /** Version of every prompt the queue's pipeline uses, from the prompt files' front matter. */
   prompts: Record<string, string>;
-  model: { file: string; sha256: string };
+  /** The model file and hash, and the LoRA adapters applied (queue model.lora). */
+  model: { file: string; sha256: string; lora: string[] };
   classification: { label: string; method: 'model' | 'fixed' };
   documentType: string | null;
   fields: Record<string, unknown> | null;

@@ -138,7 +138,7 @@ export class DocumentWorker {
         queue: this.deps.queue.name,
         pipelineVersion: this.pipelineVersion,
         prompts: this.promptVersions,
-        model: { file: this.deps.engine.info.file, sha256: this.deps.engine.info.sha256 },
+        model: { file: this.deps.engine.info.file, sha256: this.deps.engine.info.sha256, lora: this.deps.engine.info.lora },
         classification: out.classification,
         documentType: out.documentType,
         fields: out.fields,

@@ -45,6 +45,7 @@ export async function startWorker(options: {
       threads: config.env.DOCSIFT_THREADS,
       gpu: config.env.DOCSIFT_GPU,
       logger,
+      lora: queue.model.lora,
     });
   } catch (err) {
     await redis.quit();

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { corpusFiles, tempDir } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+import { makeTestLora } from '../helpers/lora.js';
 
 let stack: Stack | undefined;
 afterEach(async () => {
@@ -46,6 +47,15 @@ describe('model-stage limits and failures', () => {
     const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
     expect(status, JSON.stringify(status)).toMatchObject({ state: 'failed', code: 'MODEL_OUTPUT_INVALID', attempts: 1 });
     if (status!.state === 'failed') expect(status!.message).toMatch(/after 1 re-ask\(s\): the JSON was cut off at maxTokens \(16\)/);
+  });
+
+  it('a queue can load a LoRA adapter on top of its model, and records it', async () => {
+    const adapter = path.join(tempDir('lora'), 'invoices-lora.gguf');
+    makeTestLora(adapter);
+    stack = await startStack({ adapted: documentsQueue({ model: { lora: [{ path: adapter, scale: 1 }] } }) }, 'adapted');
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status!.state, JSON.stringify(status)).toBe('done');
+    if (status!.state === 'done') expect(status!.record.model.lora).toEqual(['invoices-lora.gguf']);
   });
 
   it('a fixed-type queue extracts without classifying', async () => {
