@@ -59,7 +59,7 @@ export async function readResult(redis: Redis, keys: Keys, documentId: string): 
 export async function waitForDocuments(
   queue: DocumentQueue, redis: Redis, keys: Keys,
   items: ReadonlyArray<{ documentId: string; jobId: string }>,
-  options: { timeoutMs: number; pollMs?: number; onSettled: (status: DocumentStatus) => void; signal?: AbortSignal },
+  options: { timeoutMs: number; pollMs?: number; onSettled: (status: DocumentStatus, index: number) => void; signal?: AbortSignal },
 ): Promise<DocumentStatus[]> {
   const deadline = Date.now() + options.timeoutMs;
   const results = new Array<DocumentStatus | undefined>(items.length);
@@ -70,7 +70,7 @@ export async function waitForDocuments(
       const status = await documentStatus(queue, redis, keys, p.item.documentId, p.item.jobId);
       if (status.state === 'done' || status.state === 'failed') {
         results[p.index] = status;
-        options.onSettled(status);
+        options.onSettled(status, p.index);
       } else {
         next.push(p);
       }

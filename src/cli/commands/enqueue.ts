@@ -58,7 +58,6 @@ export async function enqueueCommand(files: string[], options: EnqueueOptions): 
     }
     progress.finish();
     if (options.wait && waiting.length > 0) {
-      const byId = new Map(waiting.map((w) => [w.jobId, w.file]));
       const bar = new Progress(waiting.length, 'process');
       let settled = 0;
       const report = (status: DocumentStatus, file: string) => {
@@ -68,15 +67,13 @@ export async function enqueueCommand(files: string[], options: EnqueueOptions): 
       };
       const statuses = await waitForDocuments(queue, redis, rt.keys, waiting, {
         timeoutMs: options.timeout * 1000,
-        onSettled: (status) => { bar.update(++settled); report(status, fileOf(status)); },
+        onSettled: (status, i) => { bar.update(++settled); report(status, waiting[i]!.file); },
       });
       bar.finish();
       // Documents still pending at the timeout are reported once, with their state.
-      for (const status of statuses) if (status.state !== 'done' && status.state !== 'failed') report(status, fileOf(status));
-      function fileOf(status: DocumentStatus): string {
-        const item = waiting.find((w) => w.documentId === status.documentId);
-        return item ? (byId.get(item.jobId) ?? item.file) : status.documentId;
-      }
+      statuses.forEach((status, i) => {
+        if (status.state !== 'done' && status.state !== 'failed') report(status, waiting[i]!.file);
+      });
     }
   } finally {
     await queue.close();
