@@ -68,7 +68,17 @@ function readText(file: string): string {
   }
 }
 
-function parseMeta<T extends z.ZodType>(file: string, schema: T, meta: Record<string, string>): z.infer<T> {
+function readJson(file: string): unknown {
+  const text = readText(file);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Parses a value with a zod schema; a problem becomes a ConfigError naming the file and key. */
+function parseWith<T extends z.ZodType>(file: string, schema: T, meta: unknown): z.infer<T> {
   const parsed = schema.safeParse(meta);
   if (!parsed.success) {
     const { key, message } = firstIssue(parsed.error);
@@ -129,15 +139,9 @@ function loadDocType(dir: string, name: string): DocTypePrompt {
   const promptFile = path.join(dir, 'prompt.md');
   const schemaFile = path.join(dir, 'schema.json');
   const { meta, body } = parseFrontMatter(promptFile, readText(promptFile));
-  const front = parseMeta(promptFile, DocTypeFrontMatter, meta);
+  const front = parseWith(promptFile, DocTypeFrontMatter, meta);
   if (body === '') throw new ConfigError(promptFile, '(instructions)', 'the instructions after the front matter are empty');
-  let schema: unknown;
-  try {
-    schema = JSON.parse(readText(schemaFile));
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw new ConfigError(schemaFile, '(file)', `is not valid JSON: ${(err as Error).message}`);
-  }
+  const schema = readJson(schemaFile);
   checkSchemaSubset(schemaFile, schema);
   if ((schema as Record<string, unknown>).type !== 'object') {
     throw new ConfigError(schemaFile, 'type', 'the top level of a document schema must be "object"');
@@ -145,26 +149,15 @@ function loadDocType(dir: string, name: string): DocTypePrompt {
   const rulesFile = path.join(dir, 'rules.json');
   let rules: Rule[] = [];
   if (fs.existsSync(rulesFile)) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(readText(rulesFile));
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(rulesFile, '(file)', `is not valid JSON: ${(err as Error).message}`);
-    }
-    const parsed = RulesFile.safeParse(raw);
-    if (!parsed.success) {
-      const { key, message } = firstIssue(parsed.error);
-      throw new ConfigError(rulesFile, key, message);
-    }
+    const parsed = parseWith(rulesFile, RulesFile, readJson(rulesFile));
     const props = Object.keys((schema as { properties: Record<string, unknown> }).properties);
-    parsed.data.forEach((rule, i) => {
+    parsed.forEach((rule, i) => {
       for (const [k, v] of Object.entries(rule)) {
         const names = k === 'fields' ? (v as string[]) : ['items', 'equals', 'first', 'then', 'field'].includes(k) ? [v as string] : [];
         for (const n of names) if (!props.includes(n)) throw new ConfigError(rulesFile, `${i}.${k}`, `"${n}" is not a field of prompts/${name}/schema.json`);
       }
     });
-    rules = parsed.data;
+    rules = parsed;
   }
   return {
     name,
@@ -188,7 +181,7 @@ export function loadPrompts(promptsDir: string): Prompts {
   }
   const classifyFile = path.join(promptsDir, 'classify', 'prompt.md');
   const { meta, body } = parseFrontMatter(classifyFile, readText(classifyFile));
-  const front = parseMeta(classifyFile, ClassifyFrontMatter, meta);
+  const front = parseWith(classifyFile, ClassifyFrontMatter, meta);
   if (!front.labels.includes('other')) throw new ConfigError(classifyFile, 'labels', 'must include "other" for documents of no known type');
   for (const label of front.labels) {
     if (label !== 'other' && !types.has(label)) {
