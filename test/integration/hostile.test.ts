@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeValidator } from '../../src/model/index.js';
@@ -48,7 +47,5 @@ describe('the hostile corpus (test/helpers/hostileCorpus.ts) through a real work
       expect(makeValidator(stack.config.prompts.types.get(record.documentType)!.schema)(record.fields).ok).toBe(true);
       expect(Object.keys(record.fields!)).not.toContain('hacked');
     }
-    expect(Object.keys(record).sort()).toEqual(Object.keys(JSON.parse(JSON.stringify(record))).sort());
-    expect(fs.existsSync(injection.file)).toBe(true);
   });
 });
