@@ -49,8 +49,13 @@ export const QueueFileSchema = z.object({
       overlapChars: z.number().int().min(0).default(400),
     }).strict().default({ enabled: true, maxChunks: 16, overlapChars: 400 }),
   }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000, lora: [], chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } }),
-  /** Jobs in flight per worker process; also the number of model sequences in its context. */
-  concurrency: z.number().int().min(1).max(64).default(1),
+  /**
+   * Jobs in flight per worker process; also the number of model sequences in its context.
+   * "auto": as many sequences of model.contextSize as fit in the free GPU memory beside the
+   * weights (at most 16), or on CPU at most 4 (measured: more sequences do not help on CPU,
+   * where prompt evaluation dominates; ../shared/SPIKES.md).
+   */
+  concurrency: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default(1),
   /** Tries per job for transient errors; permanent error codes never retry. */
   attempts: z.number().int().min(1).max(100).default(3),
   backoff: z.object({

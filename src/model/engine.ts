@@ -8,11 +8,12 @@ import {
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { toGrammarSchema } from './grammarSchema.js';
+import { autoSequences } from './models.js';
 
 export interface EngineOptions {
   modelPath: string;
-  /** Parallel sequences in the one context; the worker's concurrency. */
-  sequences: number;
+  /** Parallel sequences in the one context; the worker's concurrency ("auto": what fits, see autoSequences). */
+  sequences: number | 'auto';
   /** Tokens per sequence. */
   contextSize: number;
   threads: number;
@@ -96,8 +97,9 @@ export class ModelEngine {
     let context: LlamaContext;
     try {
       for (const adapter of options.lora ?? []) checkModelFile(path.resolve(adapter.path));
+      const sequences = options.sequences === 'auto' ? await autoSequences(file, llama, options.contextSize) : options.sequences;
       context = await model.createContext({
-        sequences: options.sequences,
+        sequences,
         contextSize: options.contextSize,
         threads: options.threads,
         ...(options.lora?.length ? { lora: { adapters: options.lora.map((a) => ({ filePath: path.resolve(a.path), scale: a.scale })) } } : {}),

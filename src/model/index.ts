@@ -4,5 +4,5 @@ export { makeValidator, toGrammarSchema } from './grammarSchema.js';
 export type { Validator } from './grammarSchema.js';
 export { makeLlamaModel, TEST_SHAPE } from './gguf/makeLlamaModel.js';
 export type { LlamaShape, MakeModelOptions } from './gguf/makeLlamaModel.js';
-export { CATALOGUE, inspectModel, localModels, pullModel } from './models.js';
+export { autoSequences, CATALOGUE, inspectModel, localModels, pullModel } from './models.js';
 export type { ModelInspection } from './models.js';

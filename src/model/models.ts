@@ -60,6 +60,12 @@ export async function inspectModel(file: string, llama: Llama, contextSize: numb
   };
 }
 
+/** The sequences a worker runs for concurrency "auto": what fits in memory, capped per backend. */
+export async function autoSequences(modelPath: string, llama: Llama, contextSize: number): Promise<number> {
+  const fit = (await inspectModel(modelPath, llama, contextSize)).sequencesThatFit;
+  return Math.max(1, Math.min(fit, llama.gpu === false ? 4 : 16));
+}
+
 /** Resolves a catalogue name (or an hf:/https: URI) and downloads it into dir, with progress. */
 export async function pullModel(nameOrUri: string, dir: string, onProgress: (done: number, total: number) => void): Promise<{ file: string; sha256: string }> {
   const entry = CATALOGUE.find((m) => m.name === nameOrUri);

@@ -51,7 +51,9 @@ export async function startWorker(options: {
     await redis.quit();
     throw err;
   }
-  logger.info({ model: engine.info, queue: queue.name, concurrency }, 'model loaded');
+  // "auto" is settled by the engine from memory; the worker runs as many jobs as it has sequences.
+  const jobs = engine.info.sequences;
+  logger.info({ model: engine.info, queue: queue.name, concurrency: jobs }, 'model loaded');
   const metrics = new Metrics();
   metrics.modelLoadSeconds.set(engine.info.loadMs / 1000);
   metrics.sequences.set({ state: 'total' }, engine.info.sequences);
@@ -60,7 +62,7 @@ export async function startWorker(options: {
   const deliveries = createDeliveryQueue(redis, keys);
   const pool = queue.outputs.postgres && config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
   const worker = new DocumentWorker({
-    config, queue, redis, keys, engine, extractor, logger, concurrency, metrics,
+    config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics,
     outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
   });
   const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, secret: config.env.DOCSIFT_WEBHOOK_SECRET });

@@ -58,6 +58,15 @@ describe('model-stage limits and failures', () => {
     if (status!.state === 'done') expect(status!.record.model.lora).toEqual(['invoices-lora.gguf']);
   });
 
+  it('concurrency "auto" sizes the sequences from memory (at most 4 on CPU) and runs that many jobs', async () => {
+    stack = await startStack({ auto: documentsQueue({ concurrency: 'auto' }) }, 'auto');
+    const expected = stack.worker.engine.info.backend === 'cpu' ? 4 : stack.worker.engine.info.sequences;
+    expect(stack.worker.engine.info.sequences).toBe(expected);
+    expect(stack.worker.worker.worker.concurrency).toBe(stack.worker.engine.info.sequences);
+    const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
+    expect(status!.state).toBe('done');
+  });
+
   it('a fixed-type queue extracts without classifying', async () => {
     stack = await startStack({ invoices: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' } }) }, 'invoices');
     const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
