@@ -83,7 +83,10 @@ describe('docsift CLI', () => {
   });
 
   it('has --help on every command', () => {
-    for (const command of [[], ['worker'], ['enqueue'], ['result'], ['extract-text'], ['make-test-model']]) {
+    const commands = [[], ['up'], ['worker'], ['enqueue'], ['result'], ['extract-text'], ['api'], ['watch'], ['board'], ['doctor'],
+      ['models', 'list'], ['models', 'pull'], ['models', 'inspect'], ['review', 'list'], ['review', 'show'], ['review', 'accept'],
+      ['review', 'correct'], ['eval'], ['export-training'], ['db', 'migrate'], ['deadletter', 'list'], ['deadletter', 'replay'], ['make-test-model']];
+    for (const command of commands) {
       const run = docsift([...command, '--help']);
       expect(run.status, command.join(' ')).toBe(0);
       expect(run.stdout).toContain('Usage: docsift');
