@@ -85,7 +85,8 @@ export const QueueFileSchema = z.object({
   }).strict().default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 1 }),
   /**
    * Human review before results reach the ledger. A result is held for review when a business
-   * rule failed, when a field's value appears nowhere in the document text, or by sampling
+   * rule failed, when a field's value appears nowhere in the document text, when the model's
+   * confidence in a field (or in the label) is below minConfidence, or by sampling
    * (sampleRate of all documents, chosen by document id, for quality control). A held result is
    * stored in Redis only; accepting or correcting it (docsift review, or the API) makes it final
    * and writes it to every output.
@@ -94,8 +95,10 @@ export const QueueFileSchema = z.object({
     enabled: z.boolean().default(false),
     failedChecks: z.boolean().default(true),
     ungroundedFields: z.boolean().default(true),
+    /** Joint token probability below which a field's value (or the label) needs a person; 0 turns it off. */
+    minConfidence: z.number().min(0).max(1).default(0.5),
     sampleRate: z.number().min(0).max(1).default(0),
-  }).strict().default({ enabled: false, failedChecks: true, ungroundedFields: true, sampleRate: 0 }),
+  }).strict().default({ enabled: false, failedChecks: true, ungroundedFields: true, minConfidence: 0.5, sampleRate: 0 }),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */

@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  getLlama, LlamaChatSession, LlamaLogLevel,
-  type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel,
+  getLlama, LlamaLogLevel, resolveChatWrapper,
+  type ChatHistoryItem, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token,
 } from 'node-llama-cpp';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
+import { decodeJson } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
 import { autoSequences } from './models.js';
 
@@ -21,6 +22,10 @@ export interface EngineOptions {
   logger: Logger;
   /** LoRA adapters (GGUF files) applied to the context. */
   lora?: ReadonlyArray<{ path: string; scale: number }>;
+  /** Reuse the prefix a sequence already holds (default true; the bench turns it off to measure it). */
+  prefixReuse?: boolean;
+  /** Jump-forward decoding of the text the schema fixes (default true; off only in the bench). */
+  jumpForward?: boolean;
 }
 
 export interface ModelInfo {
@@ -40,45 +45,91 @@ export interface AskOptions {
   schema: Record<string, unknown>;
   maxTokens: number;
   temperature: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 export interface Answer {
   text: string;
+  /** Prompt tokens evaluated for this answer (the rest of the prompt was already in the sequence). */
   promptTokens: number;
+  /** Prompt tokens reused from what the sequence held: the fixed prefix, the document for a second question. */
+  reusedTokens: number;
+  /** Tokens sampled one decode step each. */
   generatedTokens: number;
+  /** Tokens the schema fixed, appended in batches (jump-forward). */
+  forcedTokens: number;
+  /** Every token the model evaluated for this answer. */
+  evaluatedTokens: number;
   /** The model stopped because it hit maxTokens: the JSON is almost surely cut off. */
   truncated: boolean;
+  /** Joint probability of the sampled tokens. */
+  confidence: number;
+  /** Per value path ("vendor", "lines.0.amount"): joint probability of its tokens. */
+  fieldConfidence: Record<string, number>;
 }
 
-/** One conversation on one sequence: a system prompt, then questions and re-asks. */
-export interface ModelChat {
-  /** Tokens the next ask would occupy in the context, prompt template included, before generation. */
-  tokensFor(user: string): number;
-  /** Free context tokens left in this sequence. */
+/** One turn of a conversation; a conversation is rendered with the model's own chat template. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'model';
+  text: string;
+}
+
+/** A sequence of the context, borrowed for the length of one document's questions. */
+export interface ModelSequence {
+  /** Tokens the sequence holds at most. */
   readonly contextSize: number;
-  ask(user: string, options: AskOptions): Promise<Answer>;
+  /** Prompt tokens of this conversation, template and answer prefix included. */
+  countTokens(turns: ChatTurn[]): number;
+  /**
+   * Answers the conversation's last turn under the schema. The longest prefix the sequence
+   * already holds (system prompt, document, earlier answers) is reused, not evaluated again.
+   */
+  generate(turns: ChatTurn[], options: AskOptions): Promise<Answer>;
+}
+
+/** What the pipeline needs of a model; ModelEngine is the real one, the bench has an instant one. */
+export interface Engine {
+  readonly info: ModelInfo;
+  countTokens(text: string): number;
+  withSequence<T>(fn: (sequence: ModelSequence) => Promise<T>): Promise<T>;
+  readonly busySequences: number;
+  dispose(): Promise<void>;
+}
+
+/** Counters since load, for the bench and metrics. */
+export interface EngineStats {
+  answers: number;
+  promptTokens: number;
+  reusedTokens: number;
+  generatedTokens: number;
+  forcedTokens: number;
+  evaluatedTokens: number;
 }
 
 /**
  * The only piece of docsift that talks to node-llama-cpp. One per worker process: the model is
- * loaded once, one context holds as many sequences as the worker runs jobs, and each job borrows
- * a sequence for the length of a chat. A sequence keeps its evaluated tokens between jobs, so the
- * fixed start of the next prompt (template and instructions) is not evaluated again.
+ * loaded once, one context holds as many sequences as the worker runs jobs (llama.cpp batches
+ * their decode steps together), and each job borrows a sequence for its document. A sequence
+ * keeps its evaluated tokens between jobs, so the fixed start of the next prompt (template and
+ * instructions) is not evaluated again.
  */
-export class ModelEngine {
+export class ModelEngine implements Engine {
   private readonly free: LlamaContextSequence[];
   private readonly waiting: Array<(seq: LlamaContextSequence) => void> = [];
   private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly chatWrapper: ChatWrapper;
   private disposed = false;
+  readonly stats: EngineStats = { answers: 0, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, forcedTokens: 0, evaluatedTokens: 0 };
 
   private constructor(
     private readonly llama: Llama,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     readonly info: ModelInfo,
+    private readonly tuning: { prefixReuse: boolean; jumpForward: boolean },
   ) {
     this.free = Array.from({ length: context.totalSequences }, () => context.getSequence());
+    this.chatWrapper = resolveChatWrapper(model);
   }
 
   static async load(options: EngineOptions): Promise<ModelEngine> {
@@ -119,58 +170,78 @@ export class ModelEngine {
       threads: options.threads,
       loadMs: Math.round(performance.now() - started),
     };
-    return new ModelEngine(llama, model, context, info);
+    return new ModelEngine(llama, model, context, info, { prefixReuse: options.prefixReuse ?? true, jumpForward: options.jumpForward ?? true });
   }
 
   countTokens(text: string): number {
     return this.model.tokenize(text).length;
   }
 
-  /** Borrows a sequence for one chat with this system prompt; waits while all are busy. */
-  async chat<T>(system: string, fn: (chat: ModelChat) => Promise<T>): Promise<T> {
+  /** Borrows a sequence for one document; waits while all are busy. */
+  async withSequence<T>(fn: (sequence: ModelSequence) => Promise<T>): Promise<T> {
     if (this.disposed) throw new DocsiftError('MODEL_ERROR', 'the model engine is shut down');
     const sequence = this.free.pop() ?? (await new Promise<LlamaContextSequence>((resolve) => this.waiting.push(resolve)));
-    const session = new LlamaChatSession({ contextSequence: sequence, systemPrompt: system, autoDisposeSequence: false });
     try {
-      return await fn(this.makeChat(session));
+      return await fn(this.borrowed(sequence));
     } catch (err) {
       if (err instanceof DocsiftError || (err instanceof Error && err.name === 'AbortError')) throw err;
       throw new DocsiftError('MODEL_ERROR', `inference failed: ${(err as Error).message}`, { cause: err });
     } finally {
-      session.dispose({ disposeSequence: false });
       const next = this.waiting.shift();
       if (next) next(sequence);
       else this.free.push(sequence);
     }
   }
 
-  private makeChat(session: LlamaChatSession): ModelChat {
-    const model = this.model;
-    const engine = this;
+  private render(turns: ChatTurn[]): Token[] {
+    const chatHistory: ChatHistoryItem[] = turns.map((t) => t.role === 'model' ? { type: 'model', response: [t.text] } : { type: t.role, text: t.text });
+    chatHistory.push({ type: 'model', response: [] });
+    return this.chatWrapper.generateContextState({ chatHistory }).contextText.tokenize(this.model.tokenizer);
+  }
+
+  private borrowed(sequence: LlamaContextSequence): ModelSequence {
     return {
-      contextSize: session.sequence.contextSize,
-      tokensFor(user: string): number {
-        const history = [...session.getChatHistory(), { type: 'user' as const, text: user }, { type: 'model' as const, response: [] }];
-        const { contextText } = session.chatWrapper.generateContextState({ chatHistory: history });
-        return contextText.tokenize(model.tokenizer).length;
-      },
-      async ask(user: string, options: AskOptions): Promise<Answer> {
-        const grammar = await engine.grammarFor(options.schema);
-        const meter = session.sequence.tokenMeter;
-        const before = { input: meter.usedInputTokens, output: meter.usedOutputTokens };
-        const result = await session.promptWithMeta(user, {
-          grammar,
+      contextSize: sequence.contextSize,
+      countTokens: (turns) => this.render(turns).length,
+      generate: async (turns, options) => {
+        const tokens = this.render(turns);
+        let reused = 0;
+        if (this.tuning.prefixReuse) {
+          // Keep the longest prefix the sequence already holds; at least one token is evaluated
+          // so that there are logits to sample from.
+          reused = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
+          if (reused < sequence.nextTokenIndex) await sequence.eraseContextTokenRanges([{ start: reused, end: sequence.nextTokenIndex }]);
+        } else {
+          await sequence.clearHistory();
+        }
+        const decoded = await decodeJson(sequence, tokens.slice(reused), {
+          schema: toGrammarSchema(options.schema) as Record<string, unknown>,
           maxTokens: options.maxTokens,
           temperature: options.temperature,
-          ...(options.signal ? { signal: options.signal } : {}),
+          jumpForward: this.tuning.jumpForward,
+          signal: options.signal,
+          grammarFor: (schema) => this.grammarFor(schema),
+          choiceGrammar: (kind) => this.choiceGrammar(kind),
         });
-        const text = result.responseText;
-        return {
-          text,
-          promptTokens: meter.usedInputTokens - before.input,
-          generatedTokens: meter.usedOutputTokens - before.output,
-          truncated: result.stopReason === 'maxTokens',
+        const answer: Answer = {
+          text: decoded.text,
+          promptTokens: tokens.length - reused,
+          reusedTokens: reused,
+          generatedTokens: decoded.sampledTokens,
+          forcedTokens: decoded.forcedTokens,
+          evaluatedTokens: decoded.evaluatedTokens,
+          truncated: decoded.truncated,
+          confidence: decoded.confidence,
+          fieldConfidence: decoded.fieldConfidence,
         };
+        const s = this.stats;
+        s.answers++;
+        s.promptTokens += answer.promptTokens;
+        s.reusedTokens += answer.reusedTokens;
+        s.generatedTokens += answer.generatedTokens;
+        s.forcedTokens += answer.forcedTokens;
+        s.evaluatedTokens += answer.evaluatedTokens;
+        return answer;
       },
     };
   }
@@ -181,7 +252,17 @@ export class ModelEngine {
     if (!grammar) {
       // The schema was checked against the supported subset when the prompt loaded; its exact
       // type is only known at run time, hence the cast.
-      grammar = this.llama.createGrammarForJsonSchema(toGrammarSchema(schema) as any) as Promise<LlamaGrammar>;
+      grammar = this.llama.createGrammarForJsonSchema(schema as any).then((g) => this.llama.createGrammar({ grammar: valueGrammar(g.grammar) }));
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
+  }
+
+  private choiceGrammar(kind: 'first' | 'next'): Promise<LlamaGrammar> {
+    const key = `choice:${kind}`;
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      grammar = this.llama.createGrammar({ grammar: kind === 'first' ? 'root ::= "]" | "{"' : 'root ::= "]" | ", {"' });
       this.grammars.set(key, grammar);
     }
     return grammar;
@@ -198,6 +279,17 @@ export class ModelEngine {
     await this.model.dispose();
     await this.llama.dispose();
   }
+}
+
+/**
+ * node-llama-cpp's JSON-schema grammar, adapted for one value in a longer answer: without the
+ * newlines it appends as its own stop marker (the decoder knows where a value ends), and without
+ * number exponents (no amount on a document needs one; 16-digit exponents overflow to Infinity).
+ */
+export function valueGrammar(gbnf: string): string {
+  return gbnf
+    .replace(/^(root ::= .*?) "\\n\\n\\n\\n" \[\\n\]\*$/m, '$1')
+    .replace(/ \(\[eE\] \[-\+\]\? \("0" \| \[1-9\] \[0-9\]\{0,15\}\)\)\?/g, '');
 }
 
 /**

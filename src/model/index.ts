@@ -1,5 +1,5 @@
 export { ModelEngine, checkModelFile, createLlama, hashFile } from './engine.js';
-export type { Answer, AskOptions, EngineOptions, ModelChat, ModelInfo } from './engine.js';
+export type { Answer, AskOptions, ChatTurn, Engine, EngineOptions, EngineStats, ModelInfo, ModelSequence } from './engine.js';
 export { makeValidator, toGrammarSchema } from './grammarSchema.js';
 export type { Validator } from './grammarSchema.js';
 export { makeLlamaModel, TEST_SHAPE } from './gguf/makeLlamaModel.js';

@@ -20,6 +20,12 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
     const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
     if (missing.length) reasons.push(`not found in the document: ${missing.join(', ')}`);
   }
+  if (review.minConfidence > 0) {
+    const c = record.classification.confidence;
+    if (c !== null && c < review.minConfidence) reasons.push(`low confidence in the label ${record.classification.label}: ${c}`);
+    const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < review.minConfidence);
+    if (low.length) reasons.push(`low confidence (< ${review.minConfidence}): ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
   if (review.sampleRate > 0) {
     // Deterministic by document id: the same document is sampled on every run and every node.
     const x = createHash('sha256').update(record.documentId).digest().readUInt32BE(0) / 0x1_0000_0000;

@@ -1,6 +1,6 @@
 export { Pipeline } from './pipeline.js';
 export type { PipelineInput, PipelineOutput } from './pipeline.js';
-export { documentText, renderClassifyPrompt, renderExtractPrompt, renderReask } from './prompts.js';
+export { CLASSIFY_QUESTION, documentText, extractQuestion, renderDocument, renderExtractPrompt, renderReask, renderSystemPrompt } from './prompts.js';
 export type { ResultRecord, FailureRecord } from './record.js';
 export { checkRules, ibanValid, vatIdValid } from './rules.js';
 export { groundFields } from './grounding.js';

@@ -24,25 +24,42 @@ function fieldList(schema: Readonly<Record<string, unknown>>, indent = ''): stri
   return lines.join('\n');
 }
 
-export function renderExtractPrompt(type: DocTypePrompt, text: string): { system: string; user: string } {
-  return {
-    system: `${type.instructions}\n\nFields of a ${type.name.replace(/_/g, ' ')}:\n${fieldList(type.schema)}`,
-    user: `Extract the fields from this document.\n\n<document>\n${text}\n</document>`,
-  };
+/**
+ * The system prompt: everything fixed for the queue, first, so that each sequence evaluates it
+ * once and reuses it for every later document. A classifying queue's holds the labels and the
+ * instructions and fields of every type it can extract, so that after the label only a one-line
+ * question is new work, and the document is read once for both questions.
+ */
+export function renderSystemPrompt(types: readonly DocTypePrompt[], classifyWith?: Prompts): string {
+  const parts: string[] = [];
+  const classify = classifyWith !== undefined;
+  if (classifyWith) {
+    const prompts = classifyWith;
+    const labels = prompts.classify.labels.map((label) => {
+      const type = prompts.types.get(label);
+      return `- ${label}: ${type ? type.description : 'none of the above'}`;
+    });
+    parts.push(`${prompts.classify.instructions}\n\nLabels:\n${labels.join('\n')}`);
+  }
+  for (const type of types) {
+    parts.push(`${classify ? `## ${type.name}\n\n` : ''}${type.instructions}\n\nFields of a ${type.name.replace(/_/g, ' ')}:\n${fieldList(type.schema)}`);
+  }
+  return parts.join('\n\n');
 }
 
-export function renderClassifyPrompt(prompts: Prompts, text: ExtractedText, maxChars: number): { system: string; user: string; truncated: boolean } {
-  const labels = prompts.classify.labels.map((label) => {
-    const type = prompts.types.get(label);
-    return `- ${label}: ${type ? type.description : 'none of the above'}`;
-  });
-  const full = documentText(text);
-  const opening = full.slice(0, maxChars);
-  return {
-    system: `${prompts.classify.instructions}\n\nLabels:\n${labels.join('\n')}`,
-    user: `Which label fits this document?\n\n<document>\n${opening}\n</document>`,
-    truncated: opening.length < full.length,
-  };
+export function renderDocument(text: string): string {
+  return `<document>\n${text}\n</document>`;
+}
+
+/** The extraction conversation of a queue that does not classify (and of export-training's examples). */
+export function renderExtractPrompt(type: DocTypePrompt, text: string): { system: string; user: string } {
+  return { system: renderSystemPrompt([type]), user: `${renderDocument(text)}\n\n${extractQuestion(type)}` };
+}
+
+export const CLASSIFY_QUESTION = 'Which label fits this document?';
+
+export function extractQuestion(type: DocTypePrompt): string {
+  return `Extract the fields of this ${type.name.replace(/_/g, ' ')} from the document.`;
 }
 
 export function renderReask(error: string): string {

@@ -14,9 +14,15 @@ export interface ResultRecord {
   prompts: Record<string, string>;
   /** The model file and hash, and the LoRA adapters applied (queue model.lora). */
   model: { file: string; sha256: string; lora: string[] };
-  classification: { label: string; method: 'model' | 'fixed' };
+  /** confidence: joint probability of the label's tokens; null when the label was fixed. */
+  classification: { label: string; method: 'model' | 'fixed'; confidence: number | null };
   documentType: string | null;
   fields: Record<string, unknown> | null;
+  /**
+   * Per value path ("vendor", "lines.0.amount"), the model's joint probability for the tokens it
+   * wrote there (under the schema's grammar, greedy or not): 1.0 is certain, a low value is a guess.
+   */
+  confidence: Record<string, number> | null;
   /** Per field, the pages its value came from: every page when read whole, the chunk's pages when chunked. */
   fieldPages: Record<string, number[]> | null;
   /** Chunks the document was read in; 1 when it fit the model context. */
@@ -27,7 +33,8 @@ export interface ResultRecord {
   grounding: Record<string, { page: number; start: number; end: number; text: string } | null> | null;
   text: { format: string; pages: number; chars: number };
   timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
-  tokens: { prompt: number; generated: number };
+  /** prompt: evaluated for this document; reused: already in the sequence (fixed prefix); generated: sampled; forced: fixed by the schema, appended in batches. */
+  tokens: { prompt: number; reused: number; generated: number; forced: number };
   attempts: number;
   reasks: number;
   warnings: string[];

@@ -5,7 +5,7 @@ import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
-import type { ModelEngine } from '../model/index.js';
+import type { Engine } from '../model/index.js';
 import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, JobPayload, loadDocument, type Keys } from '../queue/index.js';
@@ -16,7 +16,7 @@ export interface DocumentWorkerDeps {
   queue: QueueConfig;
   redis: Redis;
   keys: Keys;
-  engine: ModelEngine;
+  engine: Engine;
   extractor: TextExtractor;
   outputs: ResultOutput[];
   logger: Logger;
@@ -126,6 +126,8 @@ export class DocumentWorker {
       m.stageSeconds.observe({ ...queueLabel, stage: 'validate' }, out.timings.validateMs / 1000);
       m.tokens.inc({ ...queueLabel, kind: 'prompt' }, out.tokens.prompt);
       m.tokens.inc({ ...queueLabel, kind: 'generated' }, out.tokens.generated);
+      m.tokens.inc({ ...queueLabel, kind: 'forced' }, out.tokens.forced);
+      m.tokens.inc({ ...queueLabel, kind: 'reused' }, out.tokens.reused);
       m.tokensPerSecond.set(queueLabel, tokensPerSecond);
       await job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
 
@@ -142,6 +144,7 @@ export class DocumentWorker {
         classification: out.classification,
         documentType: out.documentType,
         fields: out.fields,
+        confidence: out.confidence,
         fieldPages: out.fieldPages,
         chunks: out.chunks,
         checks: out.checks,

@@ -72,7 +72,7 @@ describe('model-stage limits and failures', () => {
     const [status] = await stack.waitAll([await stack.enqueueFile(invoice())]);
     expect(status!.state).toBe('done');
     if (status!.state === 'done') {
-      expect(status!.record.classification).toEqual({ label: 'invoice', method: 'fixed' });
+      expect(status!.record.classification).toEqual({ label: 'invoice', method: 'fixed', confidence: null });
       expect(status!.record.timings.classifyMs).toBe(0);
       expect(Object.keys(status!.record.prompts)).toEqual(['invoice']);
     }

@@ -33,6 +33,12 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
       if (record.documentType) {
         const validate = makeValidator(stack.config.prompts.types.get(record.documentType)!.schema);
         expect(validate(record.fields).ok).toBe(true);
+        // A confidence for every top-level scalar the model wrote, and for the label.
+        const scalars = Object.keys(record.fields!).filter((k) => !Array.isArray(record.fields![k]));
+        expect(Object.keys(record.confidence!)).toEqual(expect.arrayContaining(scalars));
+        expect(record.classification.confidence).toBeGreaterThan(0);
+        // The document is read once for both questions: the extraction reuses it from the sequence.
+        expect(record.tokens.reused).toBeGreaterThan(record.text.chars);
       } else {
         expect(record.classification.label).toBe('other');
         expect(record.fields).toBeNull();

@@ -85,7 +85,7 @@ describe('watched folder lifecycle', () => {
       expect(error).toMatchObject({ code: 'EMPTY_TEXT', attempts: 1 });
       expect(JSON.parse(fs.readFileSync(path.join(dir, 'failed', 'payslips', 'p.txt.error.json'), 'utf8')).code).toBe('UNKNOWN_FOLDER');
       const invoice = JSON.parse(fs.readFileSync(path.join(dir, 'done', 'invoice', 'inv.txt.result.json'), 'utf8'));
-      expect(invoice.classification).toEqual({ label: 'invoice', method: 'fixed' });
+      expect(invoice.classification).toEqual({ label: 'invoice', method: 'fixed', confidence: null });
 
       // The same bytes again under the same name: not processed twice, and done/a.txt is not overwritten.
       const jobsBefore = (await stack.queue.getJobs(['completed'])).length;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/index.js';
-import { documentText, renderClassifyPrompt, renderExtractPrompt, renderReask } from '../../../src/pipeline/index.js';
+import { CLASSIFY_QUESTION, documentText, renderExtractPrompt, renderReask, renderSystemPrompt } from '../../../src/pipeline/index.js';
 import { REPO } from '../../helpers/testEnv.js';
 
 const config = loadConfig({ DOCSIFT_HOME: REPO });
@@ -12,10 +12,13 @@ describe('prompt rendering', () => {
     expect(documentText({ ...text, pages: [' one page '] })).toBe('one page');
   });
 
-  it('classification: labels with descriptions in the fixed part, the document opening after', () => {
-    const prompt = renderClassifyPrompt(config.prompts, text, 6000);
-    expect(prompt).toMatchSnapshot();
-    expect(renderClassifyPrompt(config.prompts, text, 20).truncated).toBe(true);
+  it('a classifying queue: labels with descriptions and the fields of every type in one fixed system prompt', () => {
+    const types = [...config.prompts.types.values()];
+    const system = renderSystemPrompt(types, config.prompts);
+    expect(system).toMatchSnapshot();
+    expect(system).toContain('Labels:');
+    for (const type of types) expect(system).toContain(`## ${type.name}`);
+    expect(CLASSIFY_QUESTION).toMatch(/label/);
   });
 
   it('extraction: instructions and the field list are the fixed prefix; only the document varies', () => {
