@@ -98,7 +98,7 @@ export class DocumentWorker {
       log = log.child({ documentId });
       log.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
 
-      await job.updateProgress({ stage: 'text', percent: 10 });
+      aside(job.updateProgress({ stage: 'text', percent: 10 }));
       const textStarted = performance.now();
       const { limits } = this.deps.queue;
       const text = await this.deps.extractor.extract(bytes, {
@@ -107,14 +107,14 @@ export class DocumentWorker {
       const textMs = Math.round(performance.now() - textStarted);
       const queueLabel = { queue: this.deps.queue.name };
       this.deps.metrics.stageSeconds.observe({ ...queueLabel, stage: 'text' }, textMs / 1000);
-      await job.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`);
+      aside(job.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`));
 
       const out = await this.pipeline.run({
         text,
         ...(payload.documentType ? { documentType: payload.documentType } : {}),
         ...(signal ? { signal } : {}),
         onStage: (stage, detail) => {
-          void job.updateProgress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail });
+          aside(job.updateProgress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail }));
           log.debug({ stage, ...detail }, 'stage');
         },
       });
@@ -129,7 +129,7 @@ export class DocumentWorker {
       m.tokens.inc({ ...queueLabel, kind: 'forced' }, out.tokens.forced);
       m.tokens.inc({ ...queueLabel, kind: 'reused' }, out.tokens.reused);
       m.tokensPerSecond.set(queueLabel, tokensPerSecond);
-      await job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
+      aside(job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`));
 
       const record: ResultRecord = {
         documentId,
@@ -161,7 +161,7 @@ export class DocumentWorker {
       };
       const reasons = reviewReasons(this.deps.queue, record);
       if (reasons.length) record.review = { status: 'pending', reasons };
-      await job.updateProgress({ stage: 'outputs', percent: 90 });
+      aside(job.updateProgress({ stage: 'outputs', percent: 90 }));
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
       record.timings.totalMs = Math.round(outputsStarted - started);
@@ -223,4 +223,13 @@ export class DocumentWorker {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * Progress and job-log lines are for people watching: they are sent without waiting (in order,
+ * on the same connection) instead of adding a Redis round trip each to every job's critical
+ * path, and a failure to send one is not the document's failure.
+ */
+function aside(write: Promise<unknown>): void {
+  write.catch(() => undefined);
 }

@@ -30,6 +30,12 @@ export interface MakeModelOptions {
    */
   biasOutput?: boolean;
   name?: string;
+  /**
+   * Extra vocabulary pieces ("▁invoice", "inv", ...), as normal tokens after the bytes. With every
+   * prefix of a word present, llama.cpp's SentencePiece merges reach the whole word, so text costs
+   * about as many tokens as with a real subword vocabulary (the bench's realistic model).
+   */
+  vocabulary?: readonly string[];
 }
 
 const BYTE0 = 3;
@@ -84,8 +90,9 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
   const tokens: string[] = ['<unk>', '<s>', '</s>'];
   for (let b = 0; b < 256; b++) tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
   tokens.push('\u2581');
+  for (const piece of new Set(options.vocabulary ?? [])) if (tokens.length < nVocab && piece.length > 1) tokens.push(piece);
   while (tokens.length < nVocab) tokens.push(`<extra_${tokens.length}>`);
-  const tokenTypes = tokens.map((_, i) => (i === 0 ? 2 : i < BYTE0 ? 3 : i < BYTE0 + 256 ? 6 : i === SPACE ? 1 : 3));
+  const tokenTypes = tokens.map((t, i) => (i === 0 ? 2 : i < BYTE0 ? 3 : i < BYTE0 + 256 ? 6 : i === SPACE || !t.startsWith('<extra_') ? 1 : 3));
 
   // With a biased output, dimension 0 of every embedding is a constant that the (small) layers
   // barely change, so after the final norm it carries each token's bias into the logits while
@@ -139,7 +146,8 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
     ['llama.vocab_size', { type: 'u32', value: nVocab }],
     ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
     ['tokenizer.ggml.tokens', { type: 'string[]', value: tokens }],
-    ['tokenizer.ggml.scores', { type: 'f32[]', value: new Float32Array(nVocab) }],
+    // Longer pieces first: SentencePiece merges the best-scoring pair.
+    ['tokenizer.ggml.scores', { type: 'f32[]', value: Float32Array.from(tokens, (t, i) => (i > SPACE && !t.startsWith('<extra_') ? t.length : 0)) }],
     ['tokenizer.ggml.token_type', { type: 'i32[]', value: tokenTypes }],
     ['tokenizer.ggml.unknown_token_id', { type: 'u32', value: 0 }],
     ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],

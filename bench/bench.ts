@@ -1,0 +1,368 @@
+/**
+ * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N]
+ *
+ * Measures, in one run on this machine, how close docsift gets to what the model alone can do,
+ * and what each trick buys. docs/BENCHMARKS.md explains every figure. Prints a table, writes the
+ * full results under bench/results/, and prints one JSON object as its last line.
+ * Ratios within one run are the point: these machines are noisy, absolute numbers less so.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs, promisify } from 'node:util';
+import { Queue, Worker } from 'bullmq';
+import { getQueue, loadConfig, type Config, type QueueConfig } from '../src/config/index.js';
+import { Enqueuer, waitForDocuments } from '../src/ingest/index.js';
+import { createLogger } from '../src/infra/logger.js';
+import { Metrics } from '../src/infra/metrics.js';
+import { makeLlamaModel, ModelEngine, type Engine, type LlamaShape } from '../src/model/index.js';
+import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
+import { documentText, Pipeline, renderSystemPrompt } from '../src/pipeline/index.js';
+import { connectRedis, createDocumentQueue, createRedis, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
+import { TextExtractor } from '../src/text/index.js';
+import { DocumentWorker } from '../src/worker/documentWorker.js';
+import { documentsQueue } from '../test/helpers/stack.js';
+import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, uniquePrefix } from '../test/helpers/testEnv.js';
+import { spawnWorker } from '../test/helpers/workers.js';
+import { InstantEngine } from './instantEngine.js';
+import { invoiceText } from './invoices.js';
+
+const run = promisify(execFile);
+const { values: args } = parseArgs({ options: {
+  quick: { type: 'boolean', default: false },
+  only: { type: 'string' },
+  sequences: { type: 'string' },
+  docs: { type: 'string' },
+} });
+const quick = args.quick!;
+
+/** SmolLM2-135M's dimensions; quick runs a 2-layer slice of it. */
+const SMOLLM2_135M: LlamaShape = { nEmbd: 576, nLayer: 30, nHead: 9, nHeadKv: 3, nFf: 1536, nVocab: 49152, contextLength: 8192 };
+const SHAPE: LlamaShape = quick ? { ...SMOLLM2_135M, nLayer: 2 } : SMOLLM2_135M;
+const SHAPE_NAME = quick ? 'SmolLM2-135M shape, 2 of 30 layers' : 'SmolLM2-135M shape';
+const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map(Number);
+const DOCS = Number(args.docs ?? (quick ? 2 : 16));
+const THREADS = Number(process.env.DOCSIFT_THREADS ?? Math.max(1, os.availableParallelism()));
+const CONTEXT = 4096;
+const MAX_TOKENS = 512;
+
+const logger = createLogger({ level: 'silent', destination: 'stderr' });
+const rows: Array<[string, string]> = [];
+const report = (name: string, value: string) => {
+  rows.push([name, value]);
+  process.stderr.write(`  ${name.padEnd(58)} ${value}\n`);
+};
+
+/** Bench queue: extract invoices (one prompt, so raw and pipeline do the same work per document). */
+function benchQueue(concurrency: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return documentsQueue({
+    concurrency,
+    pipeline: { mode: 'extract', documentType: 'invoice' },
+    model: { contextSize: CONTEXT, maxTokens: MAX_TOKENS, temperature: 0, reasks: 0, chunking: { enabled: false } },
+    // Redis only (always written): the issue's "result stored in Redis", no outbox files.
+    outputs: {},
+    ...extra,
+  });
+}
+
+function configFor(queues: Record<string, Record<string, unknown>>, prefix: string): { config: Config; queue: QueueConfig; home: string } {
+  const home = makeHome(queues);
+  const config = loadConfig({ ...process.env, REDIS_URL, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_THREADS: String(THREADS) });
+  return { config, queue: getQueue(config, Object.keys(queues)[0]!), home };
+}
+
+const texts = Array.from({ length: DOCS * 2 }, (_, i) => invoiceText(i, quick ? 0.4 : 1));
+
+/** The realistic model: random Q8_0 weights, real dimensions, a subword vocabulary of the prompts' words. */
+function benchModel(config: Config): string {
+  const keys = [...config.prompts.types.values()].flatMap((t) => schemaKeys(t.schema)).map((k) => `"${k}":`);
+  const corpus = [renderSystemPrompt([...config.prompts.types.values()], config.prompts), ...texts.slice(0, 8), ...keys, 'null'].join(' ');
+  const vocabulary = wordPieces(corpus);
+  const id = createHash('sha256').update(JSON.stringify([SHAPE, vocabulary.length, 'v1'])).digest('hex').slice(0, 12);
+  const file = path.join(os.tmpdir(), `docsift-bench-${id}.gguf`);
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    makeLlamaModel(tmp, { shape: SHAPE, type: 'Q8_0', biasOutput: true, vocabulary, name: SHAPE_NAME });
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
+
+function schemaKeys(schema: Record<string, unknown>): string[] {
+  const props = (schema.properties ?? {}) as Record<string, Record<string, unknown>>;
+  return Object.entries(props).flatMap(([k, v]) => [k, ...(v.items && typeof v.items === 'object' ? schemaKeys(v.items as Record<string, unknown>) : [])]);
+}
+
+/** Every prefix of every word, with and without SentencePiece's "▁", so merges reach whole words. */
+function wordPieces(text: string): string[] {
+  const pieces = new Set<string>();
+  for (const m of text.matchAll(/"[a-z_]+":| ?[\p{L}_]+| ?\d+/gu)) {
+    const word = m[0].replace(/^ /, '\u2581');
+    for (let n = 2; n <= Math.min(word.length, 24); n++) pieces.add(word.slice(0, n));
+  }
+  return [...pieces];
+}
+
+interface RawResult { docsPerS: number; evaluatedPerS: number; generatedPerS: number; promptPerDoc: number; evaluatedPerDoc: number; generatedPerDoc: number; forcedPerDoc: number; msPerDoc: number; loopDelayP99Ms: number; loopDelayMaxMs: number }
+
+/** The model alone: the same engine and prompts driven in-process, `sequences` documents at a time. */
+async function raw(config: Config, queue: QueueConfig, modelPath: string, sequences: number, tuning: { prefixReuse?: boolean; jumpForward?: boolean } = {}): Promise<RawResult> {
+  const engine = await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, ...tuning });
+  try {
+    const pipeline = new Pipeline(config, queue, engine);
+    const doc = (t: string) => ({ text: { format: 'text' as const, pages: [t], chars: t.length, warnings: [] } });
+    // Warm-up: one document per sequence, so each holds the fixed prefix as in a running worker.
+    await Promise.all(texts.slice(DOCS, DOCS + sequences).map((t) => pipeline.run(doc(t))));
+    const before = { ...engine.stats };
+    const delay = monitorEventLoopDelay({ resolution: 10 });
+    delay.enable();
+    const started = performance.now();
+    let next = 0;
+    await Promise.all(Array.from({ length: sequences }, async () => {
+      while (next < DOCS) await pipeline.run(doc(texts[next++]!));
+    }));
+    const seconds = (performance.now() - started) / 1000;
+    delay.disable();
+    const d = (k: keyof typeof before) => engine.stats[k] - before[k];
+    return {
+      docsPerS: DOCS / seconds,
+      evaluatedPerS: d('evaluatedTokens') / seconds,
+      generatedPerS: d('generatedTokens') / seconds,
+      promptPerDoc: d('promptTokens') / DOCS,
+      evaluatedPerDoc: d('evaluatedTokens') / DOCS,
+      generatedPerDoc: d('generatedTokens') / DOCS,
+      forcedPerDoc: d('forcedTokens') / DOCS,
+      msPerDoc: (seconds * 1000) / DOCS,
+      loopDelayP99Ms: delay.percentile(99) / 1e6,
+      loopDelayMaxMs: delay.max / 1e6,
+    };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/** A DocumentWorker in this process on `engine`: enqueue (text files) -> worker -> result in Redis. */
+async function throughQueue(queues: Record<string, Record<string, unknown>>, engine: Engine, count: number, body: (i: number) => string): Promise<number> {
+  const prefix = uniquePrefix('bench');
+  const { config, queue } = configFor(queues, prefix);
+  const keys = makeKeys(prefix);
+  const redis = createRedis(REDIS_URL, { forWorker: true });
+  await connectRedis(redis, REDIS_URL);
+  const bull = createDocumentQueue(queue, redis, keys);
+  const enqueuer = new Enqueuer(config, queue, bull, redis, keys, new RedisDocumentStore(redis, keys, 3600));
+  for (let i = 0; i < count; i++) await enqueuer.enqueue({ bytes: Buffer.from(body(i)), filename: `doc-${i}.txt`, source: 'bench' });
+  const worker = newWorker(config, queue, redis, keys, engine);
+  // Counted from BullMQ's events, not by polling each document, which would load Redis itself.
+  let settled = 0;
+  const failures: string[] = [];
+  const finished = new Promise<void>((resolve) => {
+    const settle = () => (++settled === count ? resolve() : undefined);
+    worker.worker.on('completed', settle);
+    worker.worker.on('failed', (_job, err) => {
+      failures.push(err.message);
+      settle();
+    });
+  });
+  const started = performance.now();
+  worker.run();
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  if (failures.length) throw new Error(`bench: ${failures.length} documents failed: ${failures[0]}`);
+  await worker.close(5000);
+  await cleanup(redis, bull, prefix);
+  return count / seconds;
+}
+
+function newWorker(config: Config, queue: QueueConfig, redis: ReturnType<typeof createRedis>, keys: Keys, engine: Engine): DocumentWorker {
+  return new DocumentWorker({
+    config, queue, redis, keys, engine, extractor: new TextExtractor(), logger, concurrency: engine.info.sequences, metrics: new Metrics(),
+    outputs: createOutputs(queue, { redis, keys, deliveries: createDeliveryQueue(redis, keys) }),
+  });
+}
+
+async function cleanup(redis: ReturnType<typeof createRedis>, bull: Queue, prefix: string): Promise<void> {
+  await bull.obliterate({ force: true }).catch(() => undefined);
+  await bull.close();
+  const left = await redis.keys(`${prefix}:*`);
+  if (left.length) await redis.del(...left);
+  await redis.quit();
+}
+
+/** A BullMQ worker that does nothing, on the same Redis: the floor for any queue-based worker. */
+async function bareBullmq(count: number, concurrency: number): Promise<number> {
+  const prefix = uniquePrefix('bench-bare');
+  const redis = createRedis(REDIS_URL, { forWorker: true });
+  await connectRedis(redis, REDIS_URL);
+  const queue = new Queue('bare', { connection: redis, prefix });
+  await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i }, opts: { removeOnComplete: true } })));
+  let done = 0;
+  const started = performance.now();
+  await new Promise<void>((resolve) => {
+    const worker = new Worker('bare', async () => ({ ok: true }), { connection: redis, prefix, concurrency });
+    worker.on('completed', () => {
+      if (++done === count) void worker.close().then(resolve);
+    });
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await cleanup(redis, queue, prefix);
+  return count / seconds;
+}
+
+async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPerS: number; pages: number } | { skipped: string }> {
+  const files = fs.existsSync(CORPUS) ? fs.readdirSync(CORPUS).filter((f) => f.endsWith('.pdf')).map((f) => path.join(CORPUS, f)) : [];
+  if (!files.length) return { skipped: `no PDFs in ${CORPUS}` };
+  try {
+    await run('pdftotext', ['-v']);
+  } catch {
+    return { skipped: 'pdftotext not installed (apt-get install poppler-utils)' };
+  }
+  const rounds = quick ? 1 : 3;
+  const extractor = new TextExtractor();
+  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 500, timeoutMs: 120_000, memoryMb: 1024 };
+  let pages = 0;
+  await extractor.extract(fs.readFileSync(files[0]!), limits); // start the parser child
+  let started = performance.now();
+  for (let r = 0; r < rounds; r++) for (const f of files) pages += (await extractor.extract(fs.readFileSync(f), limits)).pages.length;
+  const ours = pages / ((performance.now() - started) / 1000);
+  await extractor.close();
+  started = performance.now();
+  for (let r = 0; r < rounds; r++) for (const f of files) await run('pdftotext', ['-layout', f, '-']);
+  const theirs = pages / ((performance.now() - started) / 1000);
+  return { docsifyPagesPerS: ours, pdftotextPagesPerS: theirs, pages: pages / rounds };
+}
+
+/** A real worker process on the tiny test model: RSS after `small` documents and after `large`. */
+async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallMb: number; rssAfterLargeMb: number }> {
+  const prefix = uniquePrefix('bench-rss');
+  const { config, queue, home } = configFor({ documents: documentsQueue({ concurrency: 2 }) }, prefix);
+  const env = { ...process.env, REDIS_URL, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
+  const keys = makeKeys(prefix);
+  const redis = createRedis(REDIS_URL, { forWorker: false });
+  await connectRedis(redis, REDIS_URL);
+  const bull = createDocumentQueue(queue, redis, keys);
+  const enqueuer = new Enqueuer(config, queue, bull, redis, keys, new RedisDocumentStore(redis, keys, 3600));
+  const worker = await spawnWorker(env);
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${worker.process.pid}/status`, 'utf8'))![1]) / 1024;
+  const batch = async (from: number, to: number) => {
+    const outcomes = [];
+    for (let i = from; i < to; i++) outcomes.push(await enqueuer.enqueue({ bytes: Buffer.from(`Invoice ${i}\nTotal ${i}.00 EUR`), filename: `r${i}.txt`, source: 'bench' }));
+    await waitForDocuments(bull, redis, keys, outcomes, { timeoutMs: 3_600_000, pollMs: 500, onSettled: () => undefined });
+  };
+  try {
+    await batch(0, small);
+    const rssAfterSmallMb = rss();
+    await batch(small, large);
+    return { rssAfterSmallMb, rssAfterLargeMb: rss() };
+  } finally {
+    await worker.stop('SIGTERM');
+    await cleanup(redis, bull, prefix);
+  }
+}
+
+async function main(): Promise<void> {
+  if (args.only === 'queue') {
+    const { config } = configFor({ documents: benchQueue(8) }, uniquePrefix('bench'));
+    const jobs = quick ? 200 : 2000;
+    const a = await throughQueue({ documents: benchQueue(8) }, new InstantEngine(config, 8), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
+    const b = await bareBullmq(jobs, 8);
+    process.stdout.write(`${JSON.stringify({ docsiftJobsPerS: a, bareJobsPerS: b, ratio: a / b })}\n`);
+    return;
+  }
+  const startedAll = performance.now();
+  const prefix = uniquePrefix('bench');
+  const maxSeq = Math.max(...SEQUENCES);
+  const { config, queue } = configFor({ documents: benchQueue(maxSeq) }, prefix);
+  process.stderr.write(`docsift bench${quick ? ' --quick' : ''}: ${DOCS} documents per run, ${THREADS} threads, ${os.availableParallelism()} cores\n`);
+  const modelPath = benchModel(config);
+  const probe = await ModelEngine.load({ modelPath, sequences: 1, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger });
+  const backend = probe.info.backend;
+  const docTokens = texts.slice(0, DOCS).reduce((n, t) => n + probe.countTokens(documentText({ format: 'text', pages: [t], chars: t.length, warnings: [] })), 0) / DOCS;
+  await probe.dispose();
+  report('model', `${SHAPE_NAME}, Q8_0, ${(fs.statSync(modelPath).size / 1e6).toFixed(0)} MB, backend ${backend}`);
+  report('document text tokens (mean)', docTokens.toFixed(0));
+
+  // Batching, and the raw ceiling at every width.
+  const batching: Record<string, RawResult> = {};
+  for (const n of SEQUENCES) {
+    batching[n] = await raw(config, queue, modelPath, n);
+    report(`raw, ${n} sequence(s): documents/s | evaluated tok/s | decode tok/s`, `${batching[n]!.docsPerS.toFixed(2)} | ${batching[n]!.evaluatedPerS.toFixed(0)} | ${batching[n]!.generatedPerS.toFixed(0)}`);
+  }
+  const best = SEQUENCES.reduce((a, b) => (batching[b]!.docsPerS > batching[a]!.docsPerS ? b : a));
+  const batchSpeedup = Object.fromEntries(SEQUENCES.map((n) => [n, round(batching[n]!.docsPerS / batching[SEQUENCES[0]!]!.docsPerS)]));
+
+  // The same documents through Redis, BullMQ, the worker and the Redis output, at the best width.
+  const engine = await ModelEngine.load({ modelPath, sequences: best, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger });
+  let pipelineDocsPerS: number;
+  try {
+    const warm = 1_000_000;
+    await throughQueue({ documents: benchQueue(best) }, engine, best, (i) => texts[DOCS + i]!.replace('INV-', `INV-${warm}-`));
+    pipelineDocsPerS = await throughQueue({ documents: benchQueue(best) }, engine, DOCS, (i) => texts[i]!);
+  } finally {
+    await engine.dispose();
+  }
+  const rawBest = batching[best]!;
+  report(`pipeline, ${best} sequence(s): documents/s (raw ${rawBest.docsPerS.toFixed(2)})`, pipelineDocsPerS.toFixed(2));
+
+  // Prefix reuse and jump-forward decoding, each off against the default (on), at one sequence.
+  const one = batching[1] ?? (await raw(config, queue, modelPath, 1));
+  const noReuse = await raw(config, queue, modelPath, 1, { prefixReuse: false });
+  report('prefix reuse on vs off: prompt tokens evaluated per document', `${one.promptPerDoc.toFixed(0)} vs ${noReuse.promptPerDoc.toFixed(0)}`);
+  report('prefix reuse on vs off: documents/s', `${one.docsPerS.toFixed(2)} vs ${noReuse.docsPerS.toFixed(2)}`);
+  const noJump = await raw(config, queue, modelPath, 1, { jumpForward: false });
+  report('jump-forward on vs off: decode steps per document', `${one.generatedPerDoc.toFixed(0)} vs ${noJump.generatedPerDoc.toFixed(0)}`);
+  report('jump-forward on vs off: ms per document', `${one.msPerDoc.toFixed(0)} vs ${noJump.msPerDoc.toFixed(0)}`);
+
+  // Work: model evaluations per document against the floor (read the text once, write each value once).
+  const valueTokens = one.generatedPerDoc;
+  const workEfficiency = one.evaluatedPerDoc / (docTokens + valueTokens);
+  report('work efficiency: evaluations / (text + value tokens)', `${workEfficiency.toFixed(3)} (${one.evaluatedPerDoc.toFixed(0)} / (${docTokens.toFixed(0)} + ${valueTokens.toFixed(0)}))`);
+  report(`event-loop delay under load (${maxSeq} sequences): p99 | max`, `${batching[maxSeq]!.loopDelayP99Ms.toFixed(1)} ms | ${batching[maxSeq]!.loopDelayMaxMs.toFixed(1)} ms`);
+
+  // Queue overhead: docsift with an instant model against a BullMQ worker that does nothing.
+  const jobs = quick ? 200 : 2000;
+  const overheadConcurrency = 8;
+  const docsiftJobsPerS = await throughQueue({ documents: benchQueue(overheadConcurrency) }, new InstantEngine(config, overheadConcurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
+  const bareJobsPerS = await bareBullmq(jobs, overheadConcurrency);
+  report(`queue overhead: docsift (instant model) vs bare BullMQ, jobs/s`, `${docsiftJobsPerS.toFixed(0)} vs ${bareJobsPerS.toFixed(0)}`);
+
+  const pdf = await pdfStage();
+  if ('skipped' in pdf) report('text stage vs pdftotext', `skipped: ${pdf.skipped}`);
+  else report(`text stage: pages/s, docsift vs pdftotext (${pdf.pages} pages)`, `${pdf.docsifyPagesPerS.toFixed(1)} vs ${pdf.pdftotextPagesPerS.toFixed(1)}`);
+
+  const [small, large] = quick ? [10, 100] : [200, 2000];
+  const rss = await rssGrowth(small, large);
+  report(`worker RSS after ${small} vs ${large} documents`, `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
+
+  const summary = {
+    pipeline_vs_raw: round(pipelineDocsPerS / rawBest.docsPerS),
+    batch_speedup: batchSpeedup,
+    prefix_reuse_speedup: round(one.docsPerS / noReuse.docsPerS),
+    forced_decoding_speedup: round(noJump.msPerDoc / one.msPerDoc),
+    work_efficiency: round(workEfficiency),
+    queue_overhead_ratio: round(docsiftJobsPerS / bareJobsPerS),
+    pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
+    rss_growth_ratio: round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
+    event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
+    machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' } },
+    quick,
+    documents_per_run: DOCS,
+    seconds: Math.round((performance.now() - startedAll) / 1000),
+  };
+  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, docsiftJobsPerS, bareJobsPerS, pdf, rss, rows };
+  const dir = path.join(REPO, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);
+  fs.writeFileSync(file, JSON.stringify(full, null, 2));
+  process.stderr.write(`full results: ${path.relative(process.cwd(), file)}\n`);
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+await main();
+process.exit(0);

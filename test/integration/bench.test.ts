@@ -1,0 +1,26 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { REPO } from '../helpers/testEnv.js';
+
+const run = promisify(execFile);
+
+/**
+ * `npm run bench -- --quick` in CI, so that the bench never rots. Only that every part ran and
+ * reported is checked: speed is the bench's business, never a test's.
+ */
+describe('npm run bench -- --quick', () => {
+  it('runs every part and ends with the summary JSON', async () => {
+    const { stdout } = await run(process.execPath, [path.join(REPO, 'dist', 'bench', 'bench.js'), '--quick'], {
+      cwd: REPO, env: { ...process.env, DOCSIFT_THREADS: '1' }, maxBuffer: 16 * 1024 * 1024, timeout: 600_000,
+    });
+    const summary = JSON.parse(stdout.trim().split('\n').at(-1)!);
+    for (const key of ['pipeline_vs_raw', 'prefix_reuse_speedup', 'forced_decoding_speedup', 'work_efficiency', 'queue_overhead_ratio', 'rss_growth_ratio', 'event_loop_delay_p99_ms']) {
+      expect(summary[key], key).toBeGreaterThan(0);
+    }
+    expect(Object.keys(summary.batch_speedup)).toEqual(['1', '2']);
+    expect(summary).toHaveProperty('pdf_vs_pdftotext');
+    expect(summary.machine).toMatchObject({ backend: 'cpu', model_shape: { nEmbd: 576, nHead: 9, nHeadKv: 3, nFf: 1536 } });
+  }, 600_000);
+});
