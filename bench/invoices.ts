@@ -1,3 +1,5 @@
+import { mulberry32 } from '../src/model/gguf/makeLlamaModel.js';
+
 /**
  * Synthetic invoice text for the bench: realistic layout and length (a one-page invoice is
  * 1,500-3,000 characters), different for every index so no two documents share a cache.
@@ -7,7 +9,7 @@ const ITEMS = ['Consulting services', 'Annual software licence', 'Printer toner,
 const COMPANIES = ['ACME GmbH', 'Nordwind Logistik AG', 'Blue River Consulting Ltd', 'Ferreira & Filhos Lda', 'Studio Kowalski sp. z o.o.', 'Haddad Trading LLC'];
 
 export function invoiceText(i: number, scale = 1): string {
-  const r = mulberry(i + 1);
+  const r = mulberry32(i + 1);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
   const lines = Math.max(1, Math.round((3 + Math.floor(r() * 10)) * scale));
   const items = Array.from({ length: lines }, (_, n) => {
@@ -31,15 +33,4 @@ export function invoiceText(i: number, scale = 1): string {
       'Thank you for your business. Questions about this invoice: accounts@example.com, +49 30 1234567.'] : []),
   ];
   return body.join('\n');
-}
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

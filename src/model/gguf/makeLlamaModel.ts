@@ -42,7 +42,8 @@ const BYTE0 = 3;
 /** SentencePiece's word-boundary piece; without it every space costs three byte tokens. */
 const SPACE = BYTE0 + 256;
 
-function mulberry32(seed: number): () => number {
+/** A small seeded PRNG: the same seed writes the same model (and the bench the same documents). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
