@@ -1,3 +1,4 @@
+import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
@@ -52,34 +53,81 @@ export async function readResult(redis: Redis, keys: Keys, documentId: string): 
 }
 
 /**
- * Polls until every document is done or failed, or the timeout passes (then the rest are
+ * Waits until every document is done or failed, or the timeout passes (then the rest are
  * reported as still queued). Calls onSettled once per document as it settles; resolves with the
  * statuses in the order of `items`.
+ *
+ * Event-driven: it follows the queue's BullMQ event stream from before its first look and checks a
+ * document again only when its job completes or fails, so waiting on 10,000 documents costs Redis
+ * what the workers' events cost, not a poll of every document. A slow sweep (at most
+ * `sweepBatch` documents every `pollMs`) is the safety net for anything the stream no longer
+ * holds (it is trimmed) or a document settled without an event of its job.
  */
 export async function waitForDocuments(
   queue: DocumentQueue, redis: Redis, keys: Keys,
   items: ReadonlyArray<{ documentId: string; jobId: string }>,
-  options: { timeoutMs: number; pollMs?: number; onSettled: (status: DocumentStatus, index: number) => void; signal?: AbortSignal },
+  options: { timeoutMs: number; pollMs?: number; sweepBatch?: number; onSettled: (status: DocumentStatus, index: number) => void; signal?: AbortSignal },
 ): Promise<DocumentStatus[]> {
   const deadline = Date.now() + options.timeoutMs;
+  const pollMs = options.pollMs ?? 250;
+  const sweepBatch = options.sweepBatch ?? 50;
   const results = new Array<DocumentStatus | undefined>(items.length);
-  let pending = items.map((item, index) => ({ item, index }));
-  while (pending.length > 0) {
-    const next: typeof pending = [];
-    for (const p of pending) {
-      const status = await documentStatus(queue, redis, keys, p.item.documentId, p.item.jobId);
-      if (status.state === 'done' || status.state === 'failed') {
-        results[p.index] = status;
-        options.onSettled(status, p.index);
-      } else {
-        next.push(p);
+  const pending = new Map<number, { documentId: string; jobId: string }>(items.map((item, index) => [index, item]));
+  const byJob = new Map<string, number[]>();
+  items.forEach((item, index) => byJob.set(item.jobId, [...(byJob.get(item.jobId) ?? []), index]));
+
+  const check = async (index: number): Promise<void> => {
+    const item = pending.get(index);
+    if (!item) return;
+    const status = await documentStatus(queue, redis, keys, item.documentId, item.jobId);
+    if ((status.state === 'done' || status.state === 'failed') && pending.delete(index)) {
+      results[index] = status;
+      options.onSettled(status, index);
+    }
+  };
+
+  // Events after this id are read, so nothing that happens during the first look is missed.
+  const streamKey = `${queue.opts.prefix ?? 'bull'}:${queue.name}:events`;
+  const [last] = (await redis.xrevrange(streamKey, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>;
+  const connection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+  const events = new QueueEvents(queue.name, { connection, prefix: queue.opts.prefix, lastEventId: last?.[0] ?? '0', blockingTimeout: Math.max(100, Math.min(pollMs, 5000)) });
+  events.on('error', () => undefined); // reconnects on its own; the sweep covers the gap
+  const touched = new Set<number>();
+  let wake: (() => void) | undefined;
+  const onJobEvent = ({ jobId }: { jobId: string }) => {
+    for (const index of byJob.get(jobId) ?? []) if (pending.has(index)) touched.add(index);
+    wake?.();
+  };
+  events.on('completed', onJobEvent);
+  events.on('failed', onJobEvent);
+  try {
+    for (const index of [...pending.keys()]) await check(index);
+    let cursor = 0;
+    let lastSweep = Date.now();
+    while (pending.size > 0 && Date.now() <= deadline && !options.signal?.aborted) {
+      if (touched.size === 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, Math.min(pollMs, deadline - Date.now())));
+          wake = () => { clearTimeout(timer); resolve(); };
+        });
+        wake = undefined;
+      }
+      const now = [...touched];
+      touched.clear();
+      for (const index of now) await check(index);
+      if (Date.now() - lastSweep >= pollMs) {
+        lastSweep = Date.now();
+        const open = [...pending.keys()];
+        const from = open.length ? cursor % open.length : 0;
+        for (const index of open.slice(from, from + sweepBatch)) await check(index);
+        cursor += sweepBatch;
       }
     }
-    pending = next;
-    if (pending.length === 0 || Date.now() > deadline || options.signal?.aborted) break;
-    await new Promise((r) => setTimeout(r, options.pollMs ?? 250));
+  } finally {
+    await events.close().catch(() => undefined);
+    connection.disconnect();
   }
-  for (const p of pending) results[p.index] = await documentStatus(queue, redis, keys, p.item.documentId, p.item.jobId);
+  for (const [index, item] of pending) results[index] = await documentStatus(queue, redis, keys, item.documentId, item.jobId);
   return results as DocumentStatus[];
 }
 
