@@ -19,7 +19,8 @@ export const ERROR_CODES = {
   INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
   WORKER_LOST: { retry: false, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
   REDIS_UNAVAILABLE: { retry: true, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
-  MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (out of memory, context lost); retried.' },
+  OUT_OF_MEMORY: { retry: true, summary: 'Memory ran out during this job (GPU memory for the model, or an allocation in the worker); the sequence is reset and the job retried with backoff. A worker process killed by the OS or V8 for memory is re-delivered instead (see WORKER_LOST).' },
+  MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (context lost, decode error); the sequence is reset and the job retried.' },
   OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },
   INTERNAL: { retry: true, summary: 'An unexpected error; retried, then failed with this code.' },
 } as const satisfies Record<string, { retry: boolean; summary: string }>;
@@ -43,11 +44,21 @@ export class DocsiftError extends Error {
   }
 }
 
-/** Anything thrown that is not ours becomes INTERNAL, keeping the original as the cause. */
+/**
+ * What llama.cpp (CUDA, Vulkan, Metal, CPU buffers), node-llama-cpp and Node say when an
+ * allocation fails. Matched on the message because none of them has an error class for it.
+ */
+const OUT_OF_MEMORY = /out of memory|failed to allocate|bad_alloc|cudaMalloc|ErrorOutOfDeviceMemory|InsufficientMemory|allocation failed|insufficient memory/i;
+
+export function isOutOfMemory(err: unknown): boolean {
+  return err instanceof Error && (OUT_OF_MEMORY.test(err.message) || OUT_OF_MEMORY.test(err.name));
+}
+
+/** Anything thrown that is not ours becomes INTERNAL (or OUT_OF_MEMORY), keeping the original as the cause. */
 export function toDocsiftError(err: unknown): DocsiftError {
   if (err instanceof DocsiftError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new DocsiftError('INTERNAL', message, { cause: err });
+  return new DocsiftError(isOutOfMemory(err) ? 'OUT_OF_MEMORY' : 'INTERNAL', message, { cause: err });
 }
 
 /**

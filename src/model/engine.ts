@@ -5,7 +5,7 @@ import {
   getLlama, LlamaLogLevel, resolveChatWrapper,
   type ChatHistoryItem, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token,
 } from 'node-llama-cpp';
-import { DocsiftError } from '../infra/errors.js';
+import { DocsiftError, isOutOfMemory } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { decodeJson } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
@@ -180,16 +180,31 @@ export class ModelEngine implements Engine {
   /** Borrows a sequence for one document; waits while all are busy. */
   async withSequence<T>(fn: (sequence: ModelSequence) => Promise<T>): Promise<T> {
     if (this.disposed) throw new DocsiftError('MODEL_ERROR', 'the model engine is shut down');
-    const sequence = this.free.pop() ?? (await new Promise<LlamaContextSequence>((resolve) => this.waiting.push(resolve)));
+    let sequence = this.free.pop() ?? (await new Promise<LlamaContextSequence>((resolve) => this.waiting.push(resolve)));
     try {
       return await fn(this.borrowed(sequence));
     } catch (err) {
       if (err instanceof DocsiftError || (err instanceof Error && err.name === 'AbortError')) throw err;
-      throw new DocsiftError('MODEL_ERROR', `inference failed: ${(err as Error).message}`, { cause: err });
+      // A failed decode (a GPU allocation, a lost context) leaves the sequence's cache and its
+      // token record in an unknown state; the next document must not reuse that prefix.
+      sequence = await this.reset(sequence);
+      const code = isOutOfMemory(err) ? 'OUT_OF_MEMORY' : 'MODEL_ERROR';
+      throw new DocsiftError(code, `inference failed: ${(err as Error).message}`, { cause: err });
     } finally {
       const next = this.waiting.shift();
       if (next) next(sequence);
       else this.free.push(sequence);
+    }
+  }
+
+  /** Empties a sequence after a failure; if even that fails, replaces it with a fresh one. */
+  private async reset(sequence: LlamaContextSequence): Promise<LlamaContextSequence> {
+    try {
+      await sequence.clearHistory();
+      return sequence;
+    } catch {
+      sequence.dispose();
+      return this.context.getSequence();
     }
   }
 

@@ -85,6 +85,32 @@ describe('many worker processes, crashes and poison documents', () => {
     }
   });
 
+  it('a worker that runs out of memory mid-job dies; its job is re-delivered, not failed, and the restarted worker serves the queue', async () => {
+    const small = await spawnWorker(env);
+    // A node with little memory to spare: the OS address-space limit sits 16 MiB above what the
+    // idle worker holds, so reading a 30 MB document is a real out-of-memory, not a simulated one.
+    const pid = small.process.pid!;
+    const held = Number(/VmSize:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+    expect(spawnSync('prlimit', [`--pid=${pid}`, `--as=${held + 16 * 1024 * 1024}:`]).status).toBe(0);
+    const died = new Promise<void>((resolve) => small.process.once('exit', () => resolve()));
+    const big = await enqueuer.enqueue({ bytes: Buffer.from('Invoice line: widget 1.00 EUR\n'.repeat(1_000_000)), filename: 'big.txt', source: 'test' });
+    const next = await enqueuer.enqueue({ bytes: Buffer.from('Invoice 77 after the out-of-memory, total 7.70 EUR'), filename: 'after-oom.txt', source: 'test' });
+    await died;
+    expect(small.log()).toMatch(/out of memory|Allocation failed/i);
+    // Not failed: the lock lapses and the stall check puts the job back, no attempt used.
+    expect(await queue.getJobState(big.jobId)).not.toBe('failed');
+    const restarted = await spawnWorker(env); // what systemd or compose does after the crash
+    try {
+      const [bigStatus, nextStatus] = await waitForDocuments(queue, redis, keys, [big, next], { timeoutMs: 60_000, pollMs: 200, onSettled: () => undefined });
+      expect(nextStatus!.state).toBe('done');
+      // With memory to read it, the big document gets its own answer: too long for the context.
+      expect(bigStatus).toMatchObject({ state: 'failed', code: 'DOCUMENT_TOO_LONG' });
+      expect(restarted.log()).not.toMatch(/out of memory/i);
+    } finally {
+      await restarted.stop();
+    }
+  });
+
   it('a document that keeps killing workers ends failed WORKER_LOST after a bounded number of starts', async () => {
     const outcome = await enqueuer.enqueue({ bytes: Buffer.from('POISON document: every worker that opens me dies'), filename: 'poison.txt', source: 'test' });
     let starts = 0;

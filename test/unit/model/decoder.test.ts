@@ -82,6 +82,23 @@ describe('schema-walking decoder (real llama.cpp on the test model)', () => {
     expect(cold.reusedTokens).toBe(0);
   });
 
+  it('a failure inside a job is coded (OUT_OF_MEMORY for allocation failures) and leaves the sequence empty for the next job', async () => {
+    const turns = conversation('Invoice R-7, total 3.00');
+    await answer(on, turns, schema);
+    expect((await answer(on, turns, schema)).reusedTokens).toBeGreaterThan(0); // the prefix is held
+    // The error llama.cpp's CUDA backend raises when a decode cannot get GPU memory (no GPU here
+    // to provoke it); thrown after a real decode so the sequence holds tokens when it fails.
+    const cuda = 'ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512.00 MiB on device 0: cudaMalloc failed: out of memory';
+    await expect(on.withSequence(async (seq) => {
+      await seq.generate(turns, { schema, maxTokens: 40, temperature: 0 });
+      throw new Error(cuda);
+    })).rejects.toMatchObject({ code: 'OUT_OF_MEMORY', retryable: true });
+    const after = await answer(on, turns, schema);
+    expect(after.reusedTokens).toBe(0); // nothing of the failed job's state is trusted
+    expect(() => JSON.parse(after.text)).not.toThrow();
+    await expect(on.withSequence(async () => { throw new Error('Eval has failed'); })).rejects.toMatchObject({ code: 'MODEL_ERROR', retryable: true });
+  });
+
   it('value grammars drop node-llama-cpp\'s newline stop marker and number exponents', async () => {
     const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1 });
     try {
