@@ -76,7 +76,11 @@ export class DocumentWorker {
 
   private async process(job: Job<JobPayload, ResultRecord>, token: string | undefined, signal: AbortSignal | undefined): Promise<ResultRecord> {
     const started = performance.now();
-    let log = this.deps.logger.child({ jobId: job.id, queue: this.deps.queue.name });
+    // One child logger per job, made once the document id is known (or when a failure needs it).
+    const bindings = { jobId: job.id, queue: this.deps.queue.name };
+    let jobLog: Logger | undefined;
+    const log = () => (jobLog ??= this.deps.logger.child(bindings));
+    const report = new JobReport(job);
     let documentId = job.id ?? 'unknown';
     let filename = 'document';
     try {
@@ -95,10 +99,10 @@ export class DocumentWorker {
         throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
       }
       documentId = payload.documentId ?? documentIdFor(sha256, this.pipelineVersion, payload.documentType);
-      log = log.child({ documentId });
-      log.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
+      jobLog = this.deps.logger.child({ ...bindings, documentId });
+      jobLog.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
 
-      aside(job.updateProgress({ stage: 'text', percent: 10 }));
+      report.progress({ stage: 'text', percent: 10 });
       const textStarted = performance.now();
       const { limits } = this.deps.queue;
       const text = await this.deps.extractor.extract(bytes, {
@@ -107,15 +111,15 @@ export class DocumentWorker {
       const textMs = Math.round(performance.now() - textStarted);
       const queueLabel = { queue: this.deps.queue.name };
       this.deps.metrics.stageSeconds.observe({ ...queueLabel, stage: 'text' }, textMs / 1000);
-      aside(job.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`));
+      report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`);
 
       const out = await this.pipeline.run({
         text,
         ...(payload.documentType ? { documentType: payload.documentType } : {}),
         ...(signal ? { signal } : {}),
         onStage: (stage, detail) => {
-          aside(job.updateProgress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail }));
-          log.debug({ stage, ...detail }, 'stage');
+          report.progress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail });
+          log().debug({ stage, ...detail }, 'stage');
         },
       });
       const modelMs = out.timings.classifyMs + out.timings.extractMs;
@@ -129,7 +133,7 @@ export class DocumentWorker {
       m.tokens.inc({ ...queueLabel, kind: 'forced' }, out.tokens.forced);
       m.tokens.inc({ ...queueLabel, kind: 'reused' }, out.tokens.reused);
       m.tokensPerSecond.set(queueLabel, tokensPerSecond);
-      aside(job.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`));
+      report.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
 
       const record: ResultRecord = {
         documentId,
@@ -161,7 +165,7 @@ export class DocumentWorker {
       };
       const reasons = reviewReasons(this.deps.queue, record);
       if (reasons.length) record.review = { status: 'pending', reasons };
-      aside(job.updateProgress({ stage: 'outputs', percent: 90 }));
+      report.progress({ stage: 'outputs', percent: 90 });
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
       record.timings.totalMs = Math.round(outputsStarted - started);
@@ -169,23 +173,25 @@ export class DocumentWorker {
       const outputsMs = Math.round(performance.now() - outputsStarted);
       m.stageSeconds.observe({ ...queueLabel, stage: 'outputs' }, outputsMs / 1000);
       m.documents.inc({ ...queueLabel, result: 'completed', code: '' });
-      log.info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
+      log().info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
+      report.end();
       return record;
     } catch (thrown) {
+      report.end();
       if (signal?.aborted && signal.reason === SHUTDOWN && token) {
         // Hand the job back untouched for another worker (or this one after restart).
         await job.moveToDelayed(Date.now(), token);
-        log.warn('released at shutdown');
+        log().warn('released at shutdown');
         throw new DelayedError();
       }
       const err = toDocsiftError(thrown);
       const attempts = job.attemptsMade + 1;
       const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
-      log[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
+      log()[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
       await this.recordFailure({
         documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename,
         code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
-      }).catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
+      }).catch((e: unknown) => log().error({ err: e }, 'could not store the failure record'));
       this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
       const reason = formatFailure(err.code, err.message);
       throw err.retryable ? new Error(reason) : new UnrecoverableError(reason);
@@ -225,11 +231,53 @@ export class DocumentWorker {
   }
 }
 
+/** How long a job runs before its progress and log lines are sent to Redis. */
+const REPORT_AFTER_MS = 200;
+
 /**
- * Progress and job-log lines are for people watching: they are sent without waiting (in order,
- * on the same connection) instead of adding a Redis round trip each to every job's critical
- * path, and a failure to send one is not the document's failure.
+ * Progress and job-log lines are for people watching a job, and nobody watches one that is done
+ * in a fraction of a second. So nothing is sent until the job has run REPORT_AFTER_MS; then the
+ * latest progress and the held lines go out, and later ones as they come. A job that ends sooner
+ * gets its lines as one log entry and no progress (its state says done). That takes a fast job
+ * from six script calls for progress and logs to one, the largest part of docsift's per-job
+ * Redis traffic after the result itself. Writes are not awaited (they keep their order on the
+ * connection) and a failed write is not the document's failure.
  */
-function aside(write: Promise<unknown>): void {
+class JobReport {
+  private held: { progress?: object; lines: string[] } | null = { lines: [] };
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly job: Job) {
+    this.timer = setTimeout(() => this.release(), REPORT_AFTER_MS);
+    this.timer.unref();
+  }
+
+  progress(value: object): void {
+    if (this.held) this.held.progress = value;
+    else send(this.job.updateProgress(value));
+  }
+
+  log(line: string): void {
+    if (this.held) this.held.lines.push(line);
+    else send(this.job.log(line));
+  }
+
+  end(): void {
+    clearTimeout(this.timer);
+    const held = this.held;
+    this.held = null;
+    if (held?.lines.length) send(this.job.log(held.lines.join(' | ')));
+  }
+
+  private release(): void {
+    const held = this.held;
+    this.held = null;
+    if (!held) return;
+    if (held.progress) send(this.job.updateProgress(held.progress));
+    for (const line of held.lines) send(this.job.log(line));
+  }
+}
+
+function send(write: Promise<unknown>): void {
   write.catch(() => undefined);
 }
