@@ -21,7 +21,7 @@ import { Metrics } from '../src/infra/metrics.js';
 import { makeLlamaModel, ModelEngine, type Engine, type LlamaShape } from '../src/model/index.js';
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt } from '../src/pipeline/index.js';
-import { connectRedis, createDocumentQueue, createRedis, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
+import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
 import { TextExtractor } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
 import { documentsQueue } from '../test/helpers/stack.js';
@@ -191,13 +191,16 @@ async function cleanup(redis: ReturnType<typeof createRedis>, bull: Queue, prefi
   await redis.quit();
 }
 
-/** A BullMQ worker that does nothing, on the same Redis: the floor for any queue-based worker. */
-async function bareBullmq(count: number, concurrency: number): Promise<number> {
+/**
+ * A BullMQ worker that does nothing, on the same Redis, with the same job options (retries,
+ * retention) as docsift's queue: the floor for any queue-based worker.
+ */
+async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: number): Promise<number> {
   const prefix = uniquePrefix('bench-bare');
   const redis = createRedis(REDIS_URL, { forWorker: true });
   await connectRedis(redis, REDIS_URL);
   const queue = new Queue('bare', { connection: redis, prefix });
-  await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i }, opts: { removeOnComplete: true } })));
+  await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i }, opts: jobOptionsFor(queueConfig) })));
   let done = 0;
   const started = performance.now();
   await new Promise<void>((resolve) => {
@@ -209,6 +212,17 @@ async function bareBullmq(count: number, concurrency: number): Promise<number> {
   const seconds = (performance.now() - started) / 1000;
   await cleanup(redis, queue, prefix);
   return count / seconds;
+}
+
+/** docsift with an instant model against a BullMQ worker that does nothing: jobs/s of each. */
+async function queueOverhead(): Promise<{ docsiftJobsPerS: number; bareJobsPerS: number }> {
+  const jobs = quick ? 200 : 2000;
+  const concurrency = 8;
+  const queues = { documents: benchQueue(concurrency) };
+  const { config, queue } = configFor(queues, uniquePrefix('bench'));
+  const docsiftJobsPerS = await throughQueue(queues, new InstantEngine(config, concurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
+  const bareJobsPerS = await bareBullmq(queue, jobs, concurrency);
+  return { docsiftJobsPerS, bareJobsPerS };
 }
 
 async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPerS: number; pages: number } | { skipped: string }> {
@@ -264,11 +278,8 @@ async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallM
 
 async function main(): Promise<void> {
   if (args.only === 'queue') {
-    const { config } = configFor({ documents: benchQueue(8) }, uniquePrefix('bench'));
-    const jobs = quick ? 200 : 2000;
-    const a = await throughQueue({ documents: benchQueue(8) }, new InstantEngine(config, 8), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
-    const b = await bareBullmq(jobs, 8);
-    process.stdout.write(`${JSON.stringify({ docsiftJobsPerS: a, bareJobsPerS: b, ratio: a / b })}\n`);
+    const { docsiftJobsPerS, bareJobsPerS } = await queueOverhead();
+    process.stdout.write(`${JSON.stringify({ docsiftJobsPerS, bareJobsPerS, ratio: docsiftJobsPerS / bareJobsPerS })}\n`);
     return;
   }
   const startedAll = performance.now();
@@ -322,10 +333,7 @@ async function main(): Promise<void> {
   report(`event-loop delay under load (${maxSeq} sequences): p99 | max`, `${batching[maxSeq]!.loopDelayP99Ms.toFixed(1)} ms | ${batching[maxSeq]!.loopDelayMaxMs.toFixed(1)} ms`);
 
   // Queue overhead: docsift with an instant model against a BullMQ worker that does nothing.
-  const jobs = quick ? 200 : 2000;
-  const overheadConcurrency = 8;
-  const docsiftJobsPerS = await throughQueue({ documents: benchQueue(overheadConcurrency) }, new InstantEngine(config, overheadConcurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
-  const bareJobsPerS = await bareBullmq(jobs, overheadConcurrency);
+  const { docsiftJobsPerS, bareJobsPerS } = await queueOverhead();
   report(`queue overhead: docsift (instant model) vs bare BullMQ, jobs/s`, `${docsiftJobsPerS.toFixed(0)} vs ${bareJobsPerS.toFixed(0)}`);
 
   const pdf = await pdfStage();

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { Queue, type DefaultJobOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueueConfig } from '../config/index.js';
 import type { Keys } from './keys.js';
@@ -13,11 +13,16 @@ export function createDocumentQueue(queue: QueueConfig, redis: Redis, keys: Keys
   return new Queue<JobPayload, unknown, 'document'>(queue.name, {
     connection: redis,
     prefix: keys.bull,
-    defaultJobOptions: {
-      attempts: queue.attempts,
-      backoff: { type: queue.backoff.type, delay: queue.backoff.delayMs },
-      removeOnComplete: { count: queue.retention.completed },
-      removeOnFail: { count: queue.retention.failed },
-    },
+    defaultJobOptions: jobOptionsFor(queue),
   });
+}
+
+/** Retries, backoff and retention of a queue's jobs, from its queue file. */
+export function jobOptionsFor(queue: QueueConfig): DefaultJobOptions {
+  return {
+    attempts: queue.attempts,
+    backoff: { type: queue.backoff.type, delay: queue.backoff.delayMs },
+    removeOnComplete: { count: queue.retention.completed },
+    removeOnFail: { count: queue.retention.failed },
+  };
 }

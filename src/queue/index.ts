@@ -1,5 +1,5 @@
 export { connectRedis, createRedis, redactUrl, waitForRedis } from './connection.js';
-export { createDocumentQueue, JOB_NAME } from './documentQueue.js';
+export { createDocumentQueue, JOB_NAME, jobOptionsFor } from './documentQueue.js';
 export type { DocumentQueue } from './documentQueue.js';
 export { keys } from './keys.js';
 export type { Keys } from './keys.js';
