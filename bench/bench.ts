@@ -1,5 +1,6 @@
 /**
- * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N]
+ * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N] [-- --shape smollm2-135m|qwen2.5-0.5b]
+ *               [-- --skip queue,pdf,rss]
  *
  * Measures, in one run on this machine, how close docsift gets to what the model alone can do,
  * and what each trick buys. docs/BENCHMARKS.md explains every figure. Prints a table, writes the
@@ -36,13 +37,23 @@ const { values: args } = parseArgs({ options: {
   only: { type: 'string' },
   sequences: { type: 'string' },
   docs: { type: 'string' },
+  shape: { type: 'string', default: 'smollm2-135m' },
+  skip: { type: 'string', default: '' },
 } });
 const quick = args.quick!;
 
-/** SmolLM2-135M's dimensions; quick runs a 2-layer slice of it. */
-const SMOLLM2_135M: LlamaShape = { nEmbd: 576, nLayer: 30, nHead: 9, nHeadKv: 3, nFf: 1536, nVocab: 49152, contextLength: 8192 };
-const SHAPE: LlamaShape = quick ? { ...SMOLLM2_135M, nLayer: 2 } : SMOLLM2_135M;
-const SHAPE_NAME = quick ? 'SmolLM2-135M shape, 2 of 30 layers' : 'SmolLM2-135M shape';
+/** Real small instruct models' dimensions (llama architecture, random weights); quick runs a 2-layer slice. */
+const SHAPES: Record<string, { name: string; shape: LlamaShape }> = {
+  'smollm2-135m': { name: 'SmolLM2-135M shape', shape: { nEmbd: 576, nLayer: 30, nHead: 9, nHeadKv: 3, nFf: 1536, nVocab: 49152, contextLength: 8192 } },
+  'qwen2.5-0.5b': { name: 'Qwen2.5-0.5B shape', shape: { nEmbd: 896, nLayer: 24, nHead: 14, nHeadKv: 2, nFf: 4864, nVocab: 151936, contextLength: 32768 } },
+};
+const chosen = SHAPES[args.shape!];
+if (!chosen) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
+const SHAPE: LlamaShape = quick ? { ...chosen.shape, nLayer: 2 } : chosen.shape;
+const SHAPE_NAME = quick ? `${chosen.name}, 2 of ${chosen.shape.nLayer} layers` : chosen.name;
+/** Parts that can be left out, e.g. on a machine without Redis persistence or poppler. */
+const SKIP = new Set(args.skip!.split(',').filter(Boolean));
+for (const part of SKIP) if (!['queue', 'pdf', 'rss'].includes(part)) throw new Error(`--skip takes queue, pdf, rss; got ${part}`);
 const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map(Number);
 const DOCS = Number(args.docs ?? (quick ? 2 : 16));
 const THREADS = Number(process.env.DOCSIFT_THREADS ?? Math.max(1, os.availableParallelism()));
@@ -74,7 +85,8 @@ function configFor(queues: Record<string, Record<string, unknown>>, prefix: stri
   return { config, queue: getQueue(config, Object.keys(queues)[0]!), home };
 }
 
-const texts = Array.from({ length: DOCS * 2 }, (_, i) => invoiceText(i, quick ? 0.4 : 1));
+// DOCS measured documents, then one warm-up document per sequence of the widest run.
+const texts = Array.from({ length: DOCS + Math.max(...SEQUENCES) }, (_, i) => invoiceText(i, quick ? 0.4 : 1));
 
 /** The realistic model: random Q8_0 weights, real dimensions, a subword vocabulary of the prompts' words. */
 function benchModel(config: Config): string {
@@ -333,16 +345,16 @@ async function main(): Promise<void> {
   report(`event-loop delay under load (${maxSeq} sequences): p99 | max`, `${batching[maxSeq]!.loopDelayP99Ms.toFixed(1)} ms | ${batching[maxSeq]!.loopDelayMaxMs.toFixed(1)} ms`);
 
   // Queue overhead: docsift with an instant model against a BullMQ worker that does nothing.
-  const { docsiftJobsPerS, bareJobsPerS } = await queueOverhead();
+  const { docsiftJobsPerS, bareJobsPerS } = SKIP.has('queue') ? { docsiftJobsPerS: NaN, bareJobsPerS: NaN } : await queueOverhead();
   report(`queue overhead: docsift (instant model) vs bare BullMQ, jobs/s`, `${docsiftJobsPerS.toFixed(0)} vs ${bareJobsPerS.toFixed(0)}`);
 
-  const pdf = await pdfStage();
+  const pdf = SKIP.has('pdf') ? { skipped: '--skip pdf' } : await pdfStage();
   if ('skipped' in pdf) report('text stage vs pdftotext', `skipped: ${pdf.skipped}`);
   else report(`text stage: pages/s, docsift vs pdftotext (${pdf.pages} pages)`, `${pdf.docsifyPagesPerS.toFixed(1)} vs ${pdf.pdftotextPagesPerS.toFixed(1)}`);
 
   const [small, large] = quick ? [10, 100] : [200, 2000];
-  const rss = await rssGrowth(small, large);
-  report(`worker RSS after ${small} vs ${large} documents`, `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
+  const rss = SKIP.has('rss') ? { rssAfterSmallMb: NaN, rssAfterLargeMb: NaN } : await rssGrowth(small, large);
+  report(`worker RSS after ${small} vs ${large} documents`, SKIP.has('rss') ? 'skipped' : `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
 
   const summary = {
     pipeline_vs_raw: round(pipelineDocsPerS / rawBest.docsPerS),
@@ -350,9 +362,9 @@ async function main(): Promise<void> {
     prefix_reuse_speedup: round(one.docsPerS / noReuse.docsPerS),
     forced_decoding_speedup: round(noJump.msPerDoc / one.msPerDoc),
     work_efficiency: round(workEfficiency),
-    queue_overhead_ratio: round(docsiftJobsPerS / bareJobsPerS),
+    queue_overhead_ratio: SKIP.has('queue') ? null : round(docsiftJobsPerS / bareJobsPerS),
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
-    rss_growth_ratio: round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
+    rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
     machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' } },
     quick,

@@ -19,6 +19,8 @@ export interface SoakResult {
   in: number;
   out: number;
   failed: number;
+  /** Failed documents by error code, so a failed soak says why. */
+  failures: Record<string, number>;
   lost: number;
   duplicates: number;
   reprocessed: number;
@@ -30,7 +32,7 @@ export async function soak(options: { docs: number; workers: number; killEveryMs
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = Date.now();
   const outbox = tempDir('soak-outbox');
-  const home = makeHome({ documents: documentsQueue({ concurrency: 2, outputs: { outbox: { dir: outbox } }, worker: { lockDurationMs: 3000, stalledIntervalMs: 1500, maxStalledCount: 5 } }) });
+  const home = makeHome({ documents: documentsQueue({ concurrency: 2, outputs: { outbox: { dir: outbox } }, worker: { lockDurationMs: 5000, stalledIntervalMs: 2000, maxStalledCount: 10 } }) });
   const prefix = uniquePrefix('soak');
   const env = { ...process.env, REDIS_URL, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
   const config = loadConfig(env);
@@ -78,6 +80,8 @@ export async function soak(options: { docs: number; workers: number; killEveryMs
   }
 
   const done = statuses.filter((s) => s.state === 'done').length;
+  const failures: Record<string, number> = {};
+  for (const s of statuses) if (s.state === 'failed') failures[s.code] = (failures[s.code] ?? 0) + 1;
   const failed = statuses.filter((s) => s.state === 'failed').length;
   const outboxFiles = fs.readdirSync(outbox).filter((f) => f.endsWith('.json'));
   const completions = finishedLogs.reduce((n, l) => n + (l.match(/"msg":"document done"/g) ?? []).length, 0);
@@ -92,6 +96,7 @@ export async function soak(options: { docs: number; workers: number; killEveryMs
     in: outcomes.length,
     out: done,
     failed,
+    failures,
     lost: outcomes.length - done - failed,
     // Records beyond one per document in an output: the outbox and Redis must each hold exactly `out`.
     duplicates: Math.max(0, outboxFiles.length - done) + Math.max(0, resultKeys.length - done),
@@ -109,7 +114,7 @@ if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).
     'kill-every-ms': { type: 'string', default: '5000' }, 'timeout-s': { type: 'string', default: '7200' },
   } });
   const result = await soak({ docs: Number(values.docs), workers: Number(values.workers), killEveryMs: Number(values['kill-every-ms']), timeoutS: Number(values['timeout-s']) });
-  process.stdout.write(`documents in ${result.in}, results out ${result.out}, failed ${result.failed}, lost ${result.lost}, duplicates ${result.duplicates} (re-processed ${result.reprocessed}, ${result.kills} workers killed, ${result.seconds} s)\n`);
+  process.stdout.write(`documents in ${result.in}, results out ${result.out}, failed ${result.failed} ${JSON.stringify(result.failures)}, lost ${result.lost}, duplicates ${result.duplicates} (re-processed ${result.reprocessed}, ${result.kills} workers killed, ${result.seconds} s)\n`);
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(result.out + result.failed === result.in && result.lost === 0 && result.duplicates === 0 ? 0 : 1);
 }
