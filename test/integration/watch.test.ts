@@ -134,7 +134,7 @@ describe('watched folder lifecycle', () => {
     } finally {
       await Promise.all([w1.stop(), w2.stop()]);
     }
-  });
+  }, 180_000); // its wait for 60 files allows 120 s on a loaded machine; the default 60 s test timeout cut it short
 
   it('finishes what a watcher killed between claim and enqueue left in processing/', async () => {
     const dir = tempDir('watch');
