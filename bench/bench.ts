@@ -51,7 +51,7 @@ const chosen = SHAPES[args.shape!];
 if (!chosen) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
 const SHAPE: LlamaShape = quick ? { ...chosen.shape, nLayer: 2 } : chosen.shape;
 const SHAPE_NAME = quick ? `${chosen.name}, 2 of ${chosen.shape.nLayer} layers` : chosen.name;
-/** Parts that can be left out, e.g. on a machine without Redis persistence or poppler. */
+/** Parts that can be left out, e.g. on a machine without poppler, or when time is short. */
 const SKIP = new Set(args.skip!.split(',').filter(Boolean));
 for (const part of SKIP) if (!['queue', 'pdf', 'rss'].includes(part)) throw new Error(`--skip takes queue, pdf, rss; got ${part}`);
 const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map(Number);
@@ -330,8 +330,8 @@ async function main(): Promise<void> {
   report(`pipeline, ${best} sequence(s): documents/s (raw ${rawBest.docsPerS.toFixed(2)})`, pipelineDocsPerS.toFixed(2));
 
   // Prefix reuse and jump-forward decoding, each off against the default (on), at one sequence.
-  // "On" is measured again here rather than taken from the batching runs: the first run of a process
-  // also pays one-time costs (CUDA JIT-compiles kernels on first use) that would flatter "off".
+  // "On" is measured again, next to "off", rather than taken from the first batching run: on the H100
+  // the first run of a process was the slowest of all and made prefix reuse look like a loss.
   const one = await raw(config, queue, modelPath, 1);
   const noReuse = await raw(config, queue, modelPath, 1, { prefixReuse: false });
   report('prefix reuse on vs off: prompt tokens evaluated per document', `${one.promptPerDoc.toFixed(0)} vs ${noReuse.promptPerDoc.toFixed(0)}`);
