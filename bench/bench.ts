@@ -1,6 +1,6 @@
 /**
  * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N] [-- --shape smollm2-135m|qwen2.5-0.5b]
- *               [-- --skip queue,pdf,rss]
+ *               [-- --skip queue,pdf,rss] [-- --only queue|rss]
  *
  * Measures, in one run on this machine, how close docsift gets to what the model alone can do,
  * and what each trick buys. docs/BENCHMARKS.md explains every figure. Prints a table, writes the
@@ -58,6 +58,8 @@ const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map
 const DOCS = Number(args.docs ?? (quick ? 2 : 16));
 const THREADS = Number(process.env.DOCSIFT_THREADS ?? Math.max(1, os.availableParallelism()));
 const CONTEXT = 4096;
+/** Worker RSS is compared after this many documents (the issue's 200 vs 2,000). */
+const RSS_DOCS = quick ? [10, 40] as const : [200, 2000] as const;
 const MAX_TOKENS = 512;
 
 const logger = createLogger({ level: 'silent', destination: 'stderr' });
@@ -157,7 +159,7 @@ async function raw(config: Config, queue: QueueConfig, modelPath: string, sequen
 }
 
 /** A DocumentWorker in this process on `engine`: enqueue (text files) -> worker -> result in Redis. */
-async function throughQueue(queues: Record<string, Record<string, unknown>>, engine: Engine, count: number, body: (i: number) => string): Promise<number> {
+async function throughQueue(queues: Record<string, Record<string, unknown>>, engine: Engine, count: number, body: (i: number) => string): Promise<QueueRun> {
   const prefix = uniquePrefix('bench');
   const { config, queue } = configFor(queues, prefix);
   const keys = makeKeys(prefix);
@@ -178,14 +180,33 @@ async function throughQueue(queues: Record<string, Record<string, unknown>>, eng
       settle();
     });
   });
+  const cpu = await cpuMeter(redis);
   const started = performance.now();
   worker.run();
   await finished;
   const seconds = (performance.now() - started) / 1000;
+  const used = await cpu();
   if (failures.length) throw new Error(`bench: ${failures.length} documents failed: ${failures[0]}`);
   await worker.close(5000);
   await cleanup(redis, bull, prefix);
-  return count / seconds;
+  return { jobsPerS: count / seconds, nodeCpuUsPerJob: used.nodeUs / count, redisCpuUsPerJob: used.redisUs / count };
+}
+
+interface QueueRun { jobsPerS: number; nodeCpuUsPerJob: number; redisCpuUsPerJob: number }
+
+/** CPU time this process and the Redis server spend from now until the returned function is called. */
+async function cpuMeter(redis: ReturnType<typeof createRedis>): Promise<() => Promise<{ nodeUs: number; redisUs: number }>> {
+  const redisCpu = async () => {
+    const info = await redis.info('cpu');
+    const field = (name: string) => Number(new RegExp(`${name}:([0-9.]+)`).exec(info)?.[1] ?? NaN);
+    return (field('used_cpu_user') + field('used_cpu_sys')) * 1e6;
+  };
+  const node = process.cpuUsage();
+  const redisBefore = await redisCpu();
+  return async () => {
+    const { user, system } = process.cpuUsage(node);
+    return { nodeUs: user + system, redisUs: (await redisCpu()) - redisBefore };
+  };
 }
 
 function newWorker(config: Config, queue: QueueConfig, redis: ReturnType<typeof createRedis>, keys: Keys, engine: Engine): DocumentWorker {
@@ -207,34 +228,38 @@ async function cleanup(redis: ReturnType<typeof createRedis>, bull: Queue, prefi
  * A BullMQ worker that does nothing, on the same Redis, with the same job options (retries,
  * retention) as docsift's queue: the floor for any queue-based worker.
  */
-async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: number): Promise<number> {
+async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: number): Promise<QueueRun> {
   const prefix = uniquePrefix('bench-bare');
   const redis = createRedis(REDIS_URL, { forWorker: true });
   await connectRedis(redis, REDIS_URL);
   const queue = new Queue('bare', { connection: redis, prefix });
   await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i }, opts: jobOptionsFor(queueConfig) })));
   let done = 0;
+  const cpu = await cpuMeter(redis);
   const started = performance.now();
+  let seconds = 0;
   await new Promise<void>((resolve) => {
     const worker = new Worker('bare', async () => ({ ok: true }), { connection: redis, prefix, concurrency });
     worker.on('completed', () => {
-      if (++done === count) void worker.close().then(resolve);
+      if (++done !== count) return;
+      seconds = (performance.now() - started) / 1000;
+      void worker.close().then(resolve);
     });
   });
-  const seconds = (performance.now() - started) / 1000;
+  const used = await cpu();
   await cleanup(redis, queue, prefix);
-  return count / seconds;
+  return { jobsPerS: count / seconds, nodeCpuUsPerJob: used.nodeUs / count, redisCpuUsPerJob: used.redisUs / count };
 }
 
 /** docsift with an instant model against a BullMQ worker that does nothing: jobs/s of each. */
-async function queueOverhead(): Promise<{ docsiftJobsPerS: number; bareJobsPerS: number }> {
+async function queueOverhead(): Promise<{ docsift: QueueRun; bare: QueueRun }> {
   const jobs = quick ? 200 : 2000;
   const concurrency = 8;
   const queues = { documents: benchQueue(concurrency) };
   const { config, queue } = configFor(queues, uniquePrefix('bench'));
-  const docsiftJobsPerS = await throughQueue(queues, new InstantEngine(config, concurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
-  const bareJobsPerS = await bareBullmq(queue, jobs, concurrency);
-  return { docsiftJobsPerS, bareJobsPerS };
+  const docsift = await throughQueue(queues, new InstantEngine(config, concurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
+  const bare = await bareBullmq(queue, jobs, concurrency);
+  return { docsift, bare };
 }
 
 async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPerS: number; pages: number } | { skipped: string }> {
@@ -261,7 +286,7 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
 }
 
 /** A real worker process on the tiny test model: RSS after `small` documents and after `large`. */
-async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallMb: number; rssAfterLargeMb: number }> {
+async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallMb: number; rssAfterLargeMb: number; samples: Record<number, number> }> {
   const prefix = uniquePrefix('bench-rss');
   const { config, queue, home } = configFor({ documents: documentsQueue({ concurrency: 2 }) }, prefix);
   const env = { ...process.env, REDIS_URL, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
@@ -278,10 +303,14 @@ async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallM
     await waitForDocuments(bull, redis, keys, outcomes, { timeoutMs: 3_600_000, pollMs: 500, onSettled: () => undefined });
   };
   try {
-    await batch(0, small);
-    const rssAfterSmallMb = rss();
-    await batch(small, large);
-    return { rssAfterSmallMb, rssAfterLargeMb: rss() };
+    // RSS at every fifth of the way too, so a rise can be told from a leak (a leak keeps rising).
+    const samples: Record<number, number> = {};
+    let done = 0;
+    for (const upto of [small, ...[1, 2, 3, 4, 5].map((k) => small + Math.round(((large - small) * k) / 5))]) {
+      await batch(done, upto);
+      samples[(done = upto)] = Math.round(rss());
+    }
+    return { rssAfterSmallMb: samples[small]!, rssAfterLargeMb: samples[large]!, samples };
   } finally {
     await worker.stop('SIGTERM');
     await cleanup(redis, bull, prefix);
@@ -290,10 +319,17 @@ async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallM
 
 async function main(): Promise<void> {
   if (args.only === 'queue') {
-    const { docsiftJobsPerS, bareJobsPerS } = await queueOverhead();
-    process.stdout.write(`${JSON.stringify({ docsiftJobsPerS, bareJobsPerS, ratio: docsiftJobsPerS / bareJobsPerS })}\n`);
+    const { docsift, bare } = await queueOverhead();
+    process.stdout.write(`${JSON.stringify({ docsift, bare, ratio: docsift.jobsPerS / bare.jobsPerS })}\n`);
     return;
   }
+  if (args.only === 'rss') {
+    const [small, large] = RSS_DOCS;
+    const rss = await rssGrowth(small, large);
+    process.stdout.write(`${JSON.stringify({ small, large, ...rss, ratio: rss.rssAfterLargeMb / rss.rssAfterSmallMb })}\n`);
+    return;
+  }
+  if (args.only) throw new Error(`--only takes queue or rss; got ${args.only}`);
   const startedAll = performance.now();
   const prefix = uniquePrefix('bench');
   const maxSeq = Math.max(...SEQUENCES);
@@ -322,7 +358,7 @@ async function main(): Promise<void> {
   try {
     const warm = 1_000_000;
     await throughQueue({ documents: benchQueue(best) }, engine, best, (i) => texts[DOCS + i]!.replace('INV-', `INV-${warm}-`));
-    pipelineDocsPerS = await throughQueue({ documents: benchQueue(best) }, engine, DOCS, (i) => texts[i]!);
+    pipelineDocsPerS = (await throughQueue({ documents: benchQueue(best) }, engine, DOCS, (i) => texts[i]!)).jobsPerS;
   } finally {
     await engine.dispose();
   }
@@ -347,14 +383,15 @@ async function main(): Promise<void> {
   report(`event-loop delay under load (${maxSeq} sequences): p99 | max`, `${batching[maxSeq]!.loopDelayP99Ms.toFixed(1)} ms | ${batching[maxSeq]!.loopDelayMaxMs.toFixed(1)} ms`);
 
   // Queue overhead: docsift with an instant model against a BullMQ worker that does nothing.
-  const { docsiftJobsPerS, bareJobsPerS } = SKIP.has('queue') ? { docsiftJobsPerS: NaN, bareJobsPerS: NaN } : await queueOverhead();
-  report(`queue overhead: docsift (instant model) vs bare BullMQ, jobs/s`, SKIP.has('queue') ? 'skipped' : `${docsiftJobsPerS.toFixed(0)} vs ${bareJobsPerS.toFixed(0)}`);
+  const queueRuns = SKIP.has('queue') ? null : await queueOverhead();
+  const perJob = (r: QueueRun) => `${r.jobsPerS.toFixed(0)}/s (${r.nodeCpuUsPerJob.toFixed(0)} + ${r.redisCpuUsPerJob.toFixed(0)} µs)`;
+  report('queue overhead: docsift (instant model) vs bare BullMQ, jobs/s (CPU per job: Node + Redis)', queueRuns ? `${perJob(queueRuns.docsift)} vs ${perJob(queueRuns.bare)}` : 'skipped');
 
   const pdf = SKIP.has('pdf') ? { skipped: '--skip pdf' } : await pdfStage();
   if ('skipped' in pdf) report('text stage vs pdftotext', `skipped: ${pdf.skipped}`);
   else report(`text stage: pages/s, docsift vs pdftotext (${pdf.pages} pages)`, `${pdf.docsifyPagesPerS.toFixed(1)} vs ${pdf.pdftotextPagesPerS.toFixed(1)}`);
 
-  const [small, large] = quick ? [10, 100] : [200, 2000];
+  const [small, large] = RSS_DOCS;
   const rss = SKIP.has('rss') ? { rssAfterSmallMb: NaN, rssAfterLargeMb: NaN } : await rssGrowth(small, large);
   report(`worker RSS after ${small} vs ${large} documents`, SKIP.has('rss') ? 'skipped' : `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
 
@@ -364,7 +401,7 @@ async function main(): Promise<void> {
     prefix_reuse_speedup: round(one.docsPerS / noReuse.docsPerS),
     forced_decoding_speedup: round(noJump.msPerDoc / one.msPerDoc),
     work_efficiency: round(workEfficiency),
-    queue_overhead_ratio: SKIP.has('queue') ? null : round(docsiftJobsPerS / bareJobsPerS),
+    queue_overhead_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bare.jobsPerS) : null,
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
@@ -373,7 +410,7 @@ async function main(): Promise<void> {
     documents_per_run: DOCS,
     seconds: Math.round((performance.now() - startedAll) / 1000),
   };
-  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, docsiftJobsPerS, bareJobsPerS, pdf, rss, rows };
+  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, queue: queueRuns, pdf, rss, rows };
   const dir = path.join(REPO, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);

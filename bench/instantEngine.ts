@@ -8,14 +8,22 @@ import type { Answer, ChatTurn, Engine, ModelInfo, ModelSequence } from '../src/
 export class InstantEngine implements Engine {
   readonly info: ModelInfo;
   private busy = 0;
-  private readonly answers = new Map<string, string>();
+  /** The all-null answer per schema object, made once (the pipeline passes the same objects). */
+  private readonly answers = new WeakMap<object, string>();
 
-  constructor(config: Config, sequences: number) {
+  constructor(_config: Config, sequences: number) {
     this.info = { file: 'instant.gguf', sha256: '0'.repeat(64), lora: [], backend: 'none', sequences, contextSize: 1 << 20, threads: 1, loadMs: 0 };
-    for (const type of config.prompts.types.values()) {
-      const props = Object.keys((type.schema.properties ?? {}) as object);
-      this.answers.set(JSON.stringify(type.schema), JSON.stringify(Object.fromEntries(props.map((k) => [k, (type.schema.properties as Record<string, { type?: unknown }>)[k]!.type === 'array' ? [] : null]))));
+  }
+
+  private answer(schema: { enum?: string[]; properties?: Record<string, { type?: unknown }> }): string {
+    let text = this.answers.get(schema);
+    if (text === undefined) {
+      text = schema.enum
+        ? JSON.stringify(schema.enum[0])
+        : JSON.stringify(Object.fromEntries(Object.entries(schema.properties ?? {}).map(([k, v]) => [k, v.type === 'array' ? [] : null])));
+      this.answers.set(schema, text);
     }
+    return text;
   }
 
   countTokens(text: string): number {
@@ -29,8 +37,7 @@ export class InstantEngine implements Engine {
         contextSize: this.info.contextSize,
         countTokens: (turns: ChatTurn[]) => turns.reduce((n, t) => n + this.countTokens(t.text), 0),
         generate: async (_turns, options): Promise<Answer> => {
-          const enumValues = (options.schema as { enum?: string[] }).enum;
-          const text = enumValues ? JSON.stringify(enumValues[0]) : this.answers.get(JSON.stringify(options.schema)) ?? '{}';
+          const text = this.answer(options.schema as Parameters<InstantEngine['answer']>[0]);
           return { text, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, forcedTokens: 0, evaluatedTokens: 0, truncated: false, confidence: 1, fieldConfidence: {} };
         },
       });

@@ -13,4 +13,9 @@ export interface ResultOutput {
 export interface OutputContext {
   /** A per-document callback URL from the API. */
   callbackUrl?: string;
+  /**
+   * The job's log lines of a job that ran too briefly to have sent them (one entry); the Redis
+   * output appends it to the BullMQ job's log in the same round trip as the record.
+   */
+  jobLog?: { jobKey: string; line: string };
 }

@@ -169,12 +169,15 @@ export class DocumentWorker {
       // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
       const outputsStarted = performance.now();
       record.timings.totalMs = Math.round(outputsStarted - started);
-      await this.writeOutputs(record, payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {});
+      const heldLine = report.take();
+      await this.writeOutputs(record, {
+        ...(payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {}),
+        ...(heldLine ? { jobLog: { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } } : {}),
+      });
       const outputsMs = Math.round(performance.now() - outputsStarted);
       m.stageSeconds.observe({ ...queueLabel, stage: 'outputs' }, outputsMs / 1000);
       m.documents.inc({ ...queueLabel, result: 'completed', code: '' });
       log().info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
-      report.end();
       return record;
     } catch (thrown) {
       report.end();
@@ -238,10 +241,10 @@ const REPORT_AFTER_MS = 200;
  * Progress and job-log lines are for people watching a job, and nobody watches one that is done
  * in a fraction of a second. So nothing is sent until the job has run REPORT_AFTER_MS; then the
  * latest progress and the held lines go out, and later ones as they come. A job that ends sooner
- * gets its lines as one log entry and no progress (its state says done). That takes a fast job
- * from six script calls for progress and logs to one, the largest part of docsift's per-job
- * Redis traffic after the result itself. Writes are not awaited (they keep their order on the
- * connection) and a failed write is not the document's failure.
+ * gets its lines as one log entry, written with its result, and no progress (its state says
+ * done). That takes a fast job from six script calls for progress and logs to none of its own.
+ * Writes are not awaited (they keep their order on the connection) and a failed write is not
+ * the document's failure.
  */
 class JobReport {
   private held: { progress?: object; lines: string[] } | null = { lines: [] };
@@ -263,10 +266,19 @@ class JobReport {
   }
 
   end(): void {
+    const line = this.take();
+    if (line) send(this.job.log(line));
+  }
+
+  /**
+   * Ends the report and returns the held lines as one entry, for the caller to write with the
+   * result (one round trip instead of two); undefined when they were already sent or none.
+   */
+  take(): string | undefined {
     clearTimeout(this.timer);
     const held = this.held;
     this.held = null;
-    if (held?.lines.length) send(this.job.log(held.lines.join(' | ')));
+    return held?.lines.length ? held.lines.join(' | ') : undefined;
   }
 
   private release(): void {

@@ -2,8 +2,11 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createPool, migrate, sign, verify } from '../../src/outputs/index.js';
-import { corpusFiles, REDIS_URL, REPO, until } from '../helpers/testEnv.js';
+import { Queue } from 'bullmq';
+import { createPool, migrate, RedisOutput, sign, verify } from '../../src/outputs/index.js';
+import type { ResultRecord } from '../../src/pipeline/index.js';
+import { connectRedis, createRedis, keys as makeKeys } from '../../src/queue/index.js';
+import { corpusFiles, REDIS_URL, REPO, uniquePrefix, until } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { startReceiver } from '../helpers/receiver.js';
 
@@ -25,6 +28,40 @@ describe('webhook signatures', () => {
     expect(verify(SECRET, String(ts), '{"a":2}', sig, 300, now)).toBe(false);
     expect(verify('another-secret-0123456789', String(ts), '{"a":1}', sig, 300, now)).toBe(false);
     expect(verify(SECRET, String(ts), '{"a":1}', sig, 300, now + 3_600_000)).toBe(false);
+  });
+});
+
+describe('Redis output', () => {
+  it('stores the record, drops an old failure record and appends the job log line in one script', async () => {
+    const prefix = uniquePrefix('redis-output');
+    const keys = makeKeys(prefix);
+    const redis = createRedis(REDIS_URL, { forWorker: false });
+    await connectRedis(redis, REDIS_URL);
+    const queue = new Queue('documents', { connection: redis, prefix: keys.bull });
+    try {
+      const job = await queue.add('document', { ref: { kind: 'file', path: '/nowhere' } }, { jobId: 'j1' });
+      const output = new RedisOutput(redis, keys);
+      const record = { documentId: 'd1', jobId: 'j1' } as unknown as ResultRecord;
+      await redis.set(keys.failure('d1'), '{}');
+      await output.write(record, { jobLog: { jobKey: `${job.queueQualifiedName}:j1`, line: 'text: text, 1 page(s) | model: invoice' } });
+      expect(JSON.parse((await redis.get(keys.result('d1')))!)).toEqual(record);
+      expect(await redis.exists(keys.failure('d1'))).toBe(0);
+      expect((await queue.getJobLogs('j1')).logs).toEqual(['text: text, 1 page(s) | model: invoice']);
+      // Like BullMQ's addLog, no log for a job that is gone (removed while the result was written).
+      await output.write({ ...record, documentId: 'd2' }, { jobLog: { jobKey: `${job.queueQualifiedName}:gone`, line: 'x' } });
+      expect(await redis.exists(keys.result('d2'))).toBe(1);
+      expect(await redis.exists(`${job.queueQualifiedName}:gone:logs`)).toBe(0);
+      // Without a line (a long job sent its lines as they came) only the record is written.
+      await output.write({ ...record, documentId: 'd3' }, {});
+      expect(await redis.exists(keys.result('d3'))).toBe(1);
+      expect((await queue.getJobLogs('j1')).logs).toHaveLength(1);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      const left = await redis.keys(`${prefix}:*`);
+      if (left.length) await redis.del(...left);
+      await redis.quit();
+    }
   });
 });
 

@@ -140,13 +140,16 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
     fs.writeFileSync(file, 'PURCHASE ORDER PO-991\nSupplier: Widgets Ltd\n10 x bolts @ 0.20');
     const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });
     const job = await queue.add('document', { ref: { kind: 'file', path: file }, filename: 'po.txt', source: 'erp' }, { jobId: 'erp-po-991' });
-    await queue.close();
     const [status] = await stack.waitAll([{ documentId: 'unused', jobId: job.id!, sha256: '', status: 'queued' }]);
     expect(status!.state).toBe('done');
     if (status!.state === 'done') {
       expect(status!.record.source).toBe('erp');
       expect(status!.record.documentId).toMatch(/^[0-9a-f]{32}-[0-9a-f]{12}$/);
     }
+    // The job's log, for Bull Board: the text and model lines, sent as they came or with the result.
+    const { logs } = await queue.getJobLogs(job.id!);
+    expect(logs.join('\n')).toMatch(/text: text, 1 page\(s\)[\s\S]*model: \w+ \(/);
+    await queue.close();
   });
 
   it('rejects a payload that breaks the contract with INVALID_JOB', async () => {
