@@ -285,7 +285,13 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
   return { docsifyPagesPerS: ours, pdftotextPagesPerS: theirs, pages: pages / rounds };
 }
 
-/** A real worker process on the tiny test model: RSS after `small` documents and after `large`. */
+/**
+ * A real worker process on the tiny test model: its RSS over the documents up to `small` and over
+ * the last `small` documents up to `large` (and up to every fifth of the way, so a rise that
+ * levels off can be told from a leak). Each figure is the mean of samples taken every 250 ms
+ * across that stretch: V8 grows and shrinks its heap by 20-30 MB as it goes, so one reading
+ * says more about where the collector stood than about the worker.
+ */
 async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallMb: number; rssAfterLargeMb: number; samples: Record<number, number> }> {
   const prefix = uniquePrefix('bench-rss');
   const { config, queue, home } = configFor({ documents: documentsQueue({ concurrency: 2 }) }, prefix);
@@ -297,21 +303,25 @@ async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallM
   const enqueuer = new Enqueuer(config, queue, bull, redis, keys, new RedisDocumentStore(redis, keys, 3600));
   const worker = await spawnWorker(env);
   const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${worker.process.pid}/status`, 'utf8'))![1]) / 1024;
-  const batch = async (from: number, to: number) => {
-    const outcomes = [];
-    for (let i = from; i < to; i++) outcomes.push(await enqueuer.enqueue({ bytes: Buffer.from(`Invoice ${i}\nTotal ${i}.00 EUR`), filename: `r${i}.txt`, source: 'bench' }));
-    await waitForDocuments(bull, redis, keys, outcomes, { timeoutMs: 3_600_000, pollMs: 500, onSettled: () => undefined });
-  };
+  let settled = 0;
+  const readings: Array<{ settled: number; mb: number }> = [];
+  const timer = setInterval(() => readings.push({ settled, mb: rss() }), 250);
   try {
-    // RSS at every fifth of the way too, so a rise can be told from a leak (a leak keeps rising).
+    const outcomes = [];
+    for (let i = 0; i < large; i++) outcomes.push(await enqueuer.enqueue({ bytes: Buffer.from(`Invoice ${i}\nTotal ${i}.00 EUR`), filename: `r${i}.txt`, source: 'bench' }));
+    await waitForDocuments(bull, redis, keys, outcomes, { timeoutMs: 3_600_000, pollMs: 500, onSettled: () => void settled++ });
+    clearInterval(timer);
+    const meanUpTo = (n: number) => {
+      const window = readings.filter((r) => r.settled > n - small && r.settled <= n).map((r) => r.mb);
+      // A stretch shorter than one sampling interval: the last reading before its end.
+      if (!window.length) return readings.filter((r) => r.settled <= n).at(-1)?.mb ?? NaN;
+      return window.reduce((a, b) => a + b, 0) / window.length;
+    };
     const samples: Record<number, number> = {};
-    let done = 0;
-    for (const upto of [small, ...[1, 2, 3, 4, 5].map((k) => small + Math.round(((large - small) * k) / 5))]) {
-      await batch(done, upto);
-      samples[(done = upto)] = Math.round(rss());
-    }
-    return { rssAfterSmallMb: samples[small]!, rssAfterLargeMb: samples[large]!, samples };
+    for (const n of [small, ...[1, 2, 3, 4, 5].map((k) => small + Math.round(((large - small) * k) / 5))]) samples[n] = Math.round(meanUpTo(n));
+    return { rssAfterSmallMb: meanUpTo(small), rssAfterLargeMb: meanUpTo(large), samples };
   } finally {
+    clearInterval(timer);
     await worker.stop('SIGTERM');
     await cleanup(redis, bull, prefix);
   }
@@ -393,7 +403,7 @@ async function main(): Promise<void> {
 
   const [small, large] = RSS_DOCS;
   const rss = SKIP.has('rss') ? { rssAfterSmallMb: NaN, rssAfterLargeMb: NaN } : await rssGrowth(small, large);
-  report(`worker RSS after ${small} vs ${large} documents`, SKIP.has('rss') ? 'skipped' : `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
+  report(`worker RSS (mean) over documents 1-${small} vs ${large - small + 1}-${large}`, SKIP.has('rss') ? 'skipped' : `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
 
   const summary = {
     pipeline_vs_raw: round(pipelineDocsPerS / rawBest.docsPerS),
