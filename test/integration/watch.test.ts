@@ -22,7 +22,9 @@ function watcher(dir: string, options: Partial<FolderWatcherOptions> = {}): Fold
 }
 
 // withFileTypes: no stat after readdir, which would race with the watcher's renames.
-const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : []);
+// A sidecar being written (<name>.tmp, renamed when complete) is not there yet: a poll that saw it
+// raced the watcher's rename.
+const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isFile() && !e.name.endsWith('.result.json.tmp') && !e.name.endsWith('.error.json.tmp')).map((e) => e.name).sort() : []);
 
 
 describe('filename rules', () => {
