@@ -21,7 +21,7 @@ import { createLogger } from '../src/infra/logger.js';
 import { Metrics } from '../src/infra/metrics.js';
 import { makeLlamaModel, ModelEngine, type Engine, type LlamaShape } from '../src/model/index.js';
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
-import { documentText, Pipeline, renderSystemPrompt } from '../src/pipeline/index.js';
+import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
 import { TextExtractor } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
@@ -159,7 +159,7 @@ async function raw(config: Config, queue: QueueConfig, modelPath: string, sequen
 }
 
 /** A DocumentWorker in this process on `engine`: enqueue (text files) -> worker -> result in Redis. */
-async function throughQueue(queues: Record<string, Record<string, unknown>>, engine: Engine, count: number, body: (i: number) => string): Promise<QueueRun> {
+async function throughQueue(queues: Record<string, Record<string, unknown>>, engine: Engine, count: number, body: (i: number) => string): Promise<QueueRun & { sample: ResultRecord }> {
   const prefix = uniquePrefix('bench');
   const { config, queue } = configFor(queues, prefix);
   const keys = makeKeys(prefix);
@@ -172,9 +172,13 @@ async function throughQueue(queues: Record<string, Record<string, unknown>>, eng
   // Counted from BullMQ's events, not by polling each document, which would load Redis itself.
   let settled = 0;
   const failures: string[] = [];
+  let sample: ResultRecord | undefined;
   const finished = new Promise<void>((resolve) => {
     const settle = () => (++settled === count ? resolve() : undefined);
-    worker.worker.on('completed', settle);
+    worker.worker.on('completed', (_job, record) => {
+      sample ??= record;
+      settle();
+    });
     worker.worker.on('failed', (_job, err) => {
       failures.push(err.message);
       settle();
@@ -189,7 +193,7 @@ async function throughQueue(queues: Record<string, Record<string, unknown>>, eng
   if (failures.length) throw new Error(`bench: ${failures.length} documents failed: ${failures[0]}`);
   await worker.close(5000);
   await cleanup(redis, bull, prefix);
-  return { jobsPerS: count / seconds, nodeCpuUsPerJob: used.nodeUs / count, redisCpuUsPerJob: used.redisUs / count };
+  return { jobsPerS: count / seconds, nodeCpuUsPerJob: used.nodeUs / count, redisCpuUsPerJob: used.redisUs / count, sample: sample! };
 }
 
 interface QueueRun { jobsPerS: number; nodeCpuUsPerJob: number; redisCpuUsPerJob: number }
@@ -225,21 +229,32 @@ async function cleanup(redis: ReturnType<typeof createRedis>, bull: Queue, prefi
 }
 
 /**
- * A BullMQ worker that does nothing, on the same Redis, with the same job options (retries,
- * retention) as docsift's queue: the floor for any queue-based worker.
+ * A BullMQ worker on the same Redis, with the same job options (retries, retention) as docsift's
+ * queue. With no `record` it does nothing: the floor for any queue-based worker. With one it does
+ * the Redis work a document needs and nothing else: reads the bytes the job points at, stores
+ * `record` under a result key and returns it to BullMQ. Against that, what is left is docsift's
+ * own code (payload checks, text stage, pipeline, metrics, logs).
  */
-async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: number): Promise<QueueRun> {
+async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: number, record?: ResultRecord, body?: (i: number) => string): Promise<QueueRun> {
   const prefix = uniquePrefix('bench-bare');
   const redis = createRedis(REDIS_URL, { forWorker: true });
   await connectRedis(redis, REDIS_URL);
   const queue = new Queue('bare', { connection: redis, prefix });
-  await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i }, opts: jobOptionsFor(queueConfig) })));
+  if (record && body) for (let i = 0; i < count; i++) await redis.set(`${prefix}:doc:${i}`, body(i));
+  await queue.addBulk(Array.from({ length: count }, (_, i) => ({ name: 'doc', data: { i, key: `${prefix}:doc:${i}` }, opts: jobOptionsFor(queueConfig) })));
+  const processor = record
+    ? async (job: { data: { i: number; key: string } }): Promise<unknown> => {
+      await redis.getBuffer(job.data.key);
+      await redis.set(`${prefix}:result:${job.data.i}`, JSON.stringify(record));
+      return record;
+    }
+    : async (): Promise<unknown> => ({ ok: true });
   let done = 0;
   const cpu = await cpuMeter(redis);
   const started = performance.now();
   let seconds = 0;
   await new Promise<void>((resolve) => {
-    const worker = new Worker('bare', async () => ({ ok: true }), { connection: redis, prefix, concurrency });
+    const worker = new Worker('bare', processor, { connection: redis, prefix, concurrency });
     worker.on('completed', () => {
       if (++done !== count) return;
       seconds = (performance.now() - started) / 1000;
@@ -251,15 +266,26 @@ async function bareBullmq(queueConfig: QueueConfig, count: number, concurrency: 
   return { jobsPerS: count / seconds, nodeCpuUsPerJob: used.nodeUs / count, redisCpuUsPerJob: used.redisUs / count };
 }
 
-/** docsift with an instant model against a BullMQ worker that does nothing: jobs/s of each. */
-async function queueOverhead(): Promise<{ docsift: QueueRun; bare: QueueRun }> {
-  const jobs = quick ? 200 : 2000;
+/**
+ * docsift with an instant model against a BullMQ worker that does nothing, and against one that
+ * does only the Redis work of a document (same bytes, same result record): jobs/s of each.
+ */
+async function queueOverhead(): Promise<{ docsift: QueueRun; bare: QueueRun; bareSameIo: QueueRun }> {
+  const jobs = quick ? 200 : 5000;
   const concurrency = 8;
   const queues = { documents: benchQueue(concurrency) };
   const { config, queue } = configFor(queues, uniquePrefix('bench'));
-  const docsift = await throughQueue(queues, new InstantEngine(config, concurrency), jobs, (i) => `Invoice ${i}\nTotal ${i}.00 EUR`);
-  const bare = await bareBullmq(queue, jobs, concurrency);
-  return { docsift, bare };
+  const body = (i: number) => `Invoice ${i}\nTotal ${i}.00 EUR`;
+  const runAll = async () => {
+    const { sample, ...docsift } = await throughQueue(queues, new InstantEngine(config, concurrency), jobs, body);
+    const bare = await bareBullmq(queue, jobs, concurrency);
+    const bareSameIo = await bareBullmq(queue, jobs, concurrency, sample, body);
+    return { docsift, bare, bareSameIo };
+  };
+  // A first pass warms V8 for all three: measured cold, the first contender of the process paid
+  // for compiling BullMQ's and ioredis's code too (a third of its CPU went to compiler threads).
+  await runAll();
+  return runAll();
 }
 
 async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPerS: number; pages: number } | { skipped: string }> {
@@ -329,8 +355,8 @@ async function rssGrowth(small: number, large: number): Promise<{ rssAfterSmallM
 
 async function main(): Promise<void> {
   if (args.only === 'queue') {
-    const { docsift, bare } = await queueOverhead();
-    process.stdout.write(`${JSON.stringify({ docsift, bare, ratio: docsift.jobsPerS / bare.jobsPerS })}\n`);
+    const { docsift, bare, bareSameIo } = await queueOverhead();
+    process.stdout.write(`${JSON.stringify({ docsift, bare, bareSameIo, ratio: docsift.jobsPerS / bare.jobsPerS, sameIoRatio: docsift.jobsPerS / bareSameIo.jobsPerS })}\n`);
     return;
   }
   if (args.only === 'rss') {
@@ -396,6 +422,7 @@ async function main(): Promise<void> {
   const queueRuns = SKIP.has('queue') ? null : await queueOverhead();
   const perJob = (r: QueueRun) => `${r.jobsPerS.toFixed(0)}/s (${r.nodeCpuUsPerJob.toFixed(0)} + ${r.redisCpuUsPerJob.toFixed(0)} µs)`;
   report('queue overhead: docsift (instant model) vs bare BullMQ, jobs/s (CPU per job: Node + Redis)', queueRuns ? `${perJob(queueRuns.docsift)} vs ${perJob(queueRuns.bare)}` : 'skipped');
+  report('queue overhead: bare BullMQ doing a document\'s Redis work (read bytes, store result)', queueRuns ? perJob(queueRuns.bareSameIo) : 'skipped');
 
   const pdf = SKIP.has('pdf') ? { skipped: '--skip pdf' } : await pdfStage();
   if ('skipped' in pdf) report('text stage vs pdftotext', `skipped: ${pdf.skipped}`);
@@ -412,6 +439,7 @@ async function main(): Promise<void> {
     forced_decoding_speedup: round(noJump.msPerDoc / one.msPerDoc),
     work_efficiency: round(workEfficiency),
     queue_overhead_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bare.jobsPerS) : null,
+    queue_overhead_same_io_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bareSameIo.jobsPerS) : null,
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
