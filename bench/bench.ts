@@ -57,7 +57,7 @@ for (const part of SKIP) if (!['queue', 'pdf', 'rss'].includes(part)) throw new 
 const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map(Number);
 const DOCS = Number(args.docs ?? (quick ? 2 : 16));
 // --quick takes one thread, as in CI, where the test suite runs beside it: llama.cpp's threads
-// competing with the event loop for 2 cores made the quick model's documents 25% slower.
+// competing with the event loop for 2 cores made each quick document take 25% longer.
 const THREADS = Number(process.env.DOCSIFT_THREADS ?? (quick ? 1 : Math.max(1, os.availableParallelism())));
 const CONTEXT = 4096;
 /** Worker RSS is compared after this many documents (the 200 vs 2,000). */
