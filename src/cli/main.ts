@@ -36,6 +36,7 @@ Environment (defaults in brackets):
   DOCSIFT_HOME         folder with queues/ and prompts/ [the docsift package]
   DOCSIFT_API_TOKENS   bearer tokens of the HTTP API, comma-separated
   DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
+  DOCSIFT_DOCUMENT_ROOTS  folders besides DOCSIFT_STORE_DIR a job's ref.path may name, comma-separated
   DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
   DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
   DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD  basic auth of Bull Board

@@ -26,6 +26,13 @@ export const EnvSchema = z.object({
   DOCSIFT_STORE: z.enum(['redis', 'fs']).default('redis'),
   /** Folder for DOCSIFT_STORE=fs; every worker must see it at the same path (NFS, SMB, local disk). */
   DOCSIFT_STORE_DIR: z.string().min(1).default('data/documents'),
+  /**
+   * Folders besides DOCSIFT_STORE_DIR under which a job's ref.path may name a file
+   * (comma-separated), for back-office systems that enqueue with plain BullMQ and a shared
+   * filesystem. A path anywhere else, a symbolic link, or anything but a regular file fails the
+   * job PATH_NOT_ALLOWED without being read.
+   */
+  DOCSIFT_DOCUMENT_ROOTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
   /** How long stored bytes are kept (seconds). Redis expires them; the fs store leaves cleanup to the operator. */
   DOCSIFT_STORE_TTL_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
   /** Folder holding queues/ and prompts/. Default: the docsift package folder. */

@@ -1,29 +1,32 @@
 /**
  * Every failure a user can see carries one of these stable codes. The code, not the message,
- * decides whether BullMQ retries the job: permanent codes fail at once, transient ones are
- * retried with the queue's backoff. docs/ERRORS.md lists the same codes (a unit test keeps the
+ * decides whether BullMQ retries the job (permanent codes fail at once, transient ones are
+ * retried with the queue's backoff) and which HTTP status the API answers with. docs/ERRORS.md lists the same codes (a unit test keeps the
  * two in step).
  */
 export const ERROR_CODES = {
-  UNSUPPORTED_FORMAT: { retry: false, summary: 'The bytes are not a PDF, plain text or markdown document.' },
-  CORRUPT_DOCUMENT: { retry: false, summary: 'The document claims a format but cannot be parsed as one.' },
-  ENCRYPTED: { retry: false, summary: 'The PDF is password-protected.' },
-  EMPTY_TEXT: { retry: false, summary: 'No text to read: a zero-byte file, or a PDF without a text layer (scans need OCR).' },
-  TOO_LARGE: { retry: false, summary: 'Over a limit of the queue: bytes, pages, or parser memory.' },
-  EXTRACTION_TIMEOUT: { retry: false, summary: 'Text extraction ran past the queue\'s time limit.' },
-  DOCUMENT_TOO_LONG: { retry: false, summary: 'The text does not fit the model context; it is never cut silently.' },
-  MODEL_OUTPUT_INVALID: { retry: false, summary: 'The model output failed schema validation after every re-ask.' },
-  DOCUMENT_MISSING: { retry: false, summary: 'The stored bytes the job points at are gone (TTL expired or file removed).' },
-  UNREADABLE_FILE: { retry: false, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
-  UNKNOWN_FOLDER: { retry: false, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
-  INVALID_JOB: { retry: false, summary: 'The job payload does not match the documented contract.' },
-  WORKER_LOST: { retry: false, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
-  REDIS_UNAVAILABLE: { retry: true, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
-  OUT_OF_MEMORY: { retry: true, summary: 'Memory ran out during this job (GPU memory for the model, or an allocation in the worker); the sequence is reset and the job retried with backoff. A worker process killed by the OS or V8 for memory is re-delivered instead (see WORKER_LOST).' },
-  MODEL_ERROR: { retry: true, summary: 'The inference engine failed on this job (context lost, decode error); the sequence is reset and the job retried.' },
-  OUTPUT_FAILED: { retry: true, summary: 'A result output could not be written; retried.' },
-  INTERNAL: { retry: true, summary: 'An unexpected error; retried, then failed with this code.' },
-} as const satisfies Record<string, { retry: boolean; summary: string }>;
+  UNSUPPORTED_FORMAT: { retry: false, http: 415, summary: 'The bytes are not a PDF, plain text or markdown document.' },
+  CORRUPT_DOCUMENT: { retry: false, http: 400, summary: 'The document claims a format but cannot be parsed as one.' },
+  ENCRYPTED: { retry: false, http: 400, summary: 'The PDF is password-protected.' },
+  EMPTY_TEXT: { retry: false, http: 400, summary: 'No text to read: a zero-byte file, or a PDF without a text layer (scans need OCR).' },
+  TOO_LARGE: { retry: false, http: 413, summary: 'Over a limit of the queue: bytes, pages, or parser memory.' },
+  EXTRACTION_TIMEOUT: { retry: false, http: 400, summary: 'Text extraction ran past the queue\'s time limit.' },
+  DOCUMENT_TOO_LONG: { retry: false, http: 400, summary: 'The text does not fit the model context; it is never cut silently.' },
+  MODEL_OUTPUT_INVALID: { retry: false, http: 400, summary: 'The model output failed schema validation after every re-ask.' },
+  DOCUMENT_MISSING: { retry: false, http: 404, summary: 'The stored bytes the job points at are gone (TTL expired or file removed).' },
+  UNREADABLE_FILE: { retry: false, http: 403, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
+  UNKNOWN_FOLDER: { retry: false, http: 400, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
+  INVALID_JOB: { retry: false, http: 400, summary: 'The job payload does not match the documented contract.' },
+  PATH_NOT_ALLOWED: { retry: false, http: 403, summary: 'A path a job, request or watched folder names is outside the document roots, is a symbolic link, or is not a regular file; nothing was read.' },
+  KEY_NOT_ALLOWED: { retry: false, http: 403, summary: 'A job\'s ref.key is not a document key under this installation\'s prefix (<prefix>:doc:<sha256>); nothing was read.' },
+  DOCUMENT_ID_MISMATCH: { retry: false, http: 400, summary: 'The job\'s documentId is not the one its bytes and pipeline give (sha256 + pipeline version + type); a forged id, or a producer with another pipeline version.' },
+  WORKER_LOST: { retry: false, http: 500, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
+  REDIS_UNAVAILABLE: { retry: true, http: 503, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
+  OUT_OF_MEMORY: { retry: true, http: 503, summary: 'Memory ran out during this job (GPU memory for the model, or an allocation in the worker); the sequence is reset and the job retried with backoff. A worker process killed by the OS or V8 for memory is re-delivered instead (see WORKER_LOST).' },
+  MODEL_ERROR: { retry: true, http: 500, summary: 'The inference engine failed on this job (context lost, decode error); the sequence is reset and the job retried.' },
+  OUTPUT_FAILED: { retry: true, http: 500, summary: 'A result output could not be written; retried.' },
+  INTERNAL: { retry: true, http: 500, summary: 'An unexpected error; retried, then failed with this code.' },
+} as const satisfies Record<string, { retry: boolean; http: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 

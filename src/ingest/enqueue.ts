@@ -38,7 +38,7 @@ export class Enqueuer {
 
   constructor(
     config: Config,
-    private readonly queueConfig: QueueConfig,
+    readonly queueConfig: QueueConfig,
     private readonly queue: DocumentQueue,
     private readonly redis: Redis,
     private readonly keys: Keys,

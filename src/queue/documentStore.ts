@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { DocsiftError } from '../infra/errors.js';
+import { readFileUnderRoots } from '../infra/safeFile.js';
 import type { Keys } from './keys.js';
 import type { DocumentRef } from './payload.js';
 
@@ -40,19 +41,35 @@ export class FileDocumentStore implements DocumentStore {
   }
 }
 
-/** Reads what a reference points at, for the worker. */
-export async function loadDocument(redis: Redis, ref: DocumentRef): Promise<Buffer> {
-  if (ref.kind === 'redis') {
-    const bytes = await redis.getBuffer(ref.key);
-    if (bytes === null) throw new DocsiftError('DOCUMENT_MISSING', `no stored bytes under Redis key ${ref.key} (expired? DOCSIFT_STORE_TTL_S)`);
-    return bytes;
+/** Where a job's ref.path may point: the shared store folder and the roots the operator lists. */
+export function documentRoots(env: { DOCSIFT_STORE_DIR: string; DOCSIFT_DOCUMENT_ROOTS: readonly string[] }): string[] {
+  return [env.DOCSIFT_STORE_DIR, ...env.DOCSIFT_DOCUMENT_ROOTS].map((r) => path.resolve(r));
+}
+
+export interface LoadLimits {
+  keys: Keys;
+  /** Folders a file reference must lie in (documentRoots). */
+  roots: readonly string[];
+  maxBytes: number;
+}
+
+/**
+ * Reads what a reference points at, for the worker. The reference comes from a job, and anyone
+ * who can write to Redis can write a job, so it is checked before anything is read: a key must be
+ * one of this installation's document keys, a path must lead to a regular file under a root
+ * (readFileUnderRoots), and neither may yield more than maxBytes.
+ */
+export async function loadDocument(redis: Redis, ref: DocumentRef, limits: LoadLimits): Promise<Buffer> {
+  if (ref.kind === 'file') return (await readFileUnderRoots(ref.path, limits.roots, limits.maxBytes)).bytes;
+  if (!limits.keys.isDocumentKey(ref.key)) {
+    throw new DocsiftError('KEY_NOT_ALLOWED', `ref.key ${JSON.stringify(ref.key.slice(0, 200))} is not a document key of this installation (${limits.keys.document('<sha256>')})`);
   }
-  try {
-    return await fs.readFile(ref.path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new DocsiftError('DOCUMENT_MISSING', `the file ${ref.path} does not exist`);
-    if (code === 'EISDIR') throw new DocsiftError('INVALID_JOB', `${ref.path} is a directory`);
-    throw err;
+  // GETRANGE reads at most maxBytes + 1 bytes, whatever was stored under the key.
+  const bytes = await redis.getrangeBuffer(ref.key, 0, limits.maxBytes);
+  if (bytes.length > limits.maxBytes) throw new DocsiftError('TOO_LARGE', `the stored document has more than ${limits.maxBytes} bytes (limits.maxBytes)`);
+  // A missing key reads as empty, like an empty document: tell the two apart only then.
+  if (bytes.length === 0 && !(await redis.exists(ref.key))) {
+    throw new DocsiftError('DOCUMENT_MISSING', `no stored bytes under Redis key ${ref.key} (expired? DOCSIFT_STORE_TTL_S)`);
   }
+  return bytes;
 }

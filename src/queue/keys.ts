@@ -8,6 +8,8 @@ export function keys(prefix: string) {
     bull: `${prefix}:bull`,
     /** Enqueued bytes (DOCSIFT_STORE=redis), by content hash, with a TTL. */
     document: (sha256: string) => `${prefix}:doc:${sha256}`,
+    /** Whether a key a job names is one of ours: `<prefix>:doc:<sha256>`, nothing else. */
+    isDocumentKey: (key: string) => key.length === prefix.length + 69 && key.startsWith(`${prefix}:doc:`) && /^[0-9a-f]{64}$/.test(key.slice(prefix.length + 5)),
     /** The result record of a completed document, JSON, kept until deleted. */
     result: (documentId: string) => `${prefix}:result:${documentId}`,
     /** The queue and job id of a document's latest job (a forced re-run gets a new job id), JSON. */

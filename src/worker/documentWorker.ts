@@ -8,7 +8,7 @@ import type { Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
-import { documentIdFor, JobPayload, loadDocument, type Keys } from '../queue/index.js';
+import { documentIdFor, documentRoots, JobPayload, loadDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
 
 export interface DocumentWorkerDeps {
@@ -38,11 +38,13 @@ export class DocumentWorker {
   private readonly pipeline: Pipeline;
   private readonly pipelineVersion: string;
   private readonly promptVersions: Record<string, string>;
+  private readonly roots: string[];
 
   constructor(private readonly deps: DocumentWorkerDeps) {
     this.pipeline = new Pipeline(deps.config, deps.queue, deps.engine);
     this.pipelineVersion = pipelineVersion(deps.config, deps.queue);
     this.promptVersions = promptVersions(deps.config, deps.queue);
+    this.roots = documentRoots(deps.config.env);
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
       prefix: deps.keys.bull,
@@ -90,7 +92,7 @@ export class DocumentWorker {
       }
       const payload = parsed.data;
       filename = payload.filename;
-      const bytes = await loadDocument(this.deps.redis, payload.ref);
+      const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes });
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       if (payload.sha256 && payload.sha256 !== sha256) {
         throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
@@ -98,7 +100,12 @@ export class DocumentWorker {
       if (payload.documentType && !this.deps.config.prompts.types.has(payload.documentType)) {
         throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
       }
-      documentId = payload.documentId ?? documentIdFor(sha256, this.pipelineVersion, payload.documentType);
+      // The id names the result's key: a job that chose it could overwrite another document's result.
+      const derived = documentIdFor(sha256, this.pipelineVersion, payload.documentType);
+      if (payload.documentId && payload.documentId !== derived) {
+        throw new DocsiftError('DOCUMENT_ID_MISMATCH', `the job says documentId ${payload.documentId}; its bytes and this worker's pipeline give ${derived}`);
+      }
+      documentId = derived;
       jobLog = this.deps.logger.child({ ...bindings, documentId });
       jobLog.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
 

@@ -10,9 +10,11 @@ import { corpusFiles, tempDir } from '../helpers/testEnv.js';
 import { makePdf } from '../helpers/pdf.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
+const roots = tempDir('roots');
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ documents: documentsQueue() }, 'documents');
+  // The fs-store and plain-BullMQ tests name files here: a job's path must be under a root.
+  stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_DOCUMENT_ROOTS: roots });
 });
 afterAll(() => stack?.close());
 
@@ -123,7 +125,7 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
   });
 
   it('keeps enqueued bytes on a shared folder with DOCSIFT_STORE=fs', async () => {
-    const storeDir = tempDir('store');
+    const storeDir = path.join(roots, 'store');
     const enqueuer = new Enqueuer(stack.config, stack.queueConfig, stack.queue, stack.redis, stack.keys, new FileDocumentStore(storeDir));
     const bytes = Buffer.from('RECEIPT\nBakery Lind, 3 rolls 2.40 EUR, cash, 2026-03-01');
     const outcome = await enqueuer.enqueue({ bytes, filename: 'r.txt', source: 'test' });
@@ -135,7 +137,7 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
   });
 
   it('processes a job added with a plain BullMQ Queue.add and the minimal documented payload', async () => {
-    const dir = tempDir('bullmq');
+    const dir = roots;
     const file = path.join(dir, 'po.txt');
     fs.writeFileSync(file, 'PURCHASE ORDER PO-991\nSupplier: Widgets Ltd\n10 x bolts @ 0.20');
     const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });

@@ -41,7 +41,8 @@ describe('Redis restart', () => {
     cleanups.push(() => server.stop());
     await sleep(300);
     const home = makeHome({ documents: documentsQueue({ outputs: {}, worker: { lockDurationMs: 5000, stalledIntervalMs: 2000, maxStalledCount: 1 } }) });
-    const env = { ...process.env, REDIS_URL: url, DOCSIFT_HOME: home, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
+    const delayedDir = tempDir('delayed');
+    const env = { ...process.env, REDIS_URL: url, DOCSIFT_HOME: home, DOCSIFT_DOCUMENT_ROOTS: delayedDir, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
     const config = loadConfig(env);
     const keys = makeKeys(config.env.DOCSIFT_PREFIX);
     const redis = createRedis(url, { forWorker: false });
@@ -60,7 +61,7 @@ describe('Redis restart', () => {
 
     const outcomes = [];
     for (const file of corpusFiles().slice(0, 6)) outcomes.push(await enqueuer.enqueue({ bytes: fs.readFileSync(file), filename: path.basename(file), source: 'test' }));
-    const delayedFile = path.join(tempDir('delayed'), 'later.txt');
+    const delayedFile = path.join(delayedDir, 'later.txt');
     fs.writeFileSync(delayedFile, 'Invoice 88, delayed job, 5.00 EUR');
     const delayed = await queue.add('document', { ref: { kind: 'file', path: delayedFile }, filename: 'later.txt' } as never, { jobId: 'delayed-job', delay: 4000 });
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { getQueue } from '../../config/index.js';
 import { renderExtractPrompt, documentText, type ResultRecord } from '../../pipeline/index.js';
-import { loadDocument } from '../../queue/index.js';
+import { documentRoots, loadDocument } from '../../queue/index.js';
 import { TextExtractor } from '../../text/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
@@ -28,16 +28,17 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
       const record = JSON.parse(raw) as ResultRecord;
       const type = record.documentType ? rt.config.prompts.types.get(record.documentType) : undefined;
       if (!type || !record.fields || !record.review || record.review.status === 'pending') { skipped++; continue; }
+      const { limits } = getQueue(rt.config, record.queue);
       let bytes: Buffer;
       try {
         bytes = await loadDocument(redis, rt.config.env.DOCSIFT_STORE === 'fs'
           ? { kind: 'file', path: path.resolve(rt.config.env.DOCSIFT_STORE_DIR, record.sha256.slice(0, 2), record.sha256) }
-          : { kind: 'redis', key: rt.keys.document(record.sha256) });
+          : { kind: 'redis', key: rt.keys.document(record.sha256) },
+        { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: limits.maxBytes });
       } catch {
         skipped++;
         continue;
       }
-      const { limits } = getQueue(rt.config, record.queue);
       const text = await extractor.extract(bytes, { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb });
       const { system, user } = renderExtractPrompt(type, documentText(text));
       out.write(JSON.stringify({

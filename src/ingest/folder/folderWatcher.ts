@@ -4,7 +4,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config/index.js';
-import { toDocsiftError } from '../../infra/errors.js';
+import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
+import { readFileUnderRoots } from '../../infra/safeFile.js';
 import type { Logger } from '../../infra/logger.js';
 import type { DocumentQueue, Keys } from '../../queue/index.js';
 import { documentIdFor } from '../../queue/index.js';
@@ -127,16 +128,22 @@ export class FolderWatcher {
     return { error: `inbox/${sub}/ names neither a queue (${[...this.queues.keys()].join(', ')}) nor a document type (${[...this.config.prompts.types.keys()].join(', ')})` };
   }
 
-  private async listFiles(root: string): Promise<Array<{ sub: string; name: string }>> {
-    const out: Array<{ sub: string; name: string }> = [];
+  /**
+   * Every entry to take or refuse: regular files, and anything else (a link, a FIFO, a socket,
+   * a link to a folder) as `other`, which is failed PATH_NOT_ALLOWED instead of being left in
+   * inbox/ forever or followed. Folders one level down are routes (inbox/<queue or type>/).
+   */
+  private async listFiles(root: string): Promise<Array<{ sub: string; name: string; other: boolean }>> {
+    const out: Array<{ sub: string; name: string; other: boolean }> = [];
     const entries = await fsp.readdir(root, { withFileTypes: true }).catch(() => []);
     for (const e of entries) {
       if (isIgnored(e.name)) continue;
-      if (e.isFile()) out.push({ sub: '', name: e.name });
-      else if (e.isDirectory()) {
+      if (e.isDirectory()) {
         for (const f of await fsp.readdir(path.join(root, e.name), { withFileTypes: true }).catch(() => [])) {
-          if (f.isFile() && !isIgnored(f.name)) out.push({ sub: e.name, name: f.name });
+          if (!isIgnored(f.name) && !f.isDirectory()) out.push({ sub: e.name, name: f.name, other: !f.isFile() });
         }
+      } else {
+        out.push({ sub: '', name: e.name, other: !e.isFile() });
       }
     }
     return out;
@@ -146,17 +153,21 @@ export class FolderWatcher {
     const now = Date.now();
     const present = new Set<string>();
     let claimed = 0;
-    for (const { sub, name } of await this.listFiles(this.inbox)) {
+    for (const { sub, name, other } of await this.listFiles(this.inbox)) {
       const file = path.join(this.inbox, sub, name);
       present.add(file);
-      const stat = await fsp.stat(file).catch(() => null);
+      // lstat: a link is judged as the link, never by what it points at.
+      const stat = await fsp.lstat(file).catch(() => null);
       if (!stat) continue;
-      const prev = this.seen.get(file);
-      if (!prev || prev.size !== stat.size || prev.mtimeMs !== stat.mtimeMs) {
-        this.seen.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, since: now });
-        continue;
+      // Anything but a regular file is not waited for: it is refused as it is, with the reason.
+      if (!other) {
+        const prev = this.seen.get(file);
+        if (!prev || prev.size !== stat.size || prev.mtimeMs !== stat.mtimeMs) {
+          this.seen.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, since: now });
+          continue;
+        }
+        if (now - prev.since < this.options.stableMs) continue;
       }
-      if (now - prev.since < this.options.stableMs) continue;
       // The claim: a rename is atomic, so of several watchers exactly one gets the file.
       const target = path.join(this.processing, sub, `${Date.now().toString(36)}${randomBytes(3).toString('hex')}${SEP}${name}`);
       await fsp.mkdir(path.dirname(target), { recursive: true });
@@ -168,7 +179,8 @@ export class FolderWatcher {
       }
       this.seen.delete(file);
       claimed++;
-      await this.enqueueClaimed(target, sub, name, this.options.duplicates === 'reprocess');
+      if (other) await this.refuse(target, sub, name);
+      else await this.enqueueClaimed(target, sub, name, this.options.duplicates === 'reprocess');
     }
     for (const file of this.seen.keys()) if (!present.has(file)) this.seen.delete(file);
     return claimed;
@@ -182,7 +194,7 @@ export class FolderWatcher {
     }
     const q = this.queues.get(route.queue)!;
     try {
-      const bytes = await fsp.readFile(file);
+      const bytes = await this.read(file, q);
       const outcome = await q.enqueuer.enqueue({
         bytes, filename: name, source: `watch:${this.options.dir}`, metadata: { watchedFile: path.join(sub, name) }, force,
         ...(route.documentType ? { documentType: route.documentType } : {}),
@@ -197,8 +209,18 @@ export class FolderWatcher {
     }
   }
 
+  /** A claimed file's bytes: opened once, not through a link, from inside the watched folder only. */
+  private async read(file: string, q: WatchQueue): Promise<Buffer> {
+    return (await readFileUnderRoots(file, [this.options.dir], q.enqueuer.queueConfig.limits.maxBytes)).bytes;
+  }
+
+  private async refuse(file: string, sub: string, name: string): Promise<void> {
+    const message = `${path.join(sub, name)} is not a regular file (a symbolic link, FIFO or socket); watched folders take regular files only`;
+    await this.finish(file, sub, name, { state: 'failed', documentId: '', code: 'PATH_NOT_ALLOWED', message, attempts: 0 });
+  }
+
   private async statKey(file: string): Promise<string> {
-    const stat = await fsp.stat(file);
+    const stat = await fsp.lstat(file);
     return `${stat.size}:${stat.mtimeMs}:${stat.ino}`;
   }
 
@@ -210,7 +232,7 @@ export class FolderWatcher {
     const key = await this.statKey(file);
     let cached = this.ids.get(file);
     if (!cached || cached.key !== key) {
-      const sha256 = createHash('sha256').update(await fsp.readFile(file)).digest('hex');
+      const sha256 = createHash('sha256').update(await this.read(file, queue)).digest('hex');
       cached = { key, documentId: documentIdFor(sha256, queue.enqueuer.pipelineVersion, route.documentType) };
       this.ids.set(file, cached);
     }
@@ -219,15 +241,24 @@ export class FolderWatcher {
 
   private async advanceProcessing(): Promise<number> {
     let finished = 0;
-    for (const { sub, name: claimedName } of await this.listFiles(this.processing)) {
+    for (const { sub, name: claimedName, other } of await this.listFiles(this.processing)) {
       if (this.stopped) break;
       const file = path.join(this.processing, sub, claimedName);
       const name = claimedName.includes(SEP) ? claimedName.slice(claimedName.indexOf(SEP) + SEP.length) : claimedName;
+      if (other) {
+        await this.refuse(file, sub, name);
+        continue;
+      }
       let target: Awaited<ReturnType<FolderWatcher['documentIdOf']>>;
       try {
         target = await this.documentIdOf(file, sub);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // finished by another watcher
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err instanceof DocsiftError && err.code === 'DOCUMENT_MISSING')) continue; // finished by another watcher
+        // The file itself is refused (a link swapped in, grown too large): it leaves processing/ with the reason.
+        if (err instanceof DocsiftError && !err.retryable) {
+          await this.finish(file, sub, name, { state: 'failed', documentId: '', code: err.code, message: err.message, attempts: 0 });
+          continue;
+        }
         throw err;
       }
       if (!target) {

@@ -11,7 +11,8 @@ import {
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config, QueueConfig } from '../../config/index.js';
-import { DocsiftError } from '../../infra/errors.js';
+import { DocsiftError, ERROR_CODES } from '../../infra/errors.js';
+import { readFileUnderRoots } from '../../infra/safeFile.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
 import type { DocumentQueue, Keys } from '../../queue/index.js';
@@ -19,7 +20,6 @@ import { documentStatus, latestJob, type DocumentStatus } from '../documentStatu
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
 import { createDeliveryQueue, createOutputs, createPool, ReviewDesk } from '../../outputs/index.js';
 import { registerBoard, type BoardOptions } from './board.js';
-import { PathNotAllowedError, resolveAllowedPath } from './pathGuard.js';
 
 export interface ApiQueue {
   config: QueueConfig;
@@ -163,7 +163,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
       return send(reply, 400, 'BAD_REQUEST', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''}: ${issue?.message ?? 'invalid'}`);
     }
     if (err instanceof HttpError) return send(reply, err.status, err.code, err.message);
-    if (err instanceof DocsiftError) return send(reply, err.code === 'TOO_LARGE' ? 413 : err.code === 'REDIS_UNAVAILABLE' ? 503 : 400, err.code, err.message);
+    if (err instanceof DocsiftError) return send(reply, ERROR_CODES[err.code].http, err.code, err.message);
     if (redis.status !== 'ready') return send(reply, 503, 'REDIS_UNAVAILABLE', 'Redis is unreachable; try again');
     const e = err as Error & { statusCode?: number; code?: string };
     if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) return send(reply, 413, 'TOO_LARGE', `a file is larger than ${maxBytes} bytes`);
@@ -237,21 +237,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     const body = req.body;
     if (!body) throw new HttpError(400, 'BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
     const q = queueOf(body.queue);
-    let file: string;
-    try {
-      file = await resolveAllowedPath(config.env.DOCSIFT_API_ROOTS, body.path);
-    } catch (err) {
-      if (err instanceof PathNotAllowedError) throw new HttpError(403, 'PATH_NOT_ALLOWED', `body.path: ${err.message}`);
-      throw err;
-    }
-    const stat = await fs.stat(file);
-    if (stat.size > q.config.limits.maxBytes) throw new HttpError(413, 'TOO_LARGE', `${body.path} has ${stat.size} bytes; queue ${q.config.name} allows ${q.config.limits.maxBytes}`);
+    const roots = config.env.DOCSIFT_API_ROOTS;
+    if (roots.length === 0) throw new HttpError(403, 'PATH_NOT_ALLOWED', 'body.path: this API accepts uploads only: no DOCSIFT_API_ROOTS are configured');
+    // Relative paths are under the first root; the file is opened once and checked as opened.
+    const requested = path.isAbsolute(body.path) || body.path.split(/[\\/]/).includes('..') ? body.path : path.join(path.resolve(roots[0]!), body.path);
+    const file = await readFileUnderRoots(requested, roots, q.config.limits.maxBytes);
     const outcome = await q.enqueuer.enqueue({
-      bytes: await fs.readFile(file), filename: path.basename(file), source: 'api', metadata: body.metadata ?? {}, force: body.force,
+      bytes: file.bytes, filename: path.basename(file.realPath), source: 'api', metadata: body.metadata ?? {}, force: body.force,
       ...(body.callbackUrl ? { callbackUrl: body.callbackUrl } : {}),
       ...(body.priority ? { priority: body.priority } : {}),
     });
-    return reply.code(202).send({ documents: [describe(outcome, path.basename(file), q.config.name)] });
+    return reply.code(202).send({ documents: [describe(outcome, path.basename(file.realPath), q.config.name)] });
   });
 
   /** Finds a document's status in the queue that has its latest job, else in any queue. */
