@@ -67,8 +67,12 @@ export const QueueFileSchema = z.object({
     maxPages: z.number().int().min(1).default(500),
     /** Wall-clock limit of text extraction for one document. */
     textTimeoutMs: z.number().int().min(100).default(120_000),
-    /** Heap cap of the process that parses PDFs; past it the document fails TOO_LARGE. */
-    textMemoryMb: z.number().int().min(64).default(1024),
+    /**
+     * Memory cap of the process that parses PDFs, set by the OS (RLIMIT_DATA: heap and buffers
+     * alike); past it the document fails TOO_LARGE. At least 256: Node with pdf.js needs about
+     * 150 MB of data mappings to parse a one-page invoice (measured; 128 does not start).
+     */
+    textMemoryMb: z.number().int().min(256).default(1024),
   }).strict().default({ maxBytes: 50 * MB, maxPages: 500, textTimeoutMs: 120_000, textMemoryMb: 1024 }),
   /**
    * Job locks and stall detection. A worker holds a job's lock for lockDurationMs and renews it

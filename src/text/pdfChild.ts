@@ -1,8 +1,8 @@
 /**
  * Child process that parses PDFs with pdf-parse (pdf.js). It runs outside the worker because
  * parsing blocks its event loop for seconds to minutes (BullMQ renews job locks from that loop)
- * and because a hostile PDF can exhaust memory: the parent starts it with a heap cap and kills
- * it on timeout. One request at a time; the parent reuses it for many documents.
+ * and because a hostile PDF can exhaust memory: the parent starts it under an OS memory cap
+ * (RLIMIT_DATA) and a V8 heap cap, and kills it on timeout. One request at a time; the parent reuses it for many documents.
  */
 import { PDFParse, VerbosityLevel } from 'pdf-parse';
 
@@ -29,6 +29,8 @@ async function parse(request: PdfRequest): Promise<PdfReply> {
     const name = (err as Error)?.name ?? '';
     const message = (err as Error)?.message ?? String(err);
     if (name === 'PasswordException') return { id: request.id, ok: false, code: 'ENCRYPTED', message: `the PDF is password-protected (${message})` };
+    // The OS memory cap (RLIMIT_DATA, set by the parent) refused an allocation pdf.js asked for.
+    if (/allocation failed|out of memory/i.test(message)) return { id: request.id, ok: false, code: 'TOO_LARGE', message: `parsing the PDF needed more memory than the parser may use (limits.textMemoryMb): ${message}` };
     return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the PDF cannot be parsed: ${message}` };
   } finally {
     await parser.destroy().catch(() => undefined);

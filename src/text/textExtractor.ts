@@ -21,6 +21,9 @@ export interface TextLimits {
   memoryMb: number;
 }
 
+/** What a parser maps besides V8's heap: Node, pdf.js, buffers (measured ~150 MB on an invoice). */
+const OUTSIDE_HEAP_MB = 192;
+
 /** A child is replaced after this many documents so that whatever pdf.js keeps does not pile up. */
 const DOCUMENTS_PER_CHILD = 200;
 
@@ -42,8 +45,18 @@ class PdfChild {
   private stderrTail = '';
 
   constructor(readonly memoryMb: number) {
+    // --max-old-space-size caps only V8's heap; pdf.js inflates streams into ArrayBuffers outside
+    // it (a 400 KB PDF of Flate-compressed spaces reached 760 MB RSS under a 64 MB heap cap and
+    // returned "ok"). RLIMIT_DATA caps every private writable mapping the process makes, so the
+    // OS refuses what V8 does not count: the same PDF then fails "Array buffer allocation failed"
+    // at 189 MB RSS under 256 MB. The heap cap stays below the OS cap by what Node and pdf.js
+    // map besides the heap (~150 MB): a heap that runs into the OS cap first makes V8 retry
+    // failing allocations for 85 s before it aborts (measured on a text-operator bomb at 128 of
+    // 256 MB), while its own heap limit ends it in 2 s. fork() runs execPath with execArgv before
+    // the script, so the shell sets the limit and execs Node, which keeps the IPC channel.
     this.process = fork(childScript(), [], {
-      execArgv: [`--max-old-space-size=${memoryMb}`],
+      execPath: '/bin/sh',
+      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String(memoryMb * 1024), process.execPath, `--max-old-space-size=${memoryMb - OUTSIDE_HEAP_MB}`],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
@@ -65,7 +78,7 @@ class PdfChild {
       };
       const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
         cleanup();
-        if (this.outOfMemory || code === 134 || signal === 'SIGABRT') {
+        if (this.outOfMemory || code === 134 || signal === 'SIGABRT' || signal === 'SIGTRAP' || signal === 'SIGSEGV') {
           reject(new DocsiftError('TOO_LARGE', `parsing the PDF needed more than ${memoryMb} MB (limits.textMemoryMb)`));
         } else {
           reject(new DocsiftError('CORRUPT_DOCUMENT', `the PDF parser exited (code ${code}, signal ${signal}) on this document`));
@@ -138,7 +151,8 @@ export class TextExtractor {
     let reusable = false;
     try {
       const reply = await child.run({ id: this.nextId++, bytes, maxPages: limits.maxPages }, limits.timeoutMs, limits.memoryMb);
-      reusable = true;
+      // A parser that ran into its memory cap is not trusted with another document.
+      reusable = reply.ok || reply.code !== 'TOO_LARGE';
       if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
       return reply.pages;
     } finally {

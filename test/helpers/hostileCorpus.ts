@@ -13,7 +13,7 @@ export interface HostileCase {
 /**
  * Writes the hostile corpus into dir: every kind of bad input issue 6 lists. Each case must end
  * in a result or a coded failure while the worker keeps serving. Sizes are chosen for the queue
- * limits of test/integration/hostile.test.ts (maxPages 500, maxBytes 50 MB, textMemoryMb 128).
+ * limits of test/integration/hostile.test.ts (maxPages 500, maxBytes 50 MB, textMemoryMb 256).
  */
 export function writeHostileCorpus(dir: string): HostileCase[] {
   fs.mkdirSync(dir, { recursive: true });
@@ -28,6 +28,7 @@ export function writeHostileCorpus(dir: string): HostileCase[] {
   add('truncated.pdf', real.subarray(0, Math.floor(real.length / 3)), { state: 'failed', codes: ['CORRUPT_DOCUMENT'] }, 'a PDF cut off at a third');
   add('encrypted.pdf', makePdf({ pages: ['Salary statement'], encrypted: true }), { state: 'failed', codes: ['ENCRYPTED'] }, 'password-protected');
   add('bomb.pdf', makeBombPdf(64), { state: 'failed', codes: ['TOO_LARGE', 'EXTRACTION_TIMEOUT'] }, 'a 200 KB file inflating to 64 MB of text operators');
+  add('bomb-spaces.pdf', makeBombPdf(400, 'spaces'), { state: 'failed', codes: ['TOO_LARGE'] }, 'a 400 KB file inflating to 400 MB outside V8\'s heap (OS memory cap)');
   add('2000-pages.pdf', makePdf({ pages: Array.from({ length: 2000 }, (_, i) => `Page ${i + 1}`) }), { state: 'failed', codes: ['TOO_LARGE'] }, '2,000 pages, over maxPages');
   add('deeply-nested.pdf', nestedPdf(20_000), { state: 'failed', codes: ['CORRUPT_DOCUMENT', 'EMPTY_TEXT'] }, 'an object nested 20,000 arrays deep');
   add('elf-binary.pdf', Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, ...Array(120).fill(0)]), { state: 'failed', codes: ['UNSUPPORTED_FORMAT'] }, 'non-PDF bytes named .pdf');

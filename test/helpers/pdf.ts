@@ -1,4 +1,4 @@
-import { deflateSync } from 'node:zlib';
+import { constants, deflateRawSync } from 'node:zlib';
 
 /**
  * Writes small PDFs by hand for tests: text pages, pages without a text layer, and a
@@ -57,14 +57,18 @@ export function makePdf(options: PdfOptions): Buffer {
 }
 
 /**
- * A decompression bomb: a small PDF whose one content stream inflates to `inflatedMb` of text
- * operators. Parsing it needs far more memory than the file's size suggests.
+ * A decompression bomb: a small PDF whose one content stream inflates to `inflatedMb`. Filled
+ * with text operators, parsing it fills V8's heap; filled with spaces, pdf.js only inflates it,
+ * into ArrayBuffers outside the heap, which a V8 heap cap does not bound.
  */
-export function makeBombPdf(inflatedMb: number): Buffer {
-  const unit = Buffer.from('BT /F1 9 Tf 10 10 Td (aaaaaaaa) Tj ET\n');
-  const raw = Buffer.alloc(inflatedMb * 1024 * 1024);
-  for (let i = 0; i + unit.length <= raw.length; i += unit.length) unit.copy(raw, i);
-  const stream = deflateSync(raw, { level: 9 });
+export function makeBombPdf(inflatedMb: number, fill: 'operators' | 'spaces' = 'operators'): Buffer {
+  const unit = Buffer.from(fill === 'spaces' ? ' ' : 'BT /F1 9 Tf 10 10 Td (aaaaaaaa) Tj ET\n');
+  // Deflated a megabyte at a time (raw blocks ending on a byte boundary, then a final empty
+  // block), so a 400 MB bomb never needs 400 MB here. pdf.js does not check the Adler-32.
+  const mb = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i + unit.length <= mb.length; i += unit.length) unit.copy(mb, i);
+  const block = deflateRawSync(mb, { level: 9, finishFlush: constants.Z_SYNC_FLUSH });
+  const stream = Buffer.concat([Buffer.from([0x78, 0xda]), ...Array.from({ length: inflatedMb }, () => block), deflateRawSync(Buffer.alloc(0)), Buffer.alloc(4)]);
   const parts: Buffer[] = [Buffer.from('%PDF-1.4\n')];
   let length = parts[0]!.length;
   const offsets: number[] = [];

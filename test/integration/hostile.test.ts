@@ -7,7 +7,7 @@ import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 beforeAll(async () => {
-  stack = await startStack({ documents: documentsQueue({ limits: { maxBytes: 52_428_800, maxPages: 500, textTimeoutMs: 60_000, textMemoryMb: 128 } }) }, 'documents');
+  stack = await startStack({ documents: documentsQueue({ limits: { maxBytes: 52_428_800, maxPages: 500, textTimeoutMs: 60_000, textMemoryMb: 256 } }) }, 'documents');
 });
 afterAll(() => stack?.close());
 

@@ -56,8 +56,25 @@ describe('broken and hostile files get stable codes', () => {
   it('a decompression bomb past the parser heap cap: TOO_LARGE, and the pool recovers', async () => {
     const bomb = makeBombPdf(32);
     expect(bomb.length).toBeLessThan(300_000);
-    expect(await codeOf(bomb, { memoryMb: 64 })).toBe('TOO_LARGE');
+    expect(await codeOf(bomb, { memoryMb: 256 })).toBe('TOO_LARGE');
     expect(await codeOf(pdf)).toBe('OK');
+  });
+
+  it('a bomb that inflates outside V8\'s heap is stopped by the OS cap: TOO_LARGE within the limit', async () => {
+    // 400 MB of spaces in a 400 KB file: with only a V8 heap cap its parser peaked at 760 MB RSS
+    // under memoryMb 64 and returned "ok". Every parser's peak RSS is sampled while it runs.
+    const bomb = makeBombPdf(400, 'spaces');
+    expect(bomb.length).toBeLessThan(500_000);
+    let peakKb = 0;
+    const sampler = setInterval(() => { peakKb = Math.max(peakKb, ...parserPeaksKb()); }, 10);
+    try {
+      expect(await codeOf(bomb, { memoryMb: 256 })).toBe('TOO_LARGE');
+    } finally {
+      clearInterval(sampler);
+    }
+    expect(peakKb).toBeGreaterThan(0);
+    expect(peakKb).toBeLessThanOrEqual(256 * 1024);
+    expect(await codeOf(pdf, { memoryMb: 256 })).toBe('OK');
   });
 
   it('reads a hand-made PDF page by page', async () => {
@@ -88,3 +105,17 @@ describe('plain text and markdown', () => {
 
   it('whitespace only: EMPTY_TEXT', async () => expect(await codeOf(Buffer.from('  \n\t\n'))).toBe('EMPTY_TEXT'));
 });
+
+/** VmHWM (peak RSS, KB) of every PDF parser this process has started, from /proc. */
+function parserPeaksKb(): number[] {
+  const peaks: number[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      if (Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== process.pid) continue;
+      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('pdfChild')) continue;
+      peaks.push(Number(/^VmHWM:\s+(\d+)/m.exec(status)?.[1] ?? 0));
+    } catch { /* gone meanwhile */ }
+  }
+  return peaks;
+}
