@@ -38,6 +38,8 @@ Environment (defaults in brackets):
   DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
   DOCSIFT_DOCUMENT_ROOTS  folders besides DOCSIFT_STORE_DIR a job's ref.path may name, comma-separated
   DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
+  DOCSIFT_DEADLETTER_MAX  dead-lettered deliveries kept, newest first [10000]
+  DOCSIFT_REVIEW_HISTORY_MAX  reviewed documents kept in the review history [100000]
   DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
   DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD  basic auth of Bull Board
   DOCSIFT_MODELS_DIR   where models pull saves models [models]

@@ -45,6 +45,10 @@ export const EnvSchema = z.object({
    * only uploads are accepted.
    */
   DOCSIFT_API_ROOTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
+  /** Dead-lettered webhook and callback deliveries kept (the newest); older ones are dropped. */
+  DOCSIFT_DEADLETTER_MAX: z.coerce.number().int().min(1).default(10_000),
+  /** Reviewed documents kept in the review history (the newest; docsift export-training reads it). */
+  DOCSIFT_REVIEW_HISTORY_MAX: z.coerce.number().int().min(1).default(100_000),
   /** Shared secret for HMAC-SHA256 signatures of webhook and callback deliveries. */
   DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */

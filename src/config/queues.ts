@@ -5,6 +5,8 @@ import { ConfigError } from '../infra/errors.js';
 import { firstIssue } from './zodIssue.js';
 
 const MB = 1024 * 1024;
+/** 30 days: long enough for a back office to collect results after a holiday, short enough to bound Redis. */
+const RECORD_SECONDS = 30 * 24 * 3600;
 
 /**
  * One file per queue in queues/<name>.json. Every option is documented here, with its default;
@@ -120,11 +122,22 @@ export const QueueFileSchema = z.object({
     /** Upsert into DOCSIFT_DATABASE_URL's docsift_results table (create it with docsift db migrate). */
     postgres: z.object({}).strict().optional(),
   }).strict().default({}),
-  /** How many finished jobs BullMQ keeps; results stay in Redis under their own key regardless. */
+  /**
+   * What Redis keeps, so that it never fills up (with noeviction, a full Redis refuses every
+   * write, BullMQ's included). completed/failed: how many finished jobs BullMQ keeps.
+   * recordSeconds: how long result records, failure records and latest-job pointers live, and the
+   * longest BullMQ keeps a finished job; 0 keeps them until deleted. A result held for review
+   * does not expire until a person decides. deleteBytesWhenFinal: a document's stored bytes
+   * (DOCSIFT_STORE=redis) are deleted once it is done or has failed for good, unless another job
+   * still needs them or it was held for review (docsift export-training reads those); otherwise
+   * they expire after DOCSIFT_STORE_TTL_S.
+   */
   retention: z.object({
     completed: z.number().int().min(0).default(1000),
     failed: z.number().int().min(0).default(10000),
-  }).strict().default({ completed: 1000, failed: 10000 }),
+    recordSeconds: z.number().int().min(0).default(RECORD_SECONDS),
+    deleteBytesWhenFinal: z.boolean().default(true),
+  }).strict().default({ completed: 1000, failed: 10000, recordSeconds: RECORD_SECONDS, deleteBytesWhenFinal: true }),
 }).strict();
 
 export type QueueConfig = z.infer<typeof QueueFileSchema> & { readonly file: string };

@@ -76,7 +76,9 @@ export class Enqueuer {
       if (existing) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
       if (await this.redis.exists(this.keys.result(documentId))) return { documentId, jobId: documentId, sha256, status: 'done' };
     }
-    const ref = await this.store.put(sha256, input.bytes);
+    // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
+    const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
+    const ref = await this.store.put(sha256, input.bytes, `${this.queueConfig.name}:${jobId}`);
     const payload = JobPayload.parse({
       v: 1,
       ref,
@@ -91,10 +93,10 @@ export class Enqueuer {
       ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
       enqueuedAt: new Date().toISOString(),
     });
-    // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
-    const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
     const job = await this.queue.add(JOB_NAME, payload, { jobId, ...(input.priority ? { priority: input.priority } : {}) });
-    await this.redis.set(this.keys.latestJob(documentId), JSON.stringify({ queue: this.queueConfig.name, jobId: job.id ?? jobId }));
+    const latest = JSON.stringify({ queue: this.queueConfig.name, jobId: job.id ?? jobId });
+    const { recordSeconds } = this.queueConfig.retention;
+    await (recordSeconds > 0 ? this.redis.set(this.keys.latestJob(documentId), latest, 'EX', recordSeconds) : this.redis.set(this.keys.latestJob(documentId), latest));
     // add() returns the existing job when the id is taken (a concurrent enqueue of the same bytes).
     const status = job.data.enqueuedAt === payload.enqueuedAt ? 'queued' : 'duplicate';
     return { documentId, jobId, sha256, status };

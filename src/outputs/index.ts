@@ -25,7 +25,7 @@ export { ReviewDesk, reviewReasons } from './reviewDesk.js';
  * and PostgreSQL if configured, and webhook/callback deliveries (scheduled, delivered apart).
  */
 export function createOutputs(queue: QueueConfig, deps: { redis: Redis; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool }): ResultOutput[] {
-  const outputs: ResultOutput[] = [new RedisOutput(deps.redis, deps.keys)];
+  const outputs: ResultOutput[] = [new RedisOutput(deps.redis, deps.keys, queue.retention.recordSeconds)];
   if (queue.outputs.outbox) outputs.push(new OutboxOutput(queue.outputs.outbox.dir));
   if (queue.outputs.postgres) {
     if (!deps.pool) throw new Error(`queue ${queue.name} writes to PostgreSQL but no pool was given`);

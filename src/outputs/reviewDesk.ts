@@ -96,6 +96,7 @@ export class ReviewDesk {
     await this.redis.multi()
       .zrem(this.keys.reviewPending, record.documentId)
       .zadd(this.keys.reviewDone, Date.now(), record.documentId)
+      .zremrangebyrank(this.keys.reviewDone, 0, -this.config.env.DOCSIFT_REVIEW_HISTORY_MAX - 1)
       .exec();
     return record;
   }

@@ -22,7 +22,12 @@ export function jobOptionsFor(queue: QueueConfig): DefaultJobOptions {
   return {
     attempts: queue.attempts,
     backoff: { type: queue.backoff.type, delay: queue.backoff.delayMs },
-    removeOnComplete: { count: queue.retention.completed },
-    removeOnFail: { count: queue.retention.failed },
+    removeOnComplete: { count: queue.retention.completed, ...age(queue) },
+    removeOnFail: { count: queue.retention.failed, ...age(queue) },
   };
+}
+
+/** BullMQ's age is in seconds, like recordSeconds; 0 means no age limit. */
+function age(queue: QueueConfig): { age?: number } {
+  return queue.retention.recordSeconds > 0 ? { age: queue.retention.recordSeconds } : {};
 }

@@ -9,17 +9,21 @@ import type { DocumentRef } from './payload.js';
 /**
  * Where enqueued bytes wait for a worker. The job only carries the reference. Redis is the
  * default (nothing to share between nodes but Redis); a shared filesystem suits big files.
+ * `holder` (`<queue>:<jobId>`) names the job that needs the bytes, so that they are deleted when
+ * the last job that needs them is final and not before (releaseDocument).
  */
 export interface DocumentStore {
-  put(sha256: string, bytes: Buffer): Promise<DocumentRef>;
+  put(sha256: string, bytes: Buffer, holder: string): Promise<DocumentRef>;
 }
 
 export class RedisDocumentStore implements DocumentStore {
   constructor(private readonly redis: Redis, private readonly keys: Keys, private readonly ttlSeconds: number) {}
 
-  async put(sha256: string, bytes: Buffer): Promise<DocumentRef> {
+  async put(sha256: string, bytes: Buffer, holder: string): Promise<DocumentRef> {
     const key = this.keys.document(sha256);
-    await this.redis.set(key, bytes, 'EX', this.ttlSeconds);
+    const holders = this.keys.documentHolders(sha256);
+    // One transaction: a worker releasing the same bytes in between must see this holder.
+    await this.redis.multi().set(key, bytes, 'EX', this.ttlSeconds).sadd(holders, holder).expire(holders, this.ttlSeconds).exec();
     return { kind: 'redis', key };
   }
 }
@@ -39,6 +43,24 @@ export class FileDocumentStore implements DocumentStore {
     await fs.rename(tmp, target);
     return { kind: 'file', path: target };
   }
+}
+
+/**
+ * Drops a job's hold on its stored bytes and deletes them when nobody else holds them, in one
+ * script, so an enqueue of the same bytes that lands meanwhile keeps them. Only document keys of
+ * this installation are deleted; files are left to the operator (the fs store has no TTL either).
+ */
+const RELEASE = `redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('SCARD', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0`;
+
+export async function releaseDocument(redis: Redis, keys: Keys, ref: DocumentRef, holder: string): Promise<boolean> {
+  if (ref.kind !== 'redis' || !keys.isDocumentKey(ref.key)) return false;
+  const sha256 = ref.key.slice(-64);
+  return (await redis.eval(RELEASE, 2, ref.key, keys.documentHolders(sha256), holder)) === 1;
 }
 
 /** Where a job's ref.path may point: the shared store folder and the roots the operator lists. */

@@ -5,5 +5,5 @@ export { keys } from './keys.js';
 export type { Keys } from './keys.js';
 export { DocumentRef, JobPayload, documentIdFor } from './payload.js';
 export type { JobPayloadInput } from './payload.js';
-export { documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument } from './documentStore.js';
+export { documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument } from './documentStore.js';
 export type { DocumentStore } from './documentStore.js';

@@ -10,15 +10,17 @@ export function keys(prefix: string) {
     document: (sha256: string) => `${prefix}:doc:${sha256}`,
     /** Whether a key a job names is one of ours: `<prefix>:doc:<sha256>`, nothing else. */
     isDocumentKey: (key: string) => key.length === prefix.length + 69 && key.startsWith(`${prefix}:doc:`) && /^[0-9a-f]{64}$/.test(key.slice(prefix.length + 5)),
-    /** The result record of a completed document, JSON, kept until deleted. */
+    /** Who still needs a document's stored bytes: a set of `<queue>:<jobId>`, with the bytes' TTL. */
+    documentHolders: (sha256: string) => `${prefix}:doc:${sha256}:holders`,
+    /** The result record of a completed document, JSON; expires after the queue's retention.recordSeconds. */
     result: (documentId: string) => `${prefix}:result:${documentId}`,
     /** The queue and job id of a document's latest job (a forced re-run gets a new job id), JSON. */
     latestJob: (documentId: string) => `${prefix}:job:${documentId}`,
-    /** Webhook and callback deliveries that failed their last attempt (a list of JSON entries). */
+    /** Webhook and callback deliveries that failed their last attempt (a list of JSON entries, newest DOCSIFT_DEADLETTER_MAX kept). */
     deadLetters: `${prefix}:deadletter:webhooks`,
     /** Documents held for review: a sorted set of document ids, scored by when they were held. */
     reviewPending: `${prefix}:review:pending`,
-    /** Documents a person accepted or corrected: a sorted set of document ids, scored by when. */
+    /** Documents a person accepted or corrected: a sorted set of document ids, scored by when (newest DOCSIFT_REVIEW_HISTORY_MAX kept). */
     reviewDone: `${prefix}:review:done`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,

@@ -11,7 +11,7 @@ import type { Keys } from '../queue/index.js';
  * so a replay sends what is stored now. After its last attempt a delivery goes to the
  * dead-letter list, from which `docsift deadletter replay` schedules it again.
  */
-export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Logger; metrics: Metrics; secret: string | undefined; concurrency?: number }): Worker<Delivery> {
+export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Logger; metrics: Metrics; secret: string | undefined; deadLetterMax: number; concurrency?: number }): Worker<Delivery> {
   const log = deps.logger.child({ component: 'deliveries' });
   const worker = new Worker<Delivery>(DELIVERY_QUEUE, async (job: Job<Delivery>) => {
     const delivery = Delivery.parse(job.data);
@@ -34,7 +34,9 @@ export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Lo
       attempts: job.attemptsMade,
       failedAt: new Date().toISOString(),
     };
-    deps.redis.rpush(deps.keys.deadLetters, JSON.stringify(entry)).catch((e: unknown) => log.error({ err: e }, 'could not dead-letter a delivery'));
+    // Capped: a receiver that is down for weeks must not fill Redis with dead letters.
+    deps.redis.multi().rpush(deps.keys.deadLetters, JSON.stringify(entry)).ltrim(deps.keys.deadLetters, -deps.deadLetterMax, -1).exec()
+      .catch((e: unknown) => log.error({ err: e }, 'could not dead-letter a delivery'));
   });
   worker.on('error', (err) => log.error({ err }, 'delivery worker error'));
   return worker;

@@ -8,7 +8,7 @@ import type { Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
 import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
-import { documentIdFor, documentRoots, JobPayload, loadDocument, type Keys } from '../queue/index.js';
+import { documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
 
 export interface DocumentWorkerDeps {
@@ -68,6 +68,8 @@ export class DocumentWorker {
         documentId, jobId: job.id ?? documentId, queue: deps.queue.name, filename: (job.data as Partial<JobPayload>).filename ?? 'document',
         code, message, attempts: job.attemptsMade, willRetry: false, failedAt: new Date().toISOString(),
       }).catch(() => undefined);
+      const ref = DocumentRef.safeParse((job.data as Partial<JobPayload>).ref);
+      if (ref.success) void this.release(job, ref.data);
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'worker error'));
   }
@@ -85,6 +87,7 @@ export class DocumentWorker {
     const report = new JobReport(job);
     let documentId = job.id ?? 'unknown';
     let filename = 'document';
+    let ref: DocumentRef | undefined;
     try {
       const parsed = JobPayload.safeParse(job.data);
       if (!parsed.success) {
@@ -92,6 +95,7 @@ export class DocumentWorker {
       }
       const payload = parsed.data;
       filename = payload.filename;
+      ref = payload.ref;
       const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes });
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       if (payload.sha256 && payload.sha256 !== sha256) {
@@ -185,6 +189,8 @@ export class DocumentWorker {
       m.stageSeconds.observe({ ...queueLabel, stage: 'outputs' }, outputsMs / 1000);
       m.documents.inc({ ...queueLabel, result: 'completed', code: '' });
       log().info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
+      // A held record keeps its bytes: export-training reads reviewed documents again.
+      if (record.review?.status !== 'pending') await this.release(job, payload.ref);
       return record;
     } catch (thrown) {
       report.end();
@@ -203,6 +209,7 @@ export class DocumentWorker {
         code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
       }).catch((e: unknown) => log().error({ err: e }, 'could not store the failure record'));
       this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
+      if (!willRetry && ref) await this.release(job, ref);
       const reason = formatFailure(err.code, err.message);
       throw err.retryable ? new Error(reason) : new UnrecoverableError(reason);
     }
@@ -223,7 +230,20 @@ export class DocumentWorker {
   }
 
   private async recordFailure(failure: FailureRecord): Promise<void> {
-    await this.deps.redis.set(this.deps.keys.failure(failure.documentId), JSON.stringify(failure));
+    const key = this.deps.keys.failure(failure.documentId);
+    const seconds = this.deps.queue.retention.recordSeconds;
+    await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(failure), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(failure)));
+  }
+
+  /**
+   * The document is final: its stored bytes go unless another job still holds them
+   * (retention.deleteBytesWhenFinal). A failed delete is logged, never the document's failure;
+   * the bytes' TTL still bounds them.
+   */
+  private async release(job: Job, ref: DocumentRef): Promise<void> {
+    if (!this.deps.queue.retention.deleteBytesWhenFinal) return;
+    await releaseDocument(this.deps.redis, this.deps.keys, ref, `${this.deps.queue.name}:${job.id}`)
+      .catch((err: unknown) => this.deps.logger.warn({ err, jobId: job.id }, 'could not delete the stored bytes'));
   }
 
   /**

@@ -65,7 +65,7 @@ export async function startWorker(options: {
     config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics,
     outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
   });
-  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, secret: config.env.DOCSIFT_WEBHOOK_SECRET });
+  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, secret: config.env.DOCSIFT_WEBHOOK_SECRET, deadLetterMax: config.env.DOCSIFT_DEADLETTER_MAX });
   const bullQueue = createDocumentQueue(queue, redis, keys);
   metrics.watchQueues([bullQueue]);
   let modelLoaded = true;

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { runDoctor } from '../../src/cli/commands/doctor.js';
 import { makeHome, REDIS_URL, REPO, tempDir, testModelPath } from '../helpers/testEnv.js';
@@ -23,13 +24,21 @@ describe('docsift doctor', () => {
   });
 
   it('errors on an evicting Redis, and is content with AOF', async () => {
-    const redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru', '--appendonly', 'yes']);
+    const redis = await startRedisServer(['--maxmemory-policy', 'allkeys-lru', '--appendonly', 'yes', '--maxmemory', '100mb']);
+    const client = new Redis(redis.url);
     try {
+      await client.set('docsift:result:a', '{}', 'EX', 600);
+      await client.set('docsift:result:b', '{}');
+      await client.set(`docsift:doc:${'a'.repeat(64)}`, 'bytes', 'EX', 600);
+      await client.set('docsift:failure:c', '{}', 'EX', 600);
       const findings = await runDoctor({ ...base, REDIS_URL: redis.url });
+      expect(findings.find((f) => f.check === 'redis keys')!.message).toBe('under docsift: 1 failure, 2 result, 1 stored documents; 1 of docsift\'s own without expiry');
+      expect(findings.find((f) => f.check === 'redis memory')!.message).toMatch(/^[\d.]+ MB used of maxmemory 100\.0 MB$/);
       expect(findings.find((f) => f.check === 'redis eviction')).toMatchObject({ level: 'error' });
       expect(findings.find((f) => f.check === 'redis persistence')).toMatchObject({ level: 'ok', message: 'AOF on' });
       expect(findings.find((f) => f.check === 'model')).toMatchObject({ level: 'warn' });
     } finally {
+      client.disconnect();
       await redis.stop();
     }
   });

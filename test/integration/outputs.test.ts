@@ -40,11 +40,19 @@ describe('Redis output', () => {
     const queue = new Queue('documents', { connection: redis, prefix: keys.bull });
     try {
       const job = await queue.add('document', { ref: { kind: 'file', path: '/nowhere' } }, { jobId: 'j1' });
-      const output = new RedisOutput(redis, keys);
+      const output = new RedisOutput(redis, keys, 3600);
       const record = { documentId: 'd1', jobId: 'j1' } as unknown as ResultRecord;
       await redis.set(keys.failure('d1'), '{}');
       await output.write(record, { jobLog: { jobKey: `${job.queueQualifiedName}:j1`, line: 'text: text, 1 page(s) | model: invoice' } });
       expect(JSON.parse((await redis.get(keys.result('d1')))!)).toEqual(record);
+      const ttl = await redis.ttl(keys.result('d1'));
+      expect(ttl).toBeGreaterThan(3500);
+      expect(ttl).toBeLessThanOrEqual(3600);
+      // A record held for review never expires while it waits for a person; 0 keeps records forever.
+      await output.write({ ...record, documentId: 'held', review: { status: 'pending', reasons: ['sampled'] } } as ResultRecord, {});
+      expect(await redis.ttl(keys.result('held'))).toBe(-1);
+      await new RedisOutput(redis, keys, 0).write({ ...record, documentId: 'kept' }, {});
+      expect(await redis.ttl(keys.result('kept'))).toBe(-1);
       expect(await redis.exists(keys.failure('d1'))).toBe(0);
       expect((await queue.getJobLogs('j1')).logs).toEqual(['text: text, 1 page(s) | model: invoice']);
       // Like BullMQ's addLog, no log for a job that is gone (removed while the result was written).

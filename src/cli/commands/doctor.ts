@@ -2,13 +2,15 @@ import path from 'node:path';
 import { loadConfig, type Config } from '../../config/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, createLlama, toGrammarSchema } from '../../model/index.js';
+import type { Redis } from 'ioredis';
 import { connectRedis, createRedis, redactUrl } from '../../queue/index.js';
 
 type Level = 'ok' | 'warn' | 'error';
 export interface Finding { level: Level; check: string; message: string }
 
 /**
- * Checks a node before it takes work: configuration, Redis (reachable, persistent, noeviction),
+ * Checks a node before it takes work: configuration, Redis (reachable, persistent, noeviction,
+ * memory, docsift's keys by kind and how many never expire),
  * the llama.cpp backend and its memory, the model, and every schema's grammar. One line per
  * finding; exit status 1 when any is an error.
  */
@@ -45,6 +47,13 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
       if (policy !== 'noeviction') say('error', 'redis eviction', `maxmemory-policy is ${policy}: Redis may evict BullMQ's keys and lose jobs; BullMQ needs noeviction`);
       else say('ok', 'redis eviction', 'maxmemory-policy noeviction');
     }
+    const memory = parseInfo(await redis.info('memory'));
+    const used = Number(memory['used_memory'] ?? 0);
+    const max = Number(memory['maxmemory'] ?? 0);
+    if (max > 0) say(used > 0.8 * max ? 'warn' : 'ok', 'redis memory', `${mb(used)} used of maxmemory ${mb(max)}${used > 0.8 * max ? ': past 80%, with noeviction Redis soon refuses writes (shorten retention, add memory)' : ''}`);
+    else say('warn', 'redis memory', `${mb(used)} used, no maxmemory set: Redis grows until the host runs out (set maxmemory; docsift's records expire after retention.recordSeconds)`);
+    const counts = await countKeys(redis, config.env.DOCSIFT_PREFIX);
+    say('ok', 'redis keys', `under ${config.env.DOCSIFT_PREFIX}: ${Object.entries(counts.byKind).sort(([a], [b]) => a.localeCompare(b)).map(([kind, n]) => `${n} ${kind}`).join(', ') || 'none'}; ${counts.persistent} of docsift's own without expiry${counts.truncated ? ` (first ${counts.scanned} keys scanned)` : ''}`);
   } catch (err) {
     say('error', 'redis', (err as Error).message);
   } finally {
@@ -88,6 +97,44 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
     await llama?.dispose();
   }
   return findings;
+}
+
+const mb = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MB`;
+
+function parseInfo(info: string): Record<string, string> {
+  return Object.fromEntries(info.split(/\r?\n/).filter((l) => l.includes(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]));
+}
+
+/** Scanned this many keys at most: doctor must answer in seconds on a Redis holding millions. */
+const SCAN_LIMIT = 200_000;
+
+/**
+ * docsift's keys by kind (the second part of `<prefix>:<kind>:…`), and how many of docsift's
+ * own (not BullMQ's, whose jobs BullMQ removes by count and age) have no expiry: results held
+ * for review, records written with retention.recordSeconds 0, and anything a bug left behind.
+ */
+async function countKeys(redis: Redis, prefix: string): Promise<{ byKind: Record<string, number>; persistent: number; scanned: number; truncated: boolean }> {
+  const byKind: Record<string, number> = {};
+  let persistent = 0;
+  let scanned = 0;
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    scanned += found.length;
+    const own = found.filter((k) => !k.startsWith(`${prefix}:bull:`));
+    for (const key of found) {
+      const kind = key.slice(prefix.length + 1).split(':')[0]!;
+      const label = kind === 'bull' ? 'BullMQ' : kind === 'doc' ? (key.endsWith(':holders') ? 'document holders' : 'stored documents') : kind;
+      byKind[label] = (byKind[label] ?? 0) + 1;
+    }
+    if (own.length) {
+      const pipeline = redis.pipeline();
+      for (const key of own) pipeline.ttl(key);
+      for (const [, ttl] of (await pipeline.exec()) ?? []) if (ttl === -1) persistent++;
+    }
+  } while (cursor !== '0' && scanned < SCAN_LIMIT);
+  return { byKind, persistent, scanned, truncated: cursor !== '0' };
 }
 
 export async function doctorCommand(): Promise<number> {
