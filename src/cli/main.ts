@@ -110,7 +110,9 @@ program.command('api')
   .addHelpText('after', `
 Environment:
   DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
-  DOCSIFT_API_ROOTS    comma-separated folders from which POST /v1/documents {"path": ...} may read files`)
+  DOCSIFT_API_ROOTS    comma-separated folders from which POST /v1/documents {"path": ...} may read files
+  DOCSIFT_API_MAX_REQUEST_BYTES  bytes one upload request may carry [209715200]
+  DOCSIFT_API_MAX_FILES          files one upload request may carry [100]`)
   .action(action(apiCommand));
 
 program.command('watch')

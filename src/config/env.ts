@@ -49,6 +49,10 @@ export const EnvSchema = z.object({
   DOCSIFT_DEADLETTER_MAX: z.coerce.number().int().min(1).default(10_000),
   /** Reviewed documents kept in the review history (the newest; docsift export-training reads it). */
   DOCSIFT_REVIEW_HISTORY_MAX: z.coerce.number().int().min(1).default(100_000),
+  /** Most bytes one upload request may carry, all its files together; past it the API answers 413. */
+  DOCSIFT_API_MAX_REQUEST_BYTES: z.coerce.number().int().min(1).default(200 * 1024 * 1024),
+  /** Most files one upload request may carry; past it the API answers 413. */
+  DOCSIFT_API_MAX_FILES: z.coerce.number().int().min(1).max(10_000).default(100),
   /** Shared secret for HMAC-SHA256 signatures of webhook and callback deliveries. */
   DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */

@@ -3,11 +3,11 @@ import type { Redis } from 'ioredis';
 import { pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { detectFormat } from '../text/index.js';
-import { documentIdFor, JOB_NAME, JobPayload, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import { documentIdFor, JOB_NAME, JobPayload, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
 
 
-export interface EnqueueInput {
-  bytes: Buffer;
+/** Everything about a document but its bytes. */
+export interface EnqueueOptions {
   filename: string;
   source: string;
   metadata?: Record<string, unknown>;
@@ -20,12 +20,24 @@ export interface EnqueueInput {
   callbackUrl?: string;
 }
 
+export interface EnqueueInput extends EnqueueOptions {
+  bytes: Buffer;
+}
+
 export interface EnqueueOutcome {
   documentId: string;
   jobId: string;
   sha256: string;
   /** queued: a new job. duplicate: the same document already has a job. done: it already has a result. */
   status: 'queued' | 'duplicate' | 'done';
+}
+
+/** A document's bytes as the enqueuer needs them: hash, size, start, and how to store them for a job. */
+interface Hashed {
+  sha256: string;
+  size: number;
+  head: Buffer;
+  store(holder: string): Promise<DocumentRef>;
 }
 
 /**
@@ -42,34 +54,61 @@ export class Enqueuer {
     private readonly queue: DocumentQueue,
     private readonly redis: Redis,
     private readonly keys: Keys,
-    private readonly store: DocumentStore,
+    readonly store: DocumentStore,
   ) {
     this.pipelineVersion = pipelineVersion(config, queueConfig);
     this.documentTypes = new Set(config.prompts.types.keys());
   }
 
+  /** Bytes in memory (CLI, watched folders, the API's path enqueue). */
   async enqueue(input: EnqueueInput): Promise<EnqueueOutcome> {
+    const { bytes, ...options } = input;
+    // Checked before anything is hashed or stored; the worker checks again.
+    this.checkSize(bytes.length, options.filename);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    return this.plainly(options.filename, () => this.enqueueHashed({ sha256, size: bytes.length, head: bytes, store: (holder) => this.store.put(sha256, bytes, holder) }, options));
+  }
+
+  /**
+   * Bytes already streamed into the store (API uploads): committed to their place when a job
+   * needs them, discarded when the document is a duplicate, already done, or refused.
+   */
+  async enqueueStaged(staged: StagedDocument, options: EnqueueOptions): Promise<EnqueueOutcome> {
+    let committed = false;
     try {
-      return await this.enqueueOnce(input);
+      this.checkSize(staged.size, options.filename);
+      return await this.plainly(options.filename, () => this.enqueueHashed({
+        ...staged, store: (holder) => { committed = true; return staged.commit(holder); },
+      }, options));
+    } finally {
+      if (!committed) await staged.discard().catch(() => undefined);
+    }
+  }
+
+  private checkSize(size: number, filename: string): void {
+    if (size > this.queueConfig.limits.maxBytes) {
+      throw new DocsiftError('TOO_LARGE', `${filename} has ${size} bytes; queue ${this.queueConfig.name} allows ${this.queueConfig.limits.maxBytes}`);
+    }
+  }
+
+  private async plainly(filename: string, enqueue: () => Promise<EnqueueOutcome>): Promise<EnqueueOutcome> {
+    try {
+      return await enqueue();
     } catch (err) {
       if (err instanceof DocsiftError) throw err;
       // ioredis with no connection: say so plainly; the caller decides whether to retry.
       if (this.redis.status !== 'ready') {
-        throw new DocsiftError('REDIS_UNAVAILABLE', `Redis is unreachable (${(err as Error).message}); ${input.filename} was not enqueued`, { cause: err });
+        throw new DocsiftError('REDIS_UNAVAILABLE', `Redis is unreachable (${(err as Error).message}); ${filename} was not enqueued`, { cause: err });
       }
       throw err;
     }
   }
 
-  private async enqueueOnce(input: EnqueueInput): Promise<EnqueueOutcome> {
-    // The limit is checked here too so an oversized file never reaches Redis; the worker checks again.
-    if (input.bytes.length > this.queueConfig.limits.maxBytes) {
-      throw new DocsiftError('TOO_LARGE', `${input.filename} has ${input.bytes.length} bytes; queue ${this.queueConfig.name} allows ${this.queueConfig.limits.maxBytes}`);
-    }
+  private async enqueueHashed(document: Hashed, input: EnqueueOptions): Promise<EnqueueOutcome> {
     if (input.documentType && !this.documentTypes.has(input.documentType)) {
       throw new DocsiftError('INVALID_JOB', `unknown document type "${input.documentType}" (known: ${[...this.documentTypes].join(', ')})`);
     }
-    const sha256 = createHash('sha256').update(input.bytes).digest('hex');
+    const { sha256 } = document;
     const documentId = documentIdFor(sha256, this.pipelineVersion, input.documentType);
     if (!input.force) {
       const existing = await this.queue.getJob(documentId);
@@ -78,27 +117,29 @@ export class Enqueuer {
     }
     // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
     const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
-    const ref = await this.store.put(sha256, input.bytes, `${this.queueConfig.name}:${jobId}`);
-    const payload = JobPayload.parse({
+    const payload = JobPayload.safeParse({
       v: 1,
-      ref,
+      ref: { kind: 'redis', key: this.keys.document(sha256) },
       sha256,
       documentId,
       filename: input.filename,
-      detectedType: detectedType(input.bytes),
-      size: input.bytes.length,
+      detectedType: detectedType(document.head),
+      size: document.size,
       source: input.source,
       metadata: input.metadata ?? {},
       ...(input.documentType ? { documentType: input.documentType } : {}),
       ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
       enqueuedAt: new Date().toISOString(),
     });
-    const job = await this.queue.add(JOB_NAME, payload, { jobId, ...(input.priority ? { priority: input.priority } : {}) });
+    // Checked before the bytes are stored: a refused document leaves nothing behind.
+    if (!payload.success) throw new DocsiftError('INVALID_JOB', `the job would break the payload contract: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const data = { ...payload.data, ref: await document.store(`${this.queueConfig.name}:${jobId}`) };
+    const job = await this.queue.add(JOB_NAME, data, { jobId, ...(input.priority ? { priority: input.priority } : {}) });
     const latest = JSON.stringify({ queue: this.queueConfig.name, jobId: job.id ?? jobId });
     const { recordSeconds } = this.queueConfig.retention;
     await (recordSeconds > 0 ? this.redis.set(this.keys.latestJob(documentId), latest, 'EX', recordSeconds) : this.redis.set(this.keys.latestJob(documentId), latest));
     // add() returns the existing job when the id is taken (a concurrent enqueue of the same bytes).
-    const status = job.data.enqueuedAt === payload.enqueuedAt ? 'queued' : 'duplicate';
+    const status = job.data.enqueuedAt === data.enqueuedAt ? 'queued' : 'duplicate';
     return { documentId, jobId, sha256, status };
   }
 }

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
@@ -7,6 +8,27 @@ import type { Keys } from './keys.js';
 import type { DocumentRef } from './payload.js';
 
 /**
+ * Bytes streamed into a store and hashed on the way, not yet a document: commit() moves them to
+ * their content-addressed place for a job (`holder`), discard() drops them. The API streams
+ * uploads through this, so a request never holds a whole file in memory.
+ */
+export interface StagedDocument {
+  sha256: string;
+  size: number;
+  /** The first HEAD_BYTES, for format detection. */
+  head: Buffer;
+  commit(holder: string): Promise<DocumentRef>;
+  discard(): Promise<void>;
+}
+
+/** What format detection reads of a document's start. */
+const HEAD_BYTES = 64 * 1024;
+/** Upload bytes gathered before one write to the store: few round trips, little memory. */
+const WRITE_CHUNK = 1024 * 1024;
+/** An abandoned upload (the API died mid-request) is gone after this. */
+const STAGING_TTL_S = 3600;
+
+/**
  * Where enqueued bytes wait for a worker. The job only carries the reference. Redis is the
  * default (nothing to share between nodes but Redis); a shared filesystem suits big files.
  * `holder` (`<queue>:<jobId>`) names the job that needs the bytes, so that they are deleted when
@@ -14,6 +36,8 @@ import type { DocumentRef } from './payload.js';
  */
 export interface DocumentStore {
   put(sha256: string, bytes: Buffer, holder: string): Promise<DocumentRef>;
+  /** Streams bytes in, hashing them; more than maxBytes fails TOO_LARGE and leaves nothing. */
+  stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument>;
 }
 
 export class RedisDocumentStore implements DocumentStore {
@@ -26,6 +50,27 @@ export class RedisDocumentStore implements DocumentStore {
     await this.redis.multi().set(key, bytes, 'EX', this.ttlSeconds).sadd(holders, holder).expire(holders, this.ttlSeconds).exec();
     return { kind: 'redis', key };
   }
+
+  async stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument> {
+    const temp = this.keys.upload(randomBytes(12).toString('hex'));
+    const staged = await streamInto(source, maxBytes, async (chunk, first) => {
+      await (first ? this.redis.set(temp, chunk, 'EX', STAGING_TTL_S) : this.redis.append(temp, chunk));
+    }, () => this.redis.del(temp).then(() => undefined));
+    return {
+      ...staged,
+      commit: async (holder) => {
+        const key = this.keys.document(staged.sha256);
+        const holders = this.keys.documentHolders(staged.sha256);
+        const tx = this.redis.multi();
+        // An empty upload never created its key: store the empty document explicitly.
+        if (staged.size === 0) tx.set(key, Buffer.alloc(0));
+        else tx.rename(temp, key);
+        await tx.expire(key, this.ttlSeconds).sadd(holders, holder).expire(holders, this.ttlSeconds).exec();
+        return { kind: 'redis', key };
+      },
+      discard: () => this.redis.del(temp).then(() => undefined),
+    };
+  }
 }
 
 export class FileDocumentStore implements DocumentStore {
@@ -34,8 +79,12 @@ export class FileDocumentStore implements DocumentStore {
     this.dir = path.resolve(dir);
   }
 
+  private target(sha256: string): string {
+    return path.join(this.dir, sha256.slice(0, 2), sha256);
+  }
+
   async put(sha256: string, bytes: Buffer): Promise<DocumentRef> {
-    const target = path.join(this.dir, sha256.slice(0, 2), sha256);
+    const target = this.target(sha256);
     await fs.mkdir(path.dirname(target), { recursive: true });
     // Write then rename: a worker on another node never sees half a file.
     const tmp = `${target}.${process.pid}.tmp`;
@@ -43,6 +92,73 @@ export class FileDocumentStore implements DocumentStore {
     await fs.rename(tmp, target);
     return { kind: 'file', path: target };
   }
+
+  async stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const tmp = path.join(this.dir, `.upload-${randomBytes(12).toString('hex')}.tmp`);
+    const file = await fs.open(tmp, 'wx', 0o600);
+    let staged: Omit<StagedDocument, 'commit' | 'discard'>;
+    try {
+      staged = await streamInto(source, maxBytes, async (chunk) => { await file.write(chunk); }, () => fs.rm(tmp, { force: true }));
+    } finally {
+      await file.close();
+    }
+    return {
+      ...staged,
+      commit: async () => {
+        const target = this.target(staged.sha256);
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.rename(tmp, target);
+        return { kind: 'file', path: target };
+      },
+      discard: () => fs.rm(tmp, { force: true }),
+    };
+  }
+}
+
+/**
+ * Reads a stream to its end, hashing it and handing it to `write` in WRITE_CHUNK pieces (awaited,
+ * so a slow store slows the upload instead of filling memory). Past maxBytes, or when the source
+ * fails, `abort` removes what was written and the error is thrown.
+ */
+async function streamInto(
+  source: AsyncIterable<Buffer>, maxBytes: number,
+  write: (chunk: Buffer, first: boolean) => Promise<void>, abort: () => Promise<void>,
+): Promise<Omit<StagedDocument, 'commit' | 'discard'>> {
+  const hash = createHash('sha256');
+  const heads: Buffer[] = [];
+  let headSize = 0;
+  let pending: Buffer[] = [];
+  let pendingSize = 0;
+  let size = 0;
+  let first = true;
+  const flush = async () => {
+    if (pendingSize === 0) return;
+    const chunk = Buffer.concat(pending, pendingSize);
+    pending = [];
+    pendingSize = 0;
+    await write(chunk, first);
+    first = false;
+  };
+  try {
+    for await (const chunk of source) {
+      size += chunk.length;
+      if (size > maxBytes) throw new DocsiftError('TOO_LARGE', `the upload has more than ${maxBytes} bytes`);
+      hash.update(chunk);
+      if (headSize < HEAD_BYTES) {
+        heads.push(Buffer.from(chunk.subarray(0, HEAD_BYTES - headSize)));
+        headSize += Math.min(chunk.length, HEAD_BYTES - headSize);
+      }
+      pending.push(chunk);
+      pendingSize += chunk.length;
+      if (pendingSize >= WRITE_CHUNK) await flush();
+    }
+    await flush();
+  } catch (err) {
+    await abort().catch(() => undefined);
+    throw err;
+  }
+  return { sha256: hash.digest('hex'), size, head: Buffer.concat(heads) };
 }
 
 /**

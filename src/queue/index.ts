@@ -6,4 +6,4 @@ export type { Keys } from './keys.js';
 export { DocumentRef, JobPayload, documentIdFor } from './payload.js';
 export type { JobPayloadInput } from './payload.js';
 export { documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument } from './documentStore.js';
-export type { DocumentStore } from './documentStore.js';
+export type { DocumentStore, StagedDocument } from './documentStore.js';

@@ -10,6 +10,8 @@ export function keys(prefix: string) {
     document: (sha256: string) => `${prefix}:doc:${sha256}`,
     /** Whether a key a job names is one of ours: `<prefix>:doc:<sha256>`, nothing else. */
     isDocumentKey: (key: string) => key.length === prefix.length + 69 && key.startsWith(`${prefix}:doc:`) && /^[0-9a-f]{64}$/.test(key.slice(prefix.length + 5)),
+    /** An upload being streamed in, renamed to its document key once hashed; expires if abandoned. */
+    upload: (id: string) => `${prefix}:upload:${id}`,
     /** Who still needs a document's stored bytes: a set of `<queue>:<jobId>`, with the bytes' TTL. */
     documentHolders: (sha256: string) => `${prefix}:doc:${sha256}:holders`,
     /** The result record of a completed document, JSON; expires after the queue's retention.recordSeconds. */

@@ -17,7 +17,7 @@ let base: string;
 
 beforeAll(async () => {
   stack = await startStack({ documents: documentsQueue({ limits: { maxBytes: 200_000 } }) }, 'documents', {
-    DOCSIFT_API_TOKENS: `${TOKEN},another-token-abcdefghijkl`, DOCSIFT_API_ROOTS: roots,
+    DOCSIFT_API_TOKENS: `${TOKEN},another-token-abcdefghijkl`, DOCSIFT_API_ROOTS: roots, DOCSIFT_API_MAX_FILES: '5', DOCSIFT_API_MAX_REQUEST_BYTES: '500000',
   });
   app = await buildApi({
     config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }), metrics: new Metrics(),
@@ -121,6 +121,27 @@ describe('HTTP API', () => {
     expect(badMeta.status).toBe(400);
     expect(badMeta.body.error.message).toContain('metadata');
     expect((await api('GET', '/v1/documents/no-such-doc')).status).toBe(404);
+  });
+
+  it('caps files and bytes per request (413) and refuses a bad filename (400), leaving nothing stored', async () => {
+    const stored = async () => (await stack.redis.keys(`${stack.keys.document('*')}`)).length + (await stack.redis.keys(stack.keys.upload('*'))).length;
+    const before = await stored();
+    const six = await api('POST', '/v1/documents', { body: upload(Array.from({ length: 6 }, (_, i) => [`f${i}.txt`, Buffer.from(`Invoice ${i} of six`)] as [string, Buffer])) });
+    expect(six.status).toBe(413);
+    expect(six.body.error).toMatchObject({ code: 'TOO_LARGE', message: expect.stringContaining('DOCSIFT_API_MAX_FILES') });
+    const heavy = await api('POST', '/v1/documents', { body: upload([1, 2, 3].map((i) => [`h${i}.txt`, Buffer.alloc(190_000, 48 + i)] as [string, Buffer])) });
+    expect(heavy.status).toBe(413);
+    expect(heavy.body.error.message).toContain('DOCSIFT_API_MAX_REQUEST_BYTES');
+    const longName = await api('POST', '/v1/documents', { body: upload([['a'.repeat(1100) + '.pdf', Buffer.from('Invoice with a long name')]]) });
+    expect(longName.status).toBe(400);
+    expect(longName.body.error.message).toContain('filename');
+    const control = await api('POST', '/v1/documents', { body: upload([['bad\u0007name.txt', Buffer.from('Invoice with a bell')]]) });
+    expect(control.status).toBe(400);
+    expect(await stored()).toBe(before);
+    // Within the caps the same request shape goes through, and the upload key is renamed, not copied.
+    const five = await api('POST', '/v1/documents', { body: upload(Array.from({ length: 5 }, (_, i) => [`ok${i}.txt`, Buffer.from(`Invoice ${i} of five ${Date.now()}`)] as [string, Buffer])) });
+    expect(five.status).toBe(202);
+    expect(await stack.redis.keys(stack.keys.upload('*'))).toEqual([]);
   });
 
   it('cancels a waiting document and refuses to cancel a finished one', async () => {
