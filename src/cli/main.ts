@@ -37,7 +37,9 @@ Environment (defaults in brackets):
   DOCSIFT_API_TOKENS   bearer tokens of the HTTP API, comma-separated
   DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
   DOCSIFT_DOCUMENT_ROOTS  folders besides DOCSIFT_STORE_DIR a job's ref.path may name, comma-separated
-  DOCSIFT_WEBHOOK_SECRET  HMAC secret signing webhook and callback deliveries
+  DOCSIFT_WEBHOOK_SECRET  HMAC secret signing queue webhook deliveries
+  DOCSIFT_CALLBACK_SECRET HMAC secret signing callback deliveries (callbacks are refused without it)
+  DOCSIFT_CALLBACK_HOSTS  where deliveries may go: host names, *.suffix, IPs/CIDRs for non-public addresses
   DOCSIFT_DEADLETTER_MAX  dead-lettered deliveries kept, newest first [10000]
   DOCSIFT_REVIEW_HISTORY_MAX  reviewed documents kept in the review history [100000]
   DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output

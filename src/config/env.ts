@@ -53,8 +53,17 @@ export const EnvSchema = z.object({
   DOCSIFT_API_MAX_REQUEST_BYTES: z.coerce.number().int().min(1).default(200 * 1024 * 1024),
   /** Most files one upload request may carry; past it the API answers 413. */
   DOCSIFT_API_MAX_FILES: z.coerce.number().int().min(1).max(10_000).default(100),
-  /** Shared secret for HMAC-SHA256 signatures of webhook and callback deliveries. */
+  /** Shared secret for HMAC-SHA256 signatures of queue webhook deliveries. */
   DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  /**
+   * Where per-document callbackUrl deliveries may go (comma-separated): host names, exact or
+   * `*.example.com`, and IPs or CIDRs (`10.1.0.0/16`) that may be reached although they are not
+   * public (loopback, private, link-local). Every delivery, queue webhooks too, is refused an
+   * address that is not public unless an IP or CIDR entry allows it. Empty: no callbacks.
+   */
+  DOCSIFT_CALLBACK_HOSTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
+  /** Shared secret for HMAC-SHA256 signatures of callback deliveries; callbacks are refused without it. */
+  DOCSIFT_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */
   DOCSIFT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
   /** Basic-auth credentials of Bull Board (docsift board, and /board in the API). Both are required to serve it. */

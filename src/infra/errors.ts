@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   PATH_NOT_ALLOWED: { retry: false, http: 403, summary: 'A path a job, request or watched folder names is outside the document roots, is a symbolic link, or is not a regular file; nothing was read.' },
   KEY_NOT_ALLOWED: { retry: false, http: 403, summary: 'A job\'s ref.key is not a document key under this installation\'s prefix (<prefix>:doc:<sha256>); nothing was read.' },
   DOCUMENT_ID_MISMATCH: { retry: false, http: 400, summary: 'The job\'s documentId is not the one its bytes and pipeline give (sha256 + pipeline version + type); a forged id, or a producer with another pipeline version.' },
+  CALLBACK_NOT_ALLOWED: { retry: false, http: 403, summary: 'A callback or webhook URL names a host or address the operator did not allow (DOCSIFT_CALLBACK_HOSTS), carries credentials, or callbacks are off (no DOCSIFT_CALLBACK_SECRET).' },
   WORKER_LOST: { retry: false, http: 500, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
   REDIS_UNAVAILABLE: { retry: true, http: 503, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
   OUT_OF_MEMORY: { retry: true, http: 503, summary: 'Memory ran out during this job (GPU memory for the model, or an allocation in the worker); the sequence is reset and the job retried with backoff. A worker process killed by the OS or V8 for memory is re-delivered instead (see WORKER_LOST).' },

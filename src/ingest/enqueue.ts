@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
+import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/index.js';
 import { detectFormat } from '../text/index.js';
 import { documentIdFor, JOB_NAME, JobPayload, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
 
@@ -47,6 +48,7 @@ interface Hashed {
 export class Enqueuer {
   readonly pipelineVersion: string;
   private readonly documentTypes: ReadonlySet<string>;
+  private readonly callbacks: { policy: DeliveryPolicy; on: boolean };
 
   constructor(
     config: Config,
@@ -58,6 +60,7 @@ export class Enqueuer {
   ) {
     this.pipelineVersion = pipelineVersion(config, queueConfig);
     this.documentTypes = new Set(config.prompts.types.keys());
+    this.callbacks = { policy: deliveryPolicyOf(config), on: config.env.DOCSIFT_CALLBACK_SECRET !== undefined };
   }
 
   /** Bytes in memory (CLI, watched folders, the API's path enqueue). */
@@ -85,6 +88,12 @@ export class Enqueuer {
     }
   }
 
+  /** Refused here, before anything is stored; the delivery checks again, after DNS. */
+  private checkCallback(url: string): void {
+    if (!this.callbacks.on) throw new DocsiftError('CALLBACK_NOT_ALLOWED', 'callbacks are off: the operator has set no DOCSIFT_CALLBACK_SECRET to sign them');
+    assertDestination(this.callbacks.policy, url);
+  }
+
   private checkSize(size: number, filename: string): void {
     if (size > this.queueConfig.limits.maxBytes) {
       throw new DocsiftError('TOO_LARGE', `${filename} has ${size} bytes; queue ${this.queueConfig.name} allows ${this.queueConfig.limits.maxBytes}`);
@@ -108,6 +117,7 @@ export class Enqueuer {
     if (input.documentType && !this.documentTypes.has(input.documentType)) {
       throw new DocsiftError('INVALID_JOB', `unknown document type "${input.documentType}" (known: ${[...this.documentTypes].join(', ')})`);
     }
+    if (input.callbackUrl) this.checkCallback(input.callbackUrl);
     const { sha256 } = document;
     const documentId = documentIdFor(sha256, this.pipelineVersion, input.documentType);
     if (!input.force) {

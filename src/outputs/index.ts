@@ -1,7 +1,8 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import type { QueueConfig } from '../config/index.js';
+import type { Config, QueueConfig } from '../config/index.js';
+import { deliveryPolicy, type DeliveryPolicy } from './webhook/destination.js';
 import type { Keys } from '../queue/keys.js';
 import { OutboxOutput } from './outboxOutput.js';
 import type { ResultOutput } from './output.js';
@@ -14,11 +15,18 @@ export type { OutputContext, ResultOutput } from './output.js';
 export { OutboxOutput } from './outboxOutput.js';
 export { createPool, migrate, MIGRATIONS, PostgresOutput } from './postgresOutput.js';
 export { RedisOutput } from './redisOutput.js';
-export { createDeliveryQueue, Delivery, DELIVERY_QUEUE, post } from './webhook/deliveries.js';
+export { createDeliveryQueue, Delivery, DELIVERY_QUEUE, DeliveryError, post } from './webhook/deliveries.js';
+export { assertDestination, deliveryPolicy, redactUrl } from './webhook/destination.js';
+export type { DeliveryPolicy } from './webhook/destination.js';
 export type { DeadLetter } from './webhook/deliveries.js';
-export { sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';
+export { DELIVERY_HEADER, KIND_HEADER, sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';
 export { WebhookOutput } from './webhookOutput.js';
 export { ReviewDesk, reviewReasons } from './reviewDesk.js';
+
+/** Where this installation's deliveries may go: DOCSIFT_CALLBACK_HOSTS and every queue webhook's host. */
+export function deliveryPolicyOf(config: Config): DeliveryPolicy {
+  return deliveryPolicy(config.env.DOCSIFT_CALLBACK_HOSTS, [...config.queues.values()].flatMap((q) => (q.outputs.webhook ? [q.outputs.webhook.url] : [])));
+}
 
 /**
  * The outputs a queue writes, in order: Redis (always, first: the record of truth), the outbox

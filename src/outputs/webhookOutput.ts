@@ -23,10 +23,11 @@ export class WebhookOutput implements ResultOutput {
     if (context.callbackUrl) targets.push({ url: context.callbackUrl, kind: 'callback', ...CALLBACK_RETRY });
     for (const t of targets) {
       const urlHash = createHash('sha256').update(t.url).digest('hex').slice(0, 12);
+      const deliveryId = `${record.jobId}-${t.kind}-${urlHash}`;
       await this.deliveries.add('deliver', {
-        documentId: record.documentId, queue: record.queue, url: t.url, kind: t.kind, timeoutMs: t.timeoutMs,
+        documentId: record.documentId, queue: record.queue, url: t.url, kind: t.kind, timeoutMs: t.timeoutMs, deliveryId,
       }, {
-        jobId: `${record.jobId}-${t.kind}-${urlHash}`,
+        jobId: deliveryId,
         attempts: t.attempts,
         backoff: { type: 'exponential', delay: t.backoffMs },
       });

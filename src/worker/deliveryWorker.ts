@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
-import { Delivery, DELIVERY_QUEUE, post, type DeadLetter } from '../outputs/index.js';
+import { Delivery, DELIVERY_QUEUE, DeliveryError, post, redactUrl, type DeadLetter, type DeliveryPolicy } from '../outputs/index.js';
 import type { Keys } from '../queue/index.js';
 
 /**
@@ -11,21 +11,43 @@ import type { Keys } from '../queue/index.js';
  * so a replay sends what is stored now. After its last attempt a delivery goes to the
  * dead-letter list, from which `docsift deadletter replay` schedules it again.
  */
-export function startDeliveryWorker(deps: { redis: Redis; keys: Keys; logger: Logger; metrics: Metrics; secret: string | undefined; deadLetterMax: number; concurrency?: number }): Worker<Delivery> {
+export interface DeliveryWorkerDeps {
+  redis: Redis;
+  keys: Keys;
+  logger: Logger;
+  metrics: Metrics;
+  /** Where deliveries may go (deliveryPolicyOf). */
+  policy: DeliveryPolicy;
+  /** Each kind signs with its own secret, so a callback receiver cannot forge the queue webhook. */
+  secrets: { webhook: string | undefined; callback: string | undefined };
+  deadLetterMax: number;
+  concurrency?: number;
+}
+
+export function startDeliveryWorker(deps: DeliveryWorkerDeps): Worker<Delivery> {
   const log = deps.logger.child({ component: 'deliveries' });
   const worker = new Worker<Delivery>(DELIVERY_QUEUE, async (job: Job<Delivery>) => {
     const delivery = Delivery.parse(job.data);
     const body = await deps.redis.get(deps.keys.result(delivery.documentId));
     if (body === null) throw new Error(`no stored result for ${delivery.documentId}`);
-    await post(delivery.url, body, deps.secret, delivery.timeoutMs, delivery.documentId);
+    try {
+      await post({
+        url: delivery.url, kind: delivery.kind, deliveryId: delivery.deliveryId ?? job.id ?? delivery.documentId, documentId: delivery.documentId,
+        body, secret: deps.secrets[delivery.kind], timeoutMs: delivery.timeoutMs,
+      }, deps.policy);
+    } catch (err) {
+      // Refused destinations and redirects fail for good: another attempt would be refused again.
+      if (err instanceof DeliveryError && err.permanent) throw new UnrecoverableError(err.message);
+      throw err;
+    }
     deps.metrics.deliveries.inc({ kind: delivery.kind, result: 'delivered' });
-    log.info({ documentId: delivery.documentId, url: delivery.url, kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
+    log.info({ documentId: delivery.documentId, url: redactUrl(delivery.url), kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
   }, { connection: deps.redis, prefix: deps.keys.bull, concurrency: deps.concurrency ?? 8 });
   worker.on('failed', (job, err) => {
     if (!job) return;
-    const final = job.attemptsMade >= (job.opts.attempts ?? 1);
+    const final = err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
     deps.metrics.deliveries.inc({ kind: job.data.kind, result: final ? 'dead_lettered' : 'failed' });
-    log.warn({ documentId: job.data.documentId, url: job.data.url, attempts: job.attemptsMade, final, err: err.message }, 'delivery failed');
+    log.warn({ documentId: job.data.documentId, url: redactUrl(job.data.url), attempts: job.attemptsMade, final, err: err.message }, 'delivery failed');
     if (!final) return;
     const entry: DeadLetter = {
       id: randomBytes(6).toString('hex'),

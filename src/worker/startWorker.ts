@@ -3,7 +3,7 @@ import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
-import { createDeliveryQueue, createOutputs, createPool } from '../outputs/index.js';
+import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf } from '../outputs/index.js';
 import { createDocumentQueue, createRedis, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
@@ -65,7 +65,7 @@ export async function startWorker(options: {
     config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics,
     outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
   });
-  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, secret: config.env.DOCSIFT_WEBHOOK_SECRET, deadLetterMax: config.env.DOCSIFT_DEADLETTER_MAX });
+  const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, policy: deliveryPolicyOf(config), secrets: { webhook: config.env.DOCSIFT_WEBHOOK_SECRET, callback: config.env.DOCSIFT_CALLBACK_SECRET }, deadLetterMax: config.env.DOCSIFT_DEADLETTER_MAX });
   const bullQueue = createDocumentQueue(queue, redis, keys);
   metrics.watchQueues([bullQueue]);
   let modelLoaded = true;

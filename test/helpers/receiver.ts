@@ -4,6 +4,8 @@ import { verify } from '../../src/outputs/index.js';
 
 export interface Received {
   documentId: string;
+  kind: string;
+  deliveryId: string;
   body: Record<string, unknown>;
   signatureValid: boolean;
 }
@@ -12,7 +14,7 @@ export interface Received {
  * A local webhook receiver that verifies signatures. `failFirst` answers 500 that many times
  * before accepting; `status` lets a test switch it to failing and back.
  */
-export async function startReceiver(secret: string, options: { failFirst?: number } = {}) {
+export async function startReceiver(secret: string, options: { failFirst?: number; redirectTo?: string } = {}) {
   const received: Received[] = [];
   let failuresLeft = options.failFirst ?? 0;
   let status = 200;
@@ -22,6 +24,10 @@ export async function startReceiver(secret: string, options: { failFirst?: numbe
     req.on('data', (c: Buffer) => { body += c.toString(); });
     req.on('end', () => {
       requests++;
+      if (options.redirectTo) {
+        res.writeHead(302, { location: options.redirectTo }).end();
+        return;
+      }
       if (failuresLeft > 0) {
         failuresLeft--;
         res.writeHead(500).end('try later');
@@ -33,8 +39,10 @@ export async function startReceiver(secret: string, options: { failFirst?: numbe
       }
       received.push({
         documentId: String(req.headers['x-docsift-document-id']),
+        kind: String(req.headers['x-docsift-kind']),
+        deliveryId: String(req.headers['x-docsift-delivery']),
         body: JSON.parse(body) as Record<string, unknown>,
-        signatureValid: verify(secret, req.headers['x-docsift-timestamp'] as string, body, req.headers['x-docsift-signature'] as string),
+        signatureValid: verify(secret, req.headers, body),
       });
       res.writeHead(204).end();
     });

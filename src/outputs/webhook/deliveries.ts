@@ -2,7 +2,11 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Keys } from '../../queue/index.js';
-import { sign, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.js';
+import http from 'node:http';
+import https from 'node:https';
+import { DocsiftError } from '../../infra/errors.js';
+import { assertDestination, checkedLookup, redactUrl, type DeliveryPolicy } from './destination.js';
+import { DELIVERY_HEADER, KIND_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.js';
 
 /**
  * Webhook and callback deliveries are BullMQ jobs of their own, in one queue for all document
@@ -18,6 +22,8 @@ export const Delivery = z.object({
   url: z.string(),
   kind: z.enum(['webhook', 'callback']),
   timeoutMs: z.number().int().default(10_000),
+  /** Sent and signed with every attempt and replay, so a receiver can tell a repeat from a new delivery. */
+  deliveryId: z.string().optional(),
 });
 export type Delivery = z.infer<typeof Delivery>;
 
@@ -38,17 +44,59 @@ export interface DeadLetter {
   failedAt: string;
 }
 
-/** One POST of the record; throws on a network error, a timeout or a non-2xx answer. */
-export async function post(url: string, body: string, secret: string | undefined, timeoutMs: number, documentId: string): Promise<void> {
+/** Why a delivery failed, and whether trying again could help. */
+export class DeliveryError extends Error {
+  override readonly name = 'DeliveryError';
+  constructor(message: string, readonly permanent: boolean) {
+    super(message);
+  }
+}
+
+export interface Outgoing {
+  url: string;
+  kind: Delivery['kind'];
+  deliveryId: string;
+  documentId: string;
+  body: string;
+  /** Signs the delivery when set; webhooks and callbacks each have their own. */
+  secret: string | undefined;
+  timeoutMs: number;
+}
+
+/**
+ * One POST of the record, to a destination the policy allows, connecting to the address it
+ * checked. Redirects are not followed (a 3xx could send the record anywhere): they fail the
+ * delivery for good, as a refused destination does. Network errors, timeouts and other non-2xx
+ * answers are worth another attempt.
+ */
+export async function post(out: Outgoing, policy: DeliveryPolicy): Promise<void> {
+  let url: URL;
+  try {
+    url = assertDestination(policy, out.url);
+  } catch (err) {
+    throw new DeliveryError((err as Error).message, true);
+  }
   const timestamp = Math.floor(Date.now() / 1000);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'user-agent': 'docsift',
-    'x-docsift-document-id': documentId,
+    'x-docsift-document-id': out.documentId,
+    [DELIVERY_HEADER]: out.deliveryId,
+    [KIND_HEADER]: out.kind,
     [TIMESTAMP_HEADER]: String(timestamp),
   };
-  if (secret) headers[SIGNATURE_HEADER] = sign(secret, timestamp, body);
-  const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(timeoutMs) });
-  await res.body?.cancel().catch(() => undefined);
-  if (res.status < 200 || res.status >= 300) throw new Error(`${url} answered HTTP ${res.status}`);
+  if (out.secret) headers[SIGNATURE_HEADER] = sign(out.secret, { deliveryId: out.deliveryId, kind: out.kind, timestamp, body: out.body });
+  const request = url.protocol === 'https:' ? https.request : http.request;
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers, lookup: checkedLookup(policy), signal: AbortSignal.timeout(out.timeoutMs) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', (err) => reject(err instanceof DocsiftError ? new DeliveryError(err.message, true) : err));
+    req.end(out.body);
+  });
+  const shown = redactUrl(out.url);
+  if (status >= 300 && status < 400) throw new DeliveryError(`${shown} answered HTTP ${status}; redirects are not followed (give the final URL)`, true);
+  if (status < 200 || status >= 300) throw new DeliveryError(`${shown} answered HTTP ${status}`, false);
 }
