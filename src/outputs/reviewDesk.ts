@@ -89,12 +89,28 @@ export class ReviewDesk {
     return this.finalise(record);
   }
 
+  /**
+   * Makes a decision final, once: taking the document off the pending set is the claim, and of
+   * two people deciding at the same moment only one takes it (the other is told it is not
+   * waiting). The record then goes to every output with the callback it was enqueued with. If an
+   * output fails, the document goes back on the pending set, so the decision can be made again.
+   */
   private async finalise(record: ResultRecord): Promise<ResultRecord> {
     const queue = this.config.queues.get(record.queue);
     if (!queue) throw new DocsiftError('INVALID_JOB', `the record's queue ${record.queue} is not configured here`);
-    for (const output of this.outputsFor(queue)) await output.write(record, {});
+    const claimedAt = await this.redis.zscore(this.keys.reviewPending, record.documentId);
+    if (claimedAt === null || (await this.redis.zrem(this.keys.reviewPending, record.documentId)) === 0) {
+      throw new DocsiftError('INVALID_JOB', `document ${record.documentId} is not waiting for review (another decision was just made)`);
+    }
+    try {
+      const callbackUrl = await this.redis.get(this.keys.reviewCallback(record.documentId));
+      for (const output of this.outputsFor(queue)) await output.write(record, callbackUrl ? { callbackUrl } : {});
+    } catch (err) {
+      await this.redis.zadd(this.keys.reviewPending, claimedAt, record.documentId);
+      throw err;
+    }
     await this.redis.multi()
-      .zrem(this.keys.reviewPending, record.documentId)
+      .del(this.keys.reviewCallback(record.documentId))
       .zadd(this.keys.reviewDone, Date.now(), record.documentId)
       .zremrangebyrank(this.keys.reviewDone, 0, -this.config.env.DOCSIFT_REVIEW_HISTORY_MAX - 1)
       .exec();

@@ -22,6 +22,8 @@ export function keys(prefix: string) {
     deadLetters: `${prefix}:deadletter:webhooks`,
     /** Documents held for review: a sorted set of document ids, scored by when they were held. */
     reviewPending: `${prefix}:review:pending`,
+    /** The callback URL of a document held for review, sent the final record when a person decides. */
+    reviewCallback: (documentId: string) => `${prefix}:review:callback:${documentId}`,
     /** Documents a person accepted or corrected: a sorted set of document ids, scored by when (newest DOCSIFT_REVIEW_HISTORY_MAX kept). */
     reviewDone: `${prefix}:review:done`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */

@@ -218,7 +218,12 @@ export class DocumentWorker {
   private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {
     // A result held for review goes to Redis only (the first output) until a person makes it final.
     const outputs = record.review?.status === 'pending' ? this.deps.outputs.slice(0, 1) : this.deps.outputs;
-    if (record.review?.status === 'pending') await this.deps.redis.zadd(this.deps.keys.reviewPending, Date.now(), record.documentId);
+    if (record.review?.status === 'pending') {
+      // The callback waits with the record (not in it: a URL's token is not for every reader of results).
+      const tx = this.deps.redis.multi().zadd(this.deps.keys.reviewPending, Date.now(), record.documentId);
+      if (context.callbackUrl) tx.set(this.deps.keys.reviewCallback(record.documentId), context.callbackUrl);
+      await tx.exec();
+    }
     for (const output of outputs) {
       try {
         await output.write(record, context);

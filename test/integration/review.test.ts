@@ -7,15 +7,19 @@ import { buildApi } from '../../src/ingest/http/apiServer.js';
 import { readResult } from '../../src/ingest/index.js';
 import { createLogger } from '../../src/infra/logger.js';
 import { Metrics } from '../../src/infra/metrics.js';
-import { corpusFiles, REDIS_URL, REPO } from '../helpers/testEnv.js';
+import { corpusFiles, REDIS_URL, REPO, until } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+import { startReceiver } from '../helpers/receiver.js';
 
+const CALLBACK_SECRET = 'callback-secret-0123456789abcdef';
 let stack: Stack;
 let app: FastifyInstance;
 let base: string;
 beforeAll(async () => {
   // sampleRate 1: every document is held, whatever the (random) test model writes.
-  stack = await startStack({ documents: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' }, review: { enabled: true, sampleRate: 1 } }) }, 'documents');
+  stack = await startStack({ documents: documentsQueue({ pipeline: { mode: 'extract', documentType: 'invoice' }, review: { enabled: true, sampleRate: 1 } }) }, 'documents', {
+    DOCSIFT_CALLBACK_HOSTS: '127.0.0.1', DOCSIFT_CALLBACK_SECRET: CALLBACK_SECRET,
+  });
   app = await buildApi({
     config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }), metrics: new Metrics(),
     queues: new Map([['documents', { config: stack.queueConfig, queue: stack.queue, enqueuer: stack.enqueuer }]]),
@@ -80,5 +84,27 @@ describe('review', () => {
     expect(corrected.messages[1]!.content).toContain('<document>');
     expect(corrected.metadata).toMatchObject({ review: 'corrected', by: 'bob', documentType: 'invoice' });
     expect(cli(['export-training', '--since', '2999-01-01']).stdout).toBe('');
+  });
+
+  it('two people accepting at once: one decision is final, the other gets 409; the held callback goes out with the final record', async () => {
+    const receiver = await startReceiver(CALLBACK_SECRET);
+    try {
+      const outcome = await stack.enqueuer.enqueue({ bytes: Buffer.from(`INVOICE 99 Widgets Ltd 10.00 EUR ${Date.now()}`), filename: 'r.txt', source: 'test', callbackUrl: receiver.url });
+      await stack.waitAll([outcome]);
+      expect((await readResult(stack.redis, stack.keys, outcome.documentId))!.review).toMatchObject({ status: 'pending' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(receiver.requests).toBe(0); // nothing leaves while a person has not decided
+      const answers = await Promise.all(['alice', 'bob', 'carol'].map((by) => post(`/v1/reviews/${outcome.documentId}/accept`, { by })));
+      expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409]);
+      const winner = answers.find((a) => a.status === 200)!.body.review.by;
+      await until(() => receiver.received.length === 1);
+      expect(receiver.received[0]).toMatchObject({ documentId: outcome.documentId, kind: 'callback', signatureValid: true });
+      expect(receiver.received[0]!.body.review).toMatchObject({ status: 'accepted', by: winner });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(receiver.requests).toBe(1);
+      expect(await stack.redis.exists(stack.keys.reviewCallback(outcome.documentId))).toBe(0);
+    } finally {
+      await receiver.close();
+    }
   });
 });
