@@ -61,11 +61,14 @@ program.command('up')
   .addOption(queueOption())
   .option('--watch-dir <dir>', 'watched folder: inbox/, processing/, done/ and failed/ inside it', '.')
   .option('--no-watch', 'no watched folder')
+  .option('--board-write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
 Redis: when REDIS_URL does not answer and redis-server is installed, a private Redis is started on
-REDIS_URL's port with AOF persistence in ./data/redis. Model: DOCSIFT_MODEL, else the first .gguf in
+REDIS_URL's port, on 127.0.0.1 with a generated password (in ./data/secrets/redis-password, mode
+0600) and AOF persistence in ./data/redis. Model: DOCSIFT_MODEL, else the first .gguf in
 DOCSIFT_MODELS_DIR; with none, up explains how to get one. Board credentials: DOCSIFT_BOARD_USER and
-DOCSIFT_BOARD_PASSWORD, else a password is generated and printed at start.`)
+DOCSIFT_BOARD_PASSWORD, else user docsift with a generated password in ./data/secrets/board-password
+(mode 0600; never logged).`)
   .action(action(upCommand));
 
 program.command('worker')
@@ -74,6 +77,7 @@ program.command('worker')
   .option('-c, --concurrency <n>', 'jobs in flight and model sequences (default: the queue file\'s concurrency)', parsePositiveInt)
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may finish before they are handed back to the queue', parsePositiveInt, 30_000)
   .option('--metrics-port <port>', 'serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port)', parsePort, 9464)
+  .option('--metrics-host <host>', 'address the metrics server binds (0.0.0.0 in a container whose metrics are scraped from outside)', '127.0.0.1')
   .action(action(workerCommand));
 
 program.command('enqueue')
@@ -108,7 +112,7 @@ program.command('api')
   .option('--host <host>', 'address to bind; any non-loopback address needs DOCSIFT_API_TOKENS', '127.0.0.1')
   .option('--port <port>', 'port', parsePositiveInt, 8080)
   .option('--no-board', 'do not mount Bull Board at /board (mounted when DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD are set)')
-  .option('--board-read-only', 'mount the board read-only', false)
+  .option('--board-write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
 Environment:
   DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
@@ -136,7 +140,7 @@ program.command('board')
   .description('Serve Bull Board over every queue (and webhook deliveries) at /board, behind basic auth.')
   .option('--host <host>', 'address to bind', '127.0.0.1')
   .option('--port <port>', 'port', parsePositiveInt, 8081)
-  .option('--read-only', 'no retries, removals, promotions or pauses from the board', false)
+  .option('--write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
 Environment:
   DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD   basic-auth credentials (required)`)

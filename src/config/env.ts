@@ -4,12 +4,34 @@ import { ConfigError } from '../infra/errors.js';
 import { firstIssue } from './zodIssue.js';
 
 /**
+ * What an example file or a tutorial puts where a secret goes. Such a value is refused: a
+ * deployment copied from deploy/ must not run with a secret every reader of this repository knows.
+ */
+const PLACEHOLDER = /change[-_ ]?(me|it)|replace[-_ ]?(me|with)|placeholder|your[-_ ]?(secret|token|password)|^<.*>$|^(x+|secret|password|example|test|default)$/i;
+
+export function isPlaceholder(value: string): boolean {
+  return PLACEHOLDER.test(value);
+}
+
+const secret = (min: number) => z.string().min(min, `use at least ${min} characters`)
+  .refine((v) => !isPlaceholder(v), 'is a placeholder (change-me, replace-me, …); set a real, random secret');
+/** The password in a URL's userinfo, if any. */
+const urlPassword = (url: string) => {
+  try {
+    return decodeURIComponent(new URL(url).password);
+  } catch {
+    return '';
+  }
+};
+
+/**
  * Every environment variable docsift reads, with its default. Nothing else in the code reads
  * process.env: it gets these values through the Config object.
  */
 export const EnvSchema = z.object({
   /** Redis for queues, stored documents and results. */
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .refine((u) => !isPlaceholder(urlPassword(u)), 'its password is a placeholder; set the real one').default('redis://127.0.0.1:6379'),
   /** Path of the .gguf model the worker loads. Only the worker needs it. */
   DOCSIFT_MODEL: z.string().min(1).optional(),
   /** Which llama.cpp backend to use; auto picks CUDA, Vulkan or Metal when present, else CPU. */
@@ -39,7 +61,7 @@ export const EnvSchema = z.object({
   DOCSIFT_HOME: z.string().min(1).optional(),
   /** Bearer tokens the HTTP API accepts, comma-separated. Without any, the API only binds to loopback. */
   DOCSIFT_API_TOKENS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean))
-    .pipe(z.array(z.string().min(16, 'each token needs at least 16 characters'))).default([]),
+    .pipe(z.array(z.string().min(16, 'each token needs at least 16 characters').refine((v) => !isPlaceholder(v), 'a token is a placeholder; set real, random tokens'))).default([]),
   /**
    * Folders under which POST /v1/documents may name files by path (comma-separated). Empty:
    * only uploads are accepted.
@@ -54,7 +76,7 @@ export const EnvSchema = z.object({
   /** Most files one upload request may carry; past it the API answers 413. */
   DOCSIFT_API_MAX_FILES: z.coerce.number().int().min(1).max(10_000).default(100),
   /** Shared secret for HMAC-SHA256 signatures of queue webhook deliveries. */
-  DOCSIFT_WEBHOOK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  DOCSIFT_WEBHOOK_SECRET: secret(16).optional(),
   /**
    * Where per-document callbackUrl deliveries may go (comma-separated): host names, exact or
    * `*.example.com`, and IPs or CIDRs (`10.1.0.0/16`) that may be reached although they are not
@@ -63,12 +85,13 @@ export const EnvSchema = z.object({
    */
   DOCSIFT_CALLBACK_HOSTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
   /** Shared secret for HMAC-SHA256 signatures of callback deliveries; callbacks are refused without it. */
-  DOCSIFT_CALLBACK_SECRET: z.string().min(16, 'use at least 16 characters').optional(),
+  DOCSIFT_CALLBACK_SECRET: secret(16).optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */
-  DOCSIFT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://').optional(),
+  DOCSIFT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+    .refine((u) => !isPlaceholder(urlPassword(u)), 'its password is a placeholder; set the real one').optional(),
   /** Basic-auth credentials of Bull Board (docsift board, and /board in the API). Both are required to serve it. */
   DOCSIFT_BOARD_USER: z.string().min(1).optional(),
-  DOCSIFT_BOARD_PASSWORD: z.string().min(12, 'use at least 12 characters').optional(),
+  DOCSIFT_BOARD_PASSWORD: secret(12).optional(),
   /** Where `docsift models pull` puts models and `models list` looks. */
   DOCSIFT_MODELS_DIR: z.string().min(1).default('models'),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -29,6 +29,8 @@ export async function startWorker(options: {
   config: Config; queueName: string; keys: Keys; logger: Logger; modelPath: string; concurrency?: number;
   /** Serve /metrics, /healthz and /readyz on this port (0: any free port); undefined: no server. */
   metricsPort?: number;
+  /** Where that server binds; loopback unless a scraper outside the machine needs it. */
+  metricsHost?: string;
 }): Promise<RunningWorker> {
   const { config, keys, logger } = options;
   const queue = getQueue(config, options.queueName);
@@ -72,7 +74,7 @@ export async function startWorker(options: {
   const metricsServer = options.metricsPort === undefined ? undefined : await startMetricsServer(metrics, {
     redis: async () => (await redis.ping()) === 'PONG',
     model: async () => modelLoaded,
-  }, options.metricsPort);
+  }, options.metricsPort, options.metricsHost);
   if (metricsServer) logger.info({ port: metricsServer.port }, 'metrics on /metrics, health on /healthz and /readyz');
   worker.run();
   return {

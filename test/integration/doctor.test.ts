@@ -53,6 +53,9 @@ describe('docsift doctor', () => {
     const run = spawnSync(process.execPath, [BIN, 'doctor'], { env: { ...process.env, ...base, DOCSIFT_HOME: home, REDIS_URL }, encoding: 'utf8' });
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/^error config: .*documents\.json: pipeline\.documentType/m);
+    // A placeholder secret copied from an example file is flagged, naming the variable.
+    const placeholder = await runDoctor({ ...base, REDIS_URL, DOCSIFT_WEBHOOK_SECRET: 'change-me-shared-secret' });
+    expect(placeholder.find((f) => f.check === 'config')).toMatchObject({ level: 'error', message: expect.stringMatching(/DOCSIFT_WEBHOOK_SECRET: is a placeholder/) });
   });
 });
 

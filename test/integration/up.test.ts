@@ -37,15 +37,30 @@ describe('docsift up', () => {
     };
     try {
       await until(() => log.includes('docsift is up'), 'did not come up');
-      expect(log).toContain(`started a private Redis on redis://127.0.0.1:${redisPort}`);
+      expect(log).toContain(`started a private Redis on 127.0.0.1:${redisPort}`);
       expect(fs.readdirSync(path.join(cwd, 'data', 'redis')).some((f) => f.startsWith('appendonly'))).toBe(true);
-      const password = /password (\S+) \(set DOCSIFT_BOARD_USER/.exec(log)?.[1];
-      expect(password).toBeTruthy();
+      // Generated secrets live in 0600 files, never in the log.
+      const secrets = path.join(cwd, 'data', 'secrets');
+      const password = fs.readFileSync(path.join(secrets, 'board-password'), 'utf8').trim();
+      const redisPassword = fs.readFileSync(path.join(secrets, 'redis-password'), 'utf8').trim();
+      for (const f of ['board-password', 'redis-password']) expect(fs.statSync(path.join(secrets, f)).mode & 0o777, f).toBe(0o600);
+      expect(fs.statSync(path.join(cwd, 'data', 'redis', 'redis.conf')).mode & 0o777).toBe(0o600);
+      expect(log).not.toContain(password);
+      expect(log).not.toContain(redisPassword);
+      // The private Redis wants its password.
+      expect(spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' }).stdout).toContain('NOAUTH');
+      expect(spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: redisPassword } }).stdout.trim()).toBe('PONG');
       const base = `http://127.0.0.1:${apiPort}`;
       expect((await fetch(`${base}/v1/queues`)).status).toBe(200);
       expect((await fetch(`${base}/board`)).status).toBe(401);
-      const board = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Basic ${Buffer.from(`docsift:${password}`).toString('base64')}` } });
+      const basic = { authorization: `Basic ${Buffer.from(`docsift:${password}`).toString('base64')}` };
+      const board = await fetch(`${base}/board/api/queues`, { headers: basic });
       expect(board.status).toBe(200);
+      // Read-only unless --board-write: the board's "add job" is refused.
+      const add = await fetch(`${base}/board/api/queues/documents/add`, {
+        method: 'POST', headers: { ...basic, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'document', data: { ref: { kind: 'file', path: '/etc/shadow' } } }),
+      });
+      expect(add.status).toBe(405);
       fs.copyFileSync(path.join(CORPUS, 'oyo.pdf'), path.join(cwd, 'inbox', 'oyo.pdf'));
       await until(() => fs.existsSync(path.join(cwd, 'done', 'oyo.pdf.result.json')), 'inbox file not processed');
       const metrics = await (await fetch(`${base}/metrics`)).text();

@@ -5,13 +5,13 @@ import { Metrics } from '../../infra/metrics.js';
 import { createRuntime, openAllQueues, untilStopSignal } from '../runtime.js';
 
 /** The HTTP API for every queue in queues/. Stops on SIGTERM/SIGINT after in-flight requests. */
-export async function apiCommand(options: { host: string; port: number; board: boolean; boardReadOnly: boolean }): Promise<number> {
+export async function apiCommand(options: { host: string; port: number; board: boolean; boardWrite: boolean }): Promise<number> {
   const rt = createRuntime('stdout');
   assertSafeBind(options.host, rt.config.env.DOCSIFT_API_TOKENS);
   const { redis, queues } = await openAllQueues(rt);
   const deliveries = createDeliveryQueue(redis, rt.keys);
   const board = options.board && rt.config.env.DOCSIFT_BOARD_USER
-    ? { queues: [...[...queues.values()].map((q) => q.queue), deliveries], readOnly: options.boardReadOnly, ...boardCredentials(rt.config.env) }
+    ? { queues: [...[...queues.values()].map((q) => q.queue), deliveries], readOnly: !options.boardWrite, ...boardCredentials(rt.config.env) }
     : undefined;
   const app = await buildApi({ config: rt.config, redis, keys: rt.keys, queues, logger: rt.logger, metrics: new Metrics(), ...(board ? { board } : {}) });
   const address = await app.listen({ host: options.host, port: options.port });

@@ -18,6 +18,28 @@ export interface UpOptions {
   queue: string;
   watchDir: string;
   watch: boolean;
+  boardWrite: boolean;
+}
+
+/** Generated secrets of a single-box node, one per file, readable by its owner only. */
+const SECRETS_DIR = path.join('data', 'secrets');
+
+/**
+ * A secret kept in data/secrets/<name> (mode 0600 in a 0700 folder), generated on first use and
+ * the same on every later start, so the private Redis's data and a bookmarked board login keep
+ * working. Never logged: the log names the file.
+ */
+function storedSecret(name: string): { value: string; file: string } {
+  const dir = path.resolve(SECRETS_DIR);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, name);
+  try {
+    return { value: fs.readFileSync(file, 'utf8').trim(), file };
+  } catch {
+    const value = randomBytes(18).toString('base64url');
+    fs.writeFileSync(file, `${value}\n`, { mode: 0o600, flag: 'wx' });
+    return { value, file };
+  }
 }
 
 /**
@@ -58,12 +80,13 @@ export async function upCommand(options: UpOptions): Promise<number> {
     ? { user: config.env.DOCSIFT_BOARD_USER, password: config.env.DOCSIFT_BOARD_PASSWORD }
     : undefined;
   if (!board) {
-    board = { user: 'docsift', password: randomBytes(9).toString('base64url') };
-    process.stderr.write(`docsift: board credentials for this run: user ${board.user}, password ${board.password} (set DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD to choose them)\n`);
+    const password = storedSecret('board-password');
+    board = { user: 'docsift', password: password.value };
+    logger.info({ user: board.user, passwordFile: password.file }, `board user docsift, password in ${password.file} (set DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD to choose them)`);
   }
   const app = await buildApi({
     config, redis, keys: rt.keys, queues, logger, metrics: running.metrics,
-    board: { queues: [...[...queues.values()].map((q) => q.queue), deliveries], readOnly: false, ...board },
+    board: { queues: [...[...queues.values()].map((q) => q.queue), deliveries], readOnly: !options.boardWrite, ...board },
   });
   const address = await app.listen({ host: options.host, port: options.port });
 
@@ -114,18 +137,24 @@ async function ensureRedis(url: string, logger: Logger): Promise<{ url: string; 
       `Install it (Debian/Ubuntu: apt-get install redis-server; it must run with maxmemory-policy noeviction) or point REDIS_URL at a running Redis.`);
   }
   const dir = path.resolve('data', 'redis');
-  fs.mkdirSync(dir, { recursive: true });
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const port = parsed.port || '6379';
-  const child: ChildProcess = spawn('redis-server', [
-    '--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '',
-  ], { stdio: 'ignore' });
-  const privateUrl = `redis://127.0.0.1:${port}`;
+  // The password goes in a config file only its owner reads: on the command line, every local
+  // user would see it in ps.
+  const password = storedSecret('redis-password');
+  const conf = path.join(dir, 'redis.conf');
+  fs.writeFileSync(conf, [
+    `port ${port}`, 'bind 127.0.0.1', `dir "${dir}"`, 'appendonly yes', 'maxmemory-policy noeviction', 'save ""', `requirepass ${password.value}`, '',
+  ].join('\n'), { mode: 0o600 });
+  fs.chmodSync(conf, 0o600);
+  const child: ChildProcess = spawn('redis-server', [conf], { stdio: 'ignore' });
+  const privateUrl = `redis://:${password.value}@127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     const r = createRedis(privateUrl, { forWorker: false });
     try {
       await connectRedis(r, privateUrl);
       r.disconnect();
-      logger.warn({ redis: privateUrl, data: dir }, `REDIS_URL was unreachable: started a private Redis on ${privateUrl} with AOF persistence in ${dir}`);
+      logger.warn({ redis: redactUrl(privateUrl), data: dir, passwordFile: password.file }, `REDIS_URL was unreachable: started a private Redis on 127.0.0.1:${port} with AOF persistence in ${dir} and the password in ${password.file}`);
       return {
         url: privateUrl,
         stop: () => new Promise<void>((resolve) => {

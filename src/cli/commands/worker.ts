@@ -7,6 +7,7 @@ export interface WorkerOptions {
   concurrency?: number;
   graceMs: number;
   metricsPort: number;
+  metricsHost: string;
 }
 
 /**
@@ -20,7 +21,7 @@ export async function workerCommand(options: WorkerOptions): Promise<number> {
     throw new Error('DOCSIFT_MODEL is not set: point it at a .gguf model file (for a try-out: docsift make-test-model test-model.gguf)');
   }
   const running = await startWorker({
-    config: rt.config, queueName: options.queue, keys: rt.keys, logger: rt.logger, modelPath, metricsPort: options.metricsPort,
+    config: rt.config, queueName: options.queue, keys: rt.keys, logger: rt.logger, modelPath, metricsPort: options.metricsPort, metricsHost: options.metricsHost,
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
   rt.logger.info({ queue: running.queue.name, redis: redactUrl(rt.config.env.REDIS_URL) }, 'worker ready');

@@ -35,6 +35,24 @@ describe('configuration', () => {
     expect(configError(() => parseEnv({ DOCSIFT_THREADS: 'many' })).key).toBe('DOCSIFT_THREADS');
   });
 
+  it('refuses placeholder secrets (what the example files ship), naming the key', () => {
+    const placeholders: Record<string, string> = {
+      DOCSIFT_WEBHOOK_SECRET: 'change-me-shared-with-the-receiver',
+      DOCSIFT_CALLBACK_SECRET: 'replace-me-with-a-random-string',
+      DOCSIFT_BOARD_PASSWORD: 'change-me-too-please',
+      DOCSIFT_API_TOKENS: 'a-real-token-0123456789abc,change-me-to-a-long-random-token',
+      REDIS_URL: 'redis://:CHANGE_ME@redis:6379',
+      DOCSIFT_DATABASE_URL: 'postgres://docsift:your-password@db/docsift',
+    };
+    for (const [key, value] of Object.entries(placeholders)) {
+      const err = configError(() => parseEnv({ [key]: value }));
+      expect(err.key, key).toMatch(new RegExp(`^${key}`));
+      expect(err.message, key).toContain('placeholder');
+    }
+    // Real random values pass.
+    expect(parseEnv({ DOCSIFT_WEBHOOK_SECRET: 'f3Kq9xT2mV7pL0sZ', REDIS_URL: 'rediss://:s3cr3t-Xy9@redis:6380' }).REDIS_URL).toBe('rediss://:s3cr3t-Xy9@redis:6380');
+  });
+
   it('names the file and key of a bad queue value', () => {
     const home = makeHome({ documents: { ...validQueue, concurrency: 0 } });
     const err = configError(() => loadConfig({ DOCSIFT_HOME: home }));

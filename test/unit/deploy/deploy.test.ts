@@ -31,7 +31,7 @@ function invocations(): Array<{ file: string; command: string[]; flags: string[]
       if (arr) {
         try { words = JSON.parse(arr[1]!.replace(/'/g, '"')) as string[]; } catch { continue; }
         if (words[0] === 'docsift') words = words.slice(1); // ENTRYPOINT ["docsift"]
-        if (words[0] === 'redis-server') continue; // the Redis service in compose
+        if (['redis-server', 'bash', 'sh'].includes(words[0]!)) continue; // the Redis service in compose
       } else {
         const m = /(?:\/usr\/bin\/docsift|docsift|\$\{docsift\[@\]\})\s+([a-z][\w-]*(?:\s+\S+)*)/.exec(line);
         if (!m || line.trim().startsWith('#')) continue;
@@ -68,6 +68,51 @@ describe('deploy/', () => {
     const known = new Set(Object.keys(EnvSchema.shape));
     for (const f of files) {
       for (const name of text(f).match(/\bDOCSIFT_[A-Z_]+\b/g) ?? []) expect(known, `${path.relative(REPO, f)}: ${name}`).toContain(name);
+    }
+  });
+
+  it('secure defaults: compose needs every secret and a Redis password, refuses to start without them', () => {
+    const compose = text(path.join(DEPLOY, 'docker-compose.yml'));
+    const interpolated = [...compose.matchAll(/\$\{([A-Z_]+)(:[?-][^}]*)?\}/g)];
+    for (const [whole, name, rest] of interpolated) {
+      if (/SECRET|PASSWORD|TOKENS/.test(name!)) expect(rest ?? '', whole).toMatch(/^:\?/);
+    }
+    expect(compose).toContain('requirepass');
+    for (const url of compose.match(/REDIS_URL: .*/g)!) expect(url).toContain(':${REDIS_PASSWORD:?');
+  });
+
+  it('secure defaults: k8s pods run as non-root, read-only, without capabilities; Redis is fenced off', () => {
+    const docs = files.filter((f) => f.includes(`${path.sep}k8s${path.sep}`)).flatMap((f) => parseAllDocuments(text(f)).map((d) => d.toJS() as Record<string, any>));
+    const deployments = docs.filter((d) => d?.kind === 'Deployment');
+    expect(deployments.length).toBeGreaterThanOrEqual(2);
+    for (const d of deployments) {
+      const pod = d.spec.template.spec;
+      expect(pod.securityContext, d.metadata.name).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+      expect(d.spec.template.metadata.labels['docsift-redis-client'], d.metadata.name).toBe('true');
+      for (const c of pod.containers) {
+        expect(c.securityContext, `${d.metadata.name}/${c.name}`).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      }
+    }
+    const redisPolicy = docs.find((d) => d?.kind === 'NetworkPolicy' && d.spec.podSelector.matchLabels?.app === 'redis');
+    expect(redisPolicy!.spec.ingress[0].from[0].podSelector.matchLabels).toEqual({ 'docsift-redis-client': 'true' });
+    // REDIS_URL (with its password) is a secret, not plain configuration.
+    expect(JSON.stringify(docs.filter((d) => d?.kind === 'ConfigMap'))).not.toContain('REDIS_URL');
+  });
+
+  it('secure defaults: the systemd example cannot run as shipped (its secrets are placeholders docsift refuses)', () => {
+    const example = Object.fromEntries(text(path.join(DEPLOY, 'systemd', 'docsift.env.example')).split('\n')
+      .filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    for (const key of ['REDIS_URL', 'DOCSIFT_API_TOKENS', 'DOCSIFT_BOARD_PASSWORD', 'DOCSIFT_WEBHOOK_SECRET']) {
+      expect(() => EnvSchema.parse({ [key]: example[key] }), key).toThrow(/placeholder/);
+    }
+    expect(example.REDIS_URL).toMatch(/^redis:\/\/:[^@]+@/);
+  });
+
+  it('secure defaults: images run as a numeric non-root user that owns the outbox', () => {
+    for (const f of ['Dockerfile', 'Dockerfile.cuda']) {
+      const docker = text(path.join(DEPLOY, 'docker', f));
+      expect(docker, f).toMatch(/^USER 10001$/m);
+      expect(docker, f).toMatch(/install -d -o docsift -g docsift .*\/var\/lib\/docsift\/outbox/);
     }
   });
 });
