@@ -76,7 +76,7 @@ export interface HealthChecks {
  * /metrics, /healthz (the process answers) and /readyz (every check passes) on their own port,
  * for workers, which serve nothing else over HTTP. Port 0 picks a free port.
  */
-export async function startMetricsServer(metrics: Metrics, checks: HealthChecks, port: number, host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
+export async function startMetricsServer(metrics: Metrics, checks: HealthChecks, port: number, host = '127.0.0.1'): Promise<{ port: number; host: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     void (async () => {
       if (req.url === '/metrics') {
@@ -100,6 +100,7 @@ export async function startMetricsServer(metrics: Metrics, checks: HealthChecks,
   });
   return {
     port: (server.address() as AddressInfo).port,
+    host: (server.address() as AddressInfo).address,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

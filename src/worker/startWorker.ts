@@ -16,6 +16,8 @@ export interface RunningWorker {
   redis: Redis;
   metrics: Metrics;
   metricsPort: number | undefined;
+  /** The address the metrics server is bound to. */
+  metricsHost: string | undefined;
   /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
   stop(graceMs: number): Promise<void>;
 }
@@ -78,7 +80,7 @@ export async function startWorker(options: {
   if (metricsServer) logger.info({ port: metricsServer.port }, 'metrics on /metrics, health on /healthz and /readyz');
   worker.run();
   return {
-    queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port,
+    queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port, metricsHost: metricsServer?.host,
     async stop(graceMs: number) {
       await worker.close(graceMs);
       modelLoaded = false;

@@ -139,4 +139,34 @@ describe('where deliveries may go', () => {
       await receiver.close();
     }
   });
+
+  it('keeps the newest DOCSIFT_DEADLETTER_MAX dead letters', async () => {
+    const prefix = uniquePrefix('deadletter-cap');
+    const keys = makeKeys(prefix);
+    const redis = createRedis(REDIS_URL, { forWorker: true });
+    await connectRedis(redis, REDIS_URL);
+    const deliveries = createDeliveryQueue(redis, keys);
+    const worker = startDeliveryWorker({
+      redis, keys, logger: pino({ level: 'silent' }), metrics: new Metrics(), policy: deliveryPolicy([], []),
+      secrets: { webhook: undefined, callback: CALLBACK_SECRET }, deadLetterMax: 2,
+    });
+    try {
+      for (let i = 0; i < 4; i++) {
+        await redis.set(keys.result(`d${i}`), '{}');
+        // Refused for good (no host is allowed): dead-lettered after one attempt each.
+        await deliveries.add('deliver', { documentId: `d${i}`, queue: 'documents', url: `https://nowhere.example/${i}`, kind: 'callback', timeoutMs: 1000 }, { jobId: `cap-${i}` });
+        await until(async () => (await redis.llen(keys.deadLetters)) === Math.min(i + 1, 2));
+      }
+      await until(async () => JSON.parse((await redis.lindex(keys.deadLetters, -1))!).delivery.documentId === 'd3');
+      const kept = (await redis.lrange(keys.deadLetters, 0, -1)).map((e) => JSON.parse(e).delivery.documentId);
+      expect(kept).toEqual(['d2', 'd3']);
+    } finally {
+      await worker.close();
+      await deliveries.obliterate({ force: true });
+      await deliveries.close();
+      const left = await redis.keys(`${prefix}:*`);
+      if (left.length) await redis.del(...left);
+      redis.disconnect();
+    }
+  });
 });

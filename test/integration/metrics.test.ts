@@ -16,6 +16,10 @@ function value(text: string, metric: string, labels: Record<string, string>): nu
 }
 
 describe('worker metrics and health', () => {
+  it('binds to loopback unless told otherwise (--metrics-host)', () => {
+    expect(stack.worker.metricsHost).toBe('127.0.0.1');
+  });
+
   it('serves /healthz and /readyz (Redis reachable, model loaded)', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     const ready = await fetch(`${base}/readyz`);
