@@ -27,6 +27,15 @@ export const ERROR_CODES = {
   MODEL_ERROR: { retry: true, http: 500, summary: 'The inference engine failed on this job (context lost, decode error); the sequence is reset and the job retried.' },
   OUTPUT_FAILED: { retry: true, http: 500, summary: 'A result output could not be written; retried.' },
   INTERNAL: { retry: true, http: 500, summary: 'An unexpected error; retried, then failed with this code.' },
+  // What an API request (or a review command) is answered with; never a document's failure.
+  BAD_REQUEST: { retry: false, http: 400, summary: 'A request field is missing or malformed; the message names it (body.priority: …).' },
+  UNAUTHORIZED: { retry: false, http: 401, summary: 'No valid bearer token (API) or basic-auth credentials (board).' },
+  NOT_FOUND: { retry: false, http: 404, summary: 'No document (or no result) with this id.' },
+  QUEUE_NOT_FOUND: { retry: false, http: 404, summary: 'No queue of that name is configured; the message lists the known ones.' },
+  NOT_READY: { retry: false, http: 409, summary: 'The document has no result yet: it is waiting, delayed or being processed.' },
+  NOT_CANCELLABLE: { retry: false, http: 409, summary: 'Only a waiting document can be cancelled; this one is running or finished.' },
+  NOT_PENDING_REVIEW: { retry: false, http: 409, summary: 'The document is not waiting for review: never held, or a decision was already made (perhaps a moment ago, by someone else).' },
+  INVALID_CORRECTION: { retry: false, http: 400, summary: 'A review correction names fields the document type does not have, or values its schema refuses.' },
 } as const satisfies Record<string, { retry: boolean; http: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

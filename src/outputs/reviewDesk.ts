@@ -54,13 +54,13 @@ export class ReviewDesk {
 
   async show(documentId: string): Promise<ResultRecord> {
     const raw = await this.redis.get(this.keys.result(documentId));
-    if (!raw) throw new DocsiftError('INVALID_JOB', `no result for document ${documentId}`);
+    if (!raw) throw new DocsiftError('NOT_FOUND', `no result for document ${documentId}`);
     return JSON.parse(raw) as ResultRecord;
   }
 
   private async pending(documentId: string): Promise<ResultRecord> {
     const record = await this.show(documentId);
-    if (record.review?.status !== 'pending') throw new DocsiftError('INVALID_JOB', `document ${documentId} is not waiting for review (${record.review?.status ?? 'final'})`);
+    if (record.review?.status !== 'pending') throw new DocsiftError('NOT_PENDING_REVIEW', `document ${documentId} is not waiting for review (${record.review?.status ?? 'final'})`);
     return record;
   }
 
@@ -74,12 +74,12 @@ export class ReviewDesk {
   async correct(documentId: string, changes: Record<string, unknown>, by: string): Promise<ResultRecord> {
     const record = await this.pending(documentId);
     const type = record.documentType ? this.config.prompts.types.get(record.documentType) : undefined;
-    if (!type || !record.fields) throw new DocsiftError('INVALID_JOB', `document ${documentId} has no fields to correct`);
+    if (!type || !record.fields) throw new DocsiftError('INVALID_CORRECTION', `document ${documentId} has no fields to correct`);
     const unknown = Object.keys(changes).filter((k) => !(k in record.fields!));
-    if (unknown.length) throw new DocsiftError('INVALID_JOB', `not fields of ${type.name}: ${unknown.join(', ')}`);
+    if (unknown.length) throw new DocsiftError('INVALID_CORRECTION', `not fields of ${type.name}: ${unknown.join(', ')}`);
     const fields = { ...record.fields, ...changes };
     const checked = makeValidator(type.schema)(fields);
-    if (!checked.ok) throw new DocsiftError('INVALID_JOB', `the corrected fields do not match prompts/${type.name}/schema.json: ${checked.error}`);
+    if (!checked.ok) throw new DocsiftError('INVALID_CORRECTION', `the corrected fields do not match prompts/${type.name}/schema.json: ${checked.error}`);
     record.review = {
       status: 'corrected', reasons: record.review!.reasons, by, at: new Date().toISOString(),
       changes: Object.entries(changes).map(([field, to]) => ({ field, from: record.fields![field], to })),
@@ -97,10 +97,10 @@ export class ReviewDesk {
    */
   private async finalise(record: ResultRecord): Promise<ResultRecord> {
     const queue = this.config.queues.get(record.queue);
-    if (!queue) throw new DocsiftError('INVALID_JOB', `the record's queue ${record.queue} is not configured here`);
+    if (!queue) throw new DocsiftError('QUEUE_NOT_FOUND', `the record's queue ${record.queue} is not configured here`);
     const claimedAt = await this.redis.zscore(this.keys.reviewPending, record.documentId);
     if (claimedAt === null || (await this.redis.zrem(this.keys.reviewPending, record.documentId)) === 0) {
-      throw new DocsiftError('INVALID_JOB', `document ${record.documentId} is not waiting for review (another decision was just made)`);
+      throw new DocsiftError('NOT_PENDING_REVIEW', `document ${record.documentId} is not waiting for review (another decision was just made)`);
     }
     try {
       const callbackUrl = await this.redis.get(this.keys.reviewCallback(record.documentId));

@@ -55,7 +55,9 @@ describe('review', () => {
     expect(accepted.status).toBe(200);
     expect(accepted.body.review).toMatchObject({ status: 'accepted', by: 'alice' });
     expect(outboxHas(a.documentId)).toBe(true);
-    expect((await post(`/v1/reviews/${a.documentId}/accept`, { by: 'alice' })).status).toBe(409);
+    const again = await post(`/v1/reviews/${a.documentId}/accept`, { by: 'alice' });
+    expect(again).toMatchObject({ status: 409, body: { error: { code: 'NOT_PENDING_REVIEW' } } });
+    expect(await post(`/v1/reviews/nope/accept`, { by: 'alice' })).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
 
     // Correct from the CLI; an invalid correction is refused.
     const env = { ...process.env, REDIS_URL, DOCSIFT_HOME: stack.config.home, DOCSIFT_PREFIX: stack.config.env.DOCSIFT_PREFIX, DOCSIFT_LOG_LEVEL: 'silent' };
@@ -96,6 +98,7 @@ describe('review', () => {
       expect(receiver.requests).toBe(0); // nothing leaves while a person has not decided
       const answers = await Promise.all(['alice', 'bob', 'carol'].map((by) => post(`/v1/reviews/${outcome.documentId}/accept`, { by })));
       expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409]);
+      for (const a of answers.filter((x) => x.status === 409)) expect(a.body.error.code).toBe('NOT_PENDING_REVIEW');
       const winner = answers.find((a) => a.status === 200)!.body.review.by;
       await until(() => receiver.received.length === 1);
       expect(receiver.received[0]).toMatchObject({ documentId: outcome.documentId, kind: 'callback', signatureValid: true });

@@ -11,7 +11,7 @@ import {
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Config, QueueConfig } from '../../config/index.js';
-import { DocsiftError, ERROR_CODES } from '../../infra/errors.js';
+import { DocsiftError, ERROR_CODES, type ErrorCode } from '../../infra/errors.js';
 import { readFileUnderRoots } from '../../infra/safeFile.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
@@ -92,14 +92,9 @@ const Status = z.object({
 
 const IdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,160}$/, 'a document id') });
 
-class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message);
-  }
-}
-
-function send(reply: FastifyReply, status: number, code: string, message: string) {
-  return reply.code(status).send({ error: { code, message } });
+/** An error body, with the HTTP status its code declares in src/infra/errors.ts. */
+function send(reply: FastifyReply, code: ErrorCode, message: string) {
+  return reply.code(ERROR_CODES[code].http).send({ error: { code, message } });
 }
 
 interface UploadLimits {
@@ -130,12 +125,12 @@ async function receiveUpload(parts: AsyncIterableIterator<Multipart>, store: Doc
         fields[part.fieldname] = String(part.value);
         continue;
       }
-      if (files.length >= limits.maxFiles) throw new HttpError(413, 'TOO_LARGE', `the request carries more than ${limits.maxFiles} files (DOCSIFT_API_MAX_FILES)`);
+      if (files.length >= limits.maxFiles) throw new DocsiftError('TOO_LARGE', `the request carries more than ${limits.maxFiles} files (DOCSIFT_API_MAX_FILES)`);
       const filename = uploadFilename(part.filename);
       const counted = async function* (): AsyncGenerator<Buffer> {
         for await (const chunk of part.file as AsyncIterable<Buffer>) {
           requestBytes += chunk.length;
-          if (requestBytes > limits.maxRequestBytes) throw new HttpError(413, 'TOO_LARGE', `the request carries more than ${limits.maxRequestBytes} bytes (DOCSIFT_API_MAX_REQUEST_BYTES)`);
+          if (requestBytes > limits.maxRequestBytes) throw new DocsiftError('TOO_LARGE', `the request carries more than ${limits.maxRequestBytes} bytes (DOCSIFT_API_MAX_REQUEST_BYTES)`);
           yield chunk;
         }
       };
@@ -144,9 +139,9 @@ async function receiveUpload(parts: AsyncIterableIterator<Multipart>, store: Doc
     const parsed = UploadFields.safeParse(fields);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new HttpError(400, 'BAD_REQUEST', `body.${issue.path.join('.') || '(form)'}: ${issue.message}`);
+      throw new DocsiftError('BAD_REQUEST', `body.${issue.path.join('.') || '(form)'}: ${issue.message}`);
     }
-    if (files.length === 0) throw new HttpError(400, 'BAD_REQUEST', 'body.file: no file in the upload');
+    if (files.length === 0) throw new DocsiftError('BAD_REQUEST', 'body.file: no file in the upload');
     return { files, fields: parsed.data };
   } catch (err) {
     for (const file of files) await file.staged.discard().catch(() => undefined);
@@ -162,8 +157,8 @@ async function receiveUpload(parts: AsyncIterableIterator<Multipart>, store: Doc
 export function uploadFilename(raw: string | undefined): string {
   const name = path.basename((raw ?? '').replace(/\\/g, '/'));
   if (name === '' || name === '.' || name === '..') return 'document';
-  if (Buffer.byteLength(name) > 255) throw new HttpError(400, 'BAD_REQUEST', `body.file: the filename has ${Buffer.byteLength(name)} bytes; at most 255`);
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw new HttpError(400, 'BAD_REQUEST', 'body.file: the filename holds control characters');
+  if (Buffer.byteLength(name) > 255) throw new DocsiftError('BAD_REQUEST', `body.file: the filename has ${Buffer.byteLength(name)} bytes; at most 255`);
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw new DocsiftError('BAD_REQUEST', 'body.file: the filename holds control characters');
   return name;
 }
 
@@ -218,7 +213,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     if (req.url === '/healthz' || req.url === '/readyz' || tokens.length === 0 || (deps.board && /^\/board(\/|\?|$)/.test(req.url))) return;
     if (!authorized(req.headers.authorization)) {
       reply.header('www-authenticate', 'Bearer');
-      return send(reply, 401, 'UNAUTHORIZED', 'a valid bearer token is required (Authorization: Bearer <token>)');
+      return send(reply, 'UNAUTHORIZED', 'a valid bearer token is required (Authorization: Bearer <token>)');
     }
   });
 
@@ -226,16 +221,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issue = err.validation[0];
       const field = issue ? issue.instancePath.replace(/^\//, '').replace(/\//g, '.') : '';
-      return send(reply, 400, 'BAD_REQUEST', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''}: ${issue?.message ?? 'invalid'}`);
+      return send(reply, 'BAD_REQUEST', `${err.validationContext ?? 'request'}${field ? `.${field}` : ''}: ${issue?.message ?? 'invalid'}`);
     }
-    if (err instanceof HttpError) return send(reply, err.status, err.code, err.message);
-    if (err instanceof DocsiftError) return send(reply, ERROR_CODES[err.code].http, err.code, err.message);
-    if (redis.status !== 'ready') return send(reply, 503, 'REDIS_UNAVAILABLE', 'Redis is unreachable; try again');
+    if (err instanceof DocsiftError) return send(reply, err.code, err.message);
+    if (redis.status !== 'ready') return send(reply, 'REDIS_UNAVAILABLE', 'Redis is unreachable; try again');
     const e = err as Error & { statusCode?: number; code?: string };
-    if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) return send(reply, 413, 'TOO_LARGE', `a file is larger than ${maxBytes} bytes`);
-    if (e.statusCode && e.statusCode < 500) return send(reply, e.statusCode, 'BAD_REQUEST', e.message);
+    if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) return send(reply, 'TOO_LARGE', `a file is larger than ${maxBytes} bytes`);
+    if (e.statusCode && e.statusCode < 500) return send(reply, 'BAD_REQUEST', e.message);
     req.log.error({ err }, 'request failed');
-    return send(reply, 500, 'INTERNAL', 'internal error');
+    return send(reply, 'INTERNAL', 'internal error');
   });
 
   if (deps.board) await registerBoard(app, { ...deps.board, basePath: '/board' });
@@ -247,7 +241,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
 
   const queueOf = (name: string): ApiQueue => {
     const q = queues.get(name);
-    if (!q) throw new HttpError(404, 'QUEUE_NOT_FOUND', `no queue "${name}" (known: ${[...queues.keys()].join(', ')})`);
+    if (!q) throw new DocsiftError('QUEUE_NOT_FOUND', `no queue "${name}" (known: ${[...queues.keys()].join(', ')})`);
     return q;
   };
   const describe = (o: EnqueueOutcome, filename: string, queue: string) => ({
@@ -296,10 +290,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
       return reply.code(202).send({ documents });
     }
     const body = req.body;
-    if (!body) throw new HttpError(400, 'BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
+    if (!body) throw new DocsiftError('BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
     const q = queueOf(body.queue);
     const roots = config.env.DOCSIFT_API_ROOTS;
-    if (roots.length === 0) throw new HttpError(403, 'PATH_NOT_ALLOWED', 'body.path: this API accepts uploads only: no DOCSIFT_API_ROOTS are configured');
+    if (roots.length === 0) throw new DocsiftError('PATH_NOT_ALLOWED', 'body.path: this API accepts uploads only: no DOCSIFT_API_ROOTS are configured');
     // Relative paths are under the first root; the file is opened once and checked as opened.
     const requested = path.isAbsolute(body.path) || body.path.split(/[\\/]/).includes('..') ? body.path : path.join(path.resolve(roots[0]!), body.path);
     const file = await readFileUnderRoots(requested, roots, q.config.limits.maxBytes);
@@ -330,7 +324,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     schema: { summary: 'Where a document stands', params: IdParams, response: { 200: Status, 401: ErrorBody, 404: ErrorBody } },
   }, async (req) => {
     const { status, queue } = await statusOf(req.params.id);
-    if (status.state === 'unknown') throw new HttpError(404, 'NOT_FOUND', `no document ${req.params.id}`);
+    if (status.state === 'unknown') throw new DocsiftError('NOT_FOUND', `no document ${req.params.id}`);
     return {
       documentId: status.documentId,
       queue: status.state === 'done' ? status.record.queue : queue,
@@ -345,12 +339,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
 
   app.get('/v1/documents/:id/result', {
     schema: { summary: 'The result record of a completed document', params: IdParams, response: { 200: z.record(z.string(), z.unknown()), 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
-  }, async (req) => {
+  }, async (req, reply) => {
     const { status } = await statusOf(req.params.id);
     if (status.state === 'done') return status.record as unknown as Record<string, unknown>;
-    if (status.state === 'unknown') throw new HttpError(404, 'NOT_FOUND', `no document ${req.params.id}`);
-    if (status.state === 'failed') throw new HttpError(409, status.code, `the document failed: ${status.message}`);
-    throw new HttpError(409, 'NOT_READY', `the document is ${status.state}`);
+    if (status.state === 'unknown') throw new DocsiftError('NOT_FOUND', `no document ${req.params.id}`);
+    // The one answer whose status is not its code's: a failed document has no result (409), and
+    // the body carries the document's own failure code, whatever that code's status would be.
+    if (status.state === 'failed') return reply.code(409).send({ error: { code: status.code, message: `the document failed: ${status.message}` } });
+    throw new DocsiftError('NOT_READY', `the document is ${status.state}`);
   });
 
   app.delete('/v1/documents/:id', {
@@ -367,9 +363,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
         await redis.del(keys.latestJob(documentId));
         return { documentId, state: 'cancelled' as const };
       }
-      throw new HttpError(409, 'NOT_CANCELLABLE', `the document is ${state === 'active' ? 'being processed' : state}; only waiting documents can be cancelled`);
+      throw new DocsiftError('NOT_CANCELLABLE', `the document is ${state === 'active' ? 'being processed' : state}; only waiting documents can be cancelled`);
     }
-    throw new HttpError(404, 'NOT_FOUND', `no waiting job for document ${documentId}`);
+    throw new DocsiftError('NOT_FOUND', `no waiting job for document ${documentId}`);
   });
 
   // Review: the desk writes accepted and corrected records to every output of their queue.
@@ -380,12 +376,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
     await pool?.end();
   });
   const desk = new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }));
-  const reviewError = (err: unknown): never => {
-    if (err instanceof DocsiftError && err.code === 'INVALID_JOB') {
-      throw new HttpError(/^no result/.test(err.message) ? 404 : /not waiting/.test(err.message) ? 409 : 400, 'REVIEW_REJECTED', err.message);
-    }
-    throw err;
-  };
   const AnyRecord = z.record(z.string(), z.unknown());
   const By = z.object({ by: z.string().min(1).max(200).describe('who decides; recorded on the final record') });
   app.get('/v1/reviews', {
@@ -393,13 +383,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
   }, async () => ({ reviews: (await desk.list(1000)).map((r) => ({ documentId: r.documentId, filename: r.filename, queue: r.queue, reasons: r.review?.reasons ?? [] })) }));
   app.get('/v1/reviews/:id', {
     schema: { summary: 'A record held for review', params: IdParams, response: { 200: AnyRecord, 401: ErrorBody, 404: ErrorBody } },
-  }, async (req) => (await desk.show(req.params.id).catch(reviewError)) as unknown as Record<string, unknown>);
+  }, async (req) => (await desk.show(req.params.id)) as unknown as Record<string, unknown>);
   app.post('/v1/reviews/:id/accept', {
     schema: { summary: 'Accept a held record: it becomes final and goes to every output', params: IdParams, body: By, response: { 200: AnyRecord, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
-  }, async (req) => (await desk.accept(req.params.id, req.body.by).catch(reviewError)) as unknown as Record<string, unknown>);
+  }, async (req) => (await desk.accept(req.params.id, req.body.by)) as unknown as Record<string, unknown>);
   app.post('/v1/reviews/:id/correct', {
     schema: { summary: 'Correct fields of a held record: the corrected record becomes final and goes to every output', params: IdParams, body: By.extend({ fields: AnyRecord.describe('the fields to replace, validated against the document type schema') }), response: { 200: AnyRecord, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
-  }, async (req) => (await desk.correct(req.params.id, req.body.fields, req.body.by).catch(reviewError)) as unknown as Record<string, unknown>);
+  }, async (req) => (await desk.correct(req.params.id, req.body.fields, req.body.by)) as unknown as Record<string, unknown>);
 
   const Counts = z.object({ waiting: z.number(), active: z.number(), delayed: z.number(), completed: z.number(), failed: z.number(), prioritized: z.number() });
   app.get('/v1/queues', {

@@ -4,6 +4,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import { ERROR_CODES } from '../../infra/errors.js';
 
 export interface BoardOptions {
   queues: ReadonlyArray<Queue<any, any, any>>;
@@ -61,7 +62,7 @@ export async function registerBoard(app: FastifyInstance<any, any, any, any, any
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (req, reply) => {
       if (!authorized(req.headers.authorization)) {
-        return reply.code(401).header('www-authenticate', 'Basic realm="docsift board"').send({ error: { code: 'UNAUTHORIZED', message: 'board credentials required' } });
+        return reply.code(ERROR_CODES.UNAUTHORIZED.http).header('www-authenticate', 'Basic realm="docsift board"').send({ error: { code: 'UNAUTHORIZED', message: 'board credentials required' } });
       }
     });
     await scope.register(serverAdapter.registerPlugin(), { prefix: options.basePath });
