@@ -9,6 +9,7 @@ import { DocsiftError, isOutOfMemory } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { decodeJson } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
+import { hashFile } from './hashFile.js';
 import { autoSequences } from './models.js';
 
 export interface EngineOptions {
@@ -340,11 +341,4 @@ export function checkModelFile(file: string): void {
     fs.closeSync(fd);
   }
   if (magic.toString('latin1') !== 'GGUF') throw new Error(`not a GGUF model file: ${file} (it does not start with the GGUF magic bytes)`);
-}
-
-/** The model's sha256, recorded on every result so a result can be traced to exact weights. */
-export async function hashFile(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }

@@ -1,4 +1,5 @@
-export { ModelEngine, checkModelFile, createLlama, hashFile } from './engine.js';
+export { ModelEngine, checkModelFile, createLlama } from './engine.js';
+export { hashFile } from './hashFile.js';
 export type { Answer, AskOptions, ChatTurn, Engine, EngineOptions, EngineStats, ModelInfo, ModelSequence } from './engine.js';
 export { makeValidator, toGrammarSchema } from './grammarSchema.js';
 export type { Validator } from './grammarSchema.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createModelDownloader, GgmlType, GgufInsights, readGgufFileInfo, type Llama } from 'node-llama-cpp';
-import { hashFile } from './engine.js';
+import { hashFile } from './hashFile.js';
 
 /**
  * Small instruct models that fit docsift's job (classification and schema-constrained extraction
