@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# What `npm test` needs besides Node.js and the npm packages, checked before any test runs.
+# Missing parts are installed with apt-get (as root, or with passwordless sudo); without either,
+# or without apt-get, it names them and stops, so a test never fails for a missing tool.
+#   redis-server, redis-cli  tests start private Redis servers; one on 127.0.0.1:6379 is started
+#                            when none answers (REDIS_URL overrides the address)
+#   PostgreSQL               127.0.0.1:5432, trust auth, database "test" (DOCSIFT_TEST_DATABASE_URL
+#                            overrides); installed and set up so only when not installed at all
+#   chromium                 the board's browser test (Debian's, never a downloaded browser)
+#   pdftotext (poppler)      the bench compares the PDF text stage with it
+#   openssl                  the Redis TLS test makes a certificate
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+open_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi
+}
+updated=no
+install() {
+  if ! have apt-get || ! as_root true; then
+    echo "npm test needs: $*. Install them (Debian/Ubuntu: sudo apt-get install $*) and run npm test again." >&2
+    exit 1
+  fi
+  [ "$updated" = yes ] || { as_root apt-get update -qq; updated=yes; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+have redis-server || missing+=(redis-server)
+have chromium || missing+=(chromium)
+have pdftotext || missing+=(poppler-utils)
+have openssl || missing+=(openssl)
+if ! open_port 5432 && [ -z "${DOCSIFT_TEST_DATABASE_URL:-}" ] && ! have pg_ctlcluster; then missing+=(postgresql); fi
+[ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
+
+# Redis for the tests that share one (each under its own key prefix).
+if [ -z "${REDIS_URL:-}" ] && ! open_port 6379; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do open_port 6379 && break; sleep 0.1; done
+fi
+
+# PostgreSQL for the postgres output's tests: a local cluster with trust auth and a "test" database.
+if [ -z "${DOCSIFT_TEST_DATABASE_URL:-}" ] && ! open_port 5432; then
+  cluster=$(ls /etc/postgresql | head -1)
+  as_root sed -i 's/^\(local\|host\)\(.*\)\(peer\|scram-sha-256\|md5\)$/\1\2trust/' "/etc/postgresql/$cluster/main/pg_hba.conf"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
+  for _ in $(seq 1 50); do open_port 5432 && break; sleep 0.2; done
+  psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+    || psql -h 127.0.0.1 -U postgres -c 'CREATE DATABASE test' >/dev/null
+fi
