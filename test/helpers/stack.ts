@@ -6,7 +6,7 @@ import { createLogger } from '../../src/infra/logger.js';
 import { Enqueuer, waitForDocuments, type DocumentStatus, type EnqueueOutcome } from '../../src/ingest/index.js';
 import { connectRedis, createDocumentQueue, createRedis, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type Keys } from '../../src/queue/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
-import { makeHome, REDIS_URL, REPO, tempDir, testModelPath, uniquePrefix } from './testEnv.js';
+import { deleteKeys, makeHome, REDIS_URL, REPO, tempDir, testModelPath, uniquePrefix } from './testEnv.js';
 
 export interface Stack {
   config: Config;
@@ -62,12 +62,7 @@ export async function startStack(queues: Record<string, Record<string, unknown>>
       stopped = true;
       await queue.obliterate({ force: true });
       await queue.close();
-      let cursor = '0';
-      do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-        if (found.length) await redis.del(...found);
-        cursor = next;
-      } while (cursor !== '0');
+      await deleteKeys(redis, prefix);
       await redis.quit();
     },
   };

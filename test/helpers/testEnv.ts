@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { packageRoot } from '../../src/config/index.js';
 import { makeLlamaModel } from '../../src/model/index.js';
 
@@ -47,6 +48,16 @@ export function makeHome(queues: Record<string, Record<string, unknown>>): strin
 /** Corpus documents: every PDF and the one text invoice. */
 export function corpusFiles(): string[] {
   return fs.readdirSync(CORPUS).filter((f) => !f.endsWith('.json')).sort().map((f) => path.join(CORPUS, f));
+}
+
+/** Deletes every key under a test's prefix (SCAN, never KEYS: other tests share the Redis). */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    if (found.length) await redis.del(...found);
+    cursor = next;
+  } while (cursor !== '0');
 }
 
 /** Polls a condition every 50 ms until it holds, or throws after timeoutMs. */

@@ -7,7 +7,7 @@ import { connectRedis, createRedis, keys as makeKeys } from '../../src/queue/ind
 import { startDeliveryWorker } from '../../src/worker/deliveryWorker.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { startReceiver } from '../helpers/receiver.js';
-import { REDIS_URL, uniquePrefix, until } from '../helpers/testEnv.js';
+import { deleteKeys, REDIS_URL, uniquePrefix, until } from '../helpers/testEnv.js';
 
 /**
  * Callbacks go only where an operator allowed, checked again after DNS; redirects are not
@@ -164,8 +164,7 @@ describe('where deliveries may go', () => {
       await worker.close();
       await deliveries.obliterate({ force: true });
       await deliveries.close();
-      const left = await redis.keys(`${prefix}:*`);
-      if (left.length) await redis.del(...left);
+      await deleteKeys(redis, prefix);
       redis.disconnect();
     }
   });

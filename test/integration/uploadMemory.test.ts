@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/redisServer.js';
 import { documentsQueue } from '../helpers/stack.js';
-import { makeHome, REDIS_URL, REPO, uniquePrefix, until } from '../helpers/testEnv.js';
+import { deleteKeys, makeHome, REDIS_URL, REPO, uniquePrefix, until } from '../helpers/testEnv.js';
 
 /**
  * Uploads stream to the document store: the API process's memory stays flat while it takes
@@ -31,12 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   api?.kill('SIGTERM');
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (found.length) await redis.del(...found);
-    cursor = next;
-  } while (cursor !== '0');
+  await deleteKeys(redis, prefix);
   redis.disconnect();
 });
 
