@@ -1,7 +1,10 @@
 export { Pipeline } from './pipeline.js';
 export type { PipelineInput, PipelineOutput } from './pipeline.js';
 export { CLASSIFY_QUESTION, documentText, extractQuestion, renderDocument, renderExtractPrompt, renderReask, renderSystemPrompt } from './prompts.js';
-export type { ResultRecord, FailureRecord } from './record.js';
+export { makeRecord } from './record.js';
+export type { DocumentIdentity, ResultRecord, FailureRecord } from './record.js';
+export { DocumentRunner } from './runDocument.js';
+export type { DocumentOutcome, DocumentRun } from './runDocument.js';
 export { checkRules, ibanValid, vatIdValid } from './rules.js';
 export { groundFields } from './grounding.js';
 export type { Grounding } from './grounding.js';

@@ -1,4 +1,4 @@
 export { detectFormat } from './detectFormat.js';
 export type { DocumentFormat } from './detectFormat.js';
-export { TextExtractor, decodeText } from './textExtractor.js';
+export { TextExtractor, decodeText, textLimits } from './textExtractor.js';
 export type { ExtractedText, TextLimits } from './textExtractor.js';

@@ -21,6 +21,11 @@ export interface TextLimits {
   memoryMb: number;
 }
 
+/** A queue file's limits as the extractor takes them. */
+export function textLimits(limits: { maxBytes: number; maxPages: number; textTimeoutMs: number; textMemoryMb: number }): TextLimits {
+  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb };
+}
+
 /** What a parser maps besides V8's heap: Node, pdf.js, buffers (measured ~150 MB on an invoice). */
 const OUTSIDE_HEAP_MB = 192;
 

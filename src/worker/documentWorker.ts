@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { pipelineVersion, promptVersions, type Config, type QueueConfig } from '../config/index.js';
+import type { Config, QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
-import { Pipeline, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
+import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
 
@@ -28,6 +28,16 @@ export interface DocumentWorkerDeps {
 /** The reason an in-flight job is aborted at shutdown: it goes back to the queue, no attempt used. */
 const SHUTDOWN = 'docsift worker shutting down';
 
+/** The job's progress as each stage starts (Bull Board and GET /v1/documents/:id show it). */
+const STAGE_PERCENT = { text: 10, classify: 30, extract: 60, outputs: 90 } as const;
+
+/** A job as far as it can be trusted: its payload, its bytes, and who the document is. */
+interface CheckedJob {
+  payload: JobPayload;
+  bytes: Buffer;
+  identity: DocumentIdentity;
+}
+
 /**
  * The BullMQ worker for one queue: payload -> bytes -> text -> pipeline -> outputs. Error codes
  * decide what BullMQ does: permanent codes become UnrecoverableError (failed at once), the rest
@@ -35,15 +45,11 @@ const SHUTDOWN = 'docsift worker shutting down';
  */
 export class DocumentWorker {
   readonly worker: Worker<JobPayload, ResultRecord>;
-  private readonly pipeline: Pipeline;
-  private readonly pipelineVersion: string;
-  private readonly promptVersions: Record<string, string>;
+  private readonly runner: DocumentRunner;
   private readonly roots: string[];
 
   constructor(private readonly deps: DocumentWorkerDeps) {
-    this.pipeline = new Pipeline(deps.config, deps.queue, deps.engine);
-    this.pipelineVersion = pipelineVersion(deps.config, deps.queue);
-    this.promptVersions = promptVersions(deps.config, deps.queue);
+    this.runner = new DocumentRunner(deps.config, deps.queue, deps.engine, deps.extractor);
     this.roots = documentRoots(deps.config.env);
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
@@ -78,141 +84,126 @@ export class DocumentWorker {
     void this.worker.run();
   }
 
+  /**
+   * One job: check it, run the document, deliver the record; or fail it with its code. The
+   * document's own work is runDocument's (pipeline/); this is BullMQ's side of it: the payload
+   * contract, progress and logs, metrics, the review hold and outputs, retry or not.
+   */
   private async process(job: Job<JobPayload, ResultRecord>, token: string | undefined, signal: AbortSignal | undefined): Promise<ResultRecord> {
-    const started = performance.now();
-    // One child logger per job, made once the document id is known (or when a failure needs it).
-    const bindings = { jobId: job.id, queue: this.deps.queue.name };
-    let jobLog: Logger | undefined;
-    const log = () => (jobLog ??= this.deps.logger.child(bindings));
+    const startedAt = performance.now();
     const report = new JobReport(job);
-    let documentId = job.id ?? 'unknown';
-    let filename = 'document';
-    let ref: DocumentRef | undefined;
+    const bindings = { jobId: job.id, queue: this.deps.queue.name };
+    let checked: CheckedJob | undefined;
     try {
-      const parsed = JobPayload.safeParse(job.data);
-      if (!parsed.success) {
-        throw new DocsiftError('INVALID_JOB', `the job payload does not match the contract: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      }
-      const payload = parsed.data;
-      filename = payload.filename;
-      ref = payload.ref;
-      const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes });
-      const sha256 = createHash('sha256').update(bytes).digest('hex');
-      if (payload.sha256 && payload.sha256 !== sha256) {
-        throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
-      }
-      if (payload.documentType && !this.deps.config.prompts.types.has(payload.documentType)) {
-        throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
-      }
-      // The id names the result's key: a job that chose it could overwrite another document's result.
-      const derived = documentIdFor(sha256, this.pipelineVersion, payload.documentType);
-      if (payload.documentId && payload.documentId !== derived) {
-        throw new DocsiftError('DOCUMENT_ID_MISMATCH', `the job says documentId ${payload.documentId}; its bytes and this worker's pipeline give ${derived}`);
-      }
-      documentId = derived;
-      jobLog = this.deps.logger.child({ ...bindings, documentId });
-      jobLog.info({ filename, bytes: bytes.length, attempt: job.attemptsMade + 1 }, 'document started');
-
-      report.progress({ stage: 'text', percent: 10 });
-      const textStarted = performance.now();
-      const { limits } = this.deps.queue;
-      const text = await this.deps.extractor.extract(bytes, {
-        maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb,
-      });
-      const textMs = Math.round(performance.now() - textStarted);
-      const queueLabel = { queue: this.deps.queue.name };
-      this.deps.metrics.stageSeconds.observe({ ...queueLabel, stage: 'text' }, textMs / 1000);
-      report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`);
-
-      const out = await this.pipeline.run({
-        text,
-        ...(payload.documentType ? { documentType: payload.documentType } : {}),
+      checked = await this.check(job);
+      const log = this.deps.logger.child({ ...bindings, documentId: checked.identity.documentId });
+      log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
+      const outcome = await this.runner.run({
+        identity: checked.identity, bytes: checked.bytes, startedAt,
+        ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
         ...(signal ? { signal } : {}),
         onStage: (stage, detail) => {
-          report.progress({ stage, percent: stage === 'classify' ? 30 : 60, ...detail });
-          log().debug({ stage, ...detail }, 'stage');
+          report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
+          log.debug({ stage, ...detail }, 'stage');
         },
+        onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`),
       });
-      const modelMs = out.timings.classifyMs + out.timings.extractMs;
-      const tokensPerSecond = modelMs > 0 ? Math.round((out.tokens.generated / modelMs) * 1000) : 0;
-      const m = this.deps.metrics;
-      if (out.classification.method === 'model') m.stageSeconds.observe({ ...queueLabel, stage: 'classify' }, out.timings.classifyMs / 1000);
-      if (out.documentType) m.stageSeconds.observe({ ...queueLabel, stage: 'extract' }, out.timings.extractMs / 1000);
-      m.stageSeconds.observe({ ...queueLabel, stage: 'validate' }, out.timings.validateMs / 1000);
-      m.tokens.inc({ ...queueLabel, kind: 'prompt' }, out.tokens.prompt);
-      m.tokens.inc({ ...queueLabel, kind: 'generated' }, out.tokens.generated);
-      m.tokens.inc({ ...queueLabel, kind: 'forced' }, out.tokens.forced);
-      m.tokens.inc({ ...queueLabel, kind: 'reused' }, out.tokens.reused);
-      m.tokensPerSecond.set(queueLabel, tokensPerSecond);
-      report.log(`model: ${out.classification.label} (${out.classification.method}); ${out.tokens.prompt} prompt + ${out.tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${out.reasks} re-ask(s)`);
-
-      const record: ResultRecord = {
-        documentId,
-        sha256,
-        filename,
-        source: payload.source,
-        metadata: payload.metadata,
-        queue: this.deps.queue.name,
-        pipelineVersion: this.pipelineVersion,
-        prompts: this.promptVersions,
-        model: { file: this.deps.engine.info.file, sha256: this.deps.engine.info.sha256, lora: this.deps.engine.info.lora },
-        classification: out.classification,
-        documentType: out.documentType,
-        fields: out.fields,
-        confidence: out.confidence,
-        fieldPages: out.fieldPages,
-        chunks: out.chunks,
-        checks: out.checks,
-        grounding: out.grounding,
-        text: { format: text.format, pages: text.pages.length, chars: text.chars },
-        timings: { textMs, ...out.timings, totalMs: 0 },
-        tokens: out.tokens,
-        attempts: job.attemptsMade + 1,
-        reasks: out.reasks,
-        warnings: out.warnings,
-        jobId: job.id ?? documentId,
-        completedAt: new Date().toISOString(),
-        review: null,
-      };
-      const reasons = reviewReasons(this.deps.queue, record);
-      if (reasons.length) record.review = { status: 'pending', reasons };
-      report.progress({ stage: 'outputs', percent: 90 });
-      // Every output stores the same record, so it cannot hold the time spent writing it (logged instead).
-      const outputsStarted = performance.now();
-      record.timings.totalMs = Math.round(outputsStarted - started);
-      const heldLine = report.take();
-      await this.writeOutputs(record, {
-        ...(payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {}),
-        ...(heldLine ? { jobLog: { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } } : {}),
-      });
-      const outputsMs = Math.round(performance.now() - outputsStarted);
-      m.stageSeconds.observe({ ...queueLabel, stage: 'outputs' }, outputsMs / 1000);
-      m.documents.inc({ ...queueLabel, result: 'completed', code: '' });
-      log().info({ label: out.classification.label, tokens: out.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
-      // A held record keeps its bytes: export-training reads reviewed documents again.
-      if (record.review?.status !== 'pending') await this.release(job, payload.ref);
-      return record;
+      this.observe(outcome, report);
+      report.progress({ stage: 'outputs', percent: STAGE_PERCENT.outputs });
+      const outputsMs = await this.deliver(job, outcome.record, checked.payload, report.take());
+      log.info({ label: outcome.record.classification.label, tokens: outcome.record.tokens, totalMs: outcome.record.timings.totalMs, outputsMs }, 'document done');
+      return outcome.record;
     } catch (thrown) {
       report.end();
+      const log = this.deps.logger.child({ ...bindings, documentId: checked?.identity.documentId ?? job.id });
       if (signal?.aborted && signal.reason === SHUTDOWN && token) {
         // Hand the job back untouched for another worker (or this one after restart).
         await job.moveToDelayed(Date.now(), token);
-        log().warn('released at shutdown');
+        log.warn('released at shutdown');
         throw new DelayedError();
       }
-      const err = toDocsiftError(thrown);
-      const attempts = job.attemptsMade + 1;
-      const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
-      log()[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
-      await this.recordFailure({
-        documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename,
-        code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
-      }).catch((e: unknown) => log().error({ err: e }, 'could not store the failure record'));
-      this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
-      if (!willRetry && ref) await this.release(job, ref);
-      const reason = formatFailure(err.code, err.message);
-      throw err.retryable ? new Error(reason) : new UnrecoverableError(reason);
+      throw await this.fail(job, toDocsiftError(thrown), checked, log);
     }
+  }
+
+  /**
+   * The job as far as it can be trusted: the payload against the contract, the bytes read from
+   * where the contract allows, their hash, and the document id derived from them, never taken
+   * from the job (it names the result's key: a job that chose it could overwrite another's).
+   */
+  private async check(job: Job<JobPayload, ResultRecord>): Promise<CheckedJob> {
+    const parsed = JobPayload.safeParse(job.data);
+    if (!parsed.success) {
+      throw new DocsiftError('INVALID_JOB', `the job payload does not match the contract: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    }
+    const payload = parsed.data;
+    const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes });
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (payload.sha256 && payload.sha256 !== sha256) {
+      throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
+    }
+    if (payload.documentType && !this.deps.config.prompts.types.has(payload.documentType)) {
+      throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
+    }
+    const documentId = documentIdFor(sha256, this.runner.pipelineVersion, payload.documentType);
+    if (payload.documentId && payload.documentId !== documentId) {
+      throw new DocsiftError('DOCUMENT_ID_MISMATCH', `the job says documentId ${payload.documentId}; its bytes and this worker's pipeline give ${documentId}`);
+    }
+    return {
+      payload, bytes,
+      identity: { documentId, sha256, filename: payload.filename, source: payload.source, metadata: payload.metadata, jobId: job.id ?? documentId, attempt: job.attemptsMade + 1 },
+    };
+  }
+
+  /** Stage times, tokens and the job's log lines for people watching. */
+  private observe({ record }: DocumentOutcome, report: JobReport): void {
+    const m = this.deps.metrics;
+    const queue = { queue: this.deps.queue.name };
+    const { timings, tokens } = record;
+    const modelMs = timings.classifyMs + timings.extractMs;
+    const tokensPerSecond = modelMs > 0 ? Math.round((tokens.generated / modelMs) * 1000) : 0;
+    m.stageSeconds.observe({ ...queue, stage: 'text' }, timings.textMs / 1000);
+    if (record.classification.method === 'model') m.stageSeconds.observe({ ...queue, stage: 'classify' }, timings.classifyMs / 1000);
+    if (record.documentType) m.stageSeconds.observe({ ...queue, stage: 'extract' }, timings.extractMs / 1000);
+    m.stageSeconds.observe({ ...queue, stage: 'validate' }, timings.validateMs / 1000);
+    for (const kind of ['prompt', 'generated', 'forced', 'reused'] as const) m.tokens.inc({ ...queue, kind }, tokens[kind]);
+    m.tokensPerSecond.set(queue, tokensPerSecond);
+    report.log(`model: ${record.classification.label} (${record.classification.method}); ${tokens.prompt} prompt + ${tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${record.reasks} re-ask(s)`);
+  }
+
+  /** The review hold, then every output (or Redis alone while held), then the bytes go. Returns the outputs' time. */
+  private async deliver(job: Job, record: ResultRecord, payload: JobPayload, heldLine: string | undefined): Promise<number> {
+    const reasons = reviewReasons(this.deps.queue, record);
+    if (reasons.length) record.review = { status: 'pending', reasons };
+    const started = performance.now();
+    await this.writeOutputs(record, {
+      ...(payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {}),
+      ...(heldLine ? { jobLog: { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } } : {}),
+    });
+    const outputsMs = Math.round(performance.now() - started);
+    this.deps.metrics.stageSeconds.observe({ queue: this.deps.queue.name, stage: 'outputs' }, outputsMs / 1000);
+    this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: 'completed', code: '' });
+    // A held record keeps its bytes: export-training reads reviewed documents again.
+    if (record.review?.status !== 'pending') await this.release(job, payload.ref);
+    return outputsMs;
+  }
+
+  /** Records the failure and returns what BullMQ is to be thrown: retry (Error) or not (UnrecoverableError). */
+  private async fail(job: Job, err: DocsiftError, checked: CheckedJob | undefined, log: Logger): Promise<Error> {
+    const attempts = job.attemptsMade + 1;
+    const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
+    log[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
+    const documentId = checked?.identity.documentId ?? job.id ?? 'unknown';
+    await this.recordFailure({
+      documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename: checked?.payload.filename ?? (job.data as Partial<JobPayload>).filename ?? 'document',
+      code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
+    }).catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
+    this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
+    // Final: its stored bytes go, also when they were refused (too large) or never matched the job.
+    const ref = DocumentRef.safeParse((job.data as Partial<JobPayload> | undefined)?.ref);
+    if (!willRetry && ref.success) await this.release(job, ref.data);
+    const reason = formatFailure(err.code, err.message);
+    return err.retryable ? new Error(reason) : new UnrecoverableError(reason);
   }
 
   private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {

@@ -1,10 +1,12 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { getQueue, loadConfig } from '../../config/index.js';
 import { createLogger } from '../../infra/logger.js';
 import { toDocsiftError } from '../../infra/errors.js';
 import { ModelEngine } from '../../model/index.js';
-import { Pipeline } from '../../pipeline/index.js';
+import { DocumentRunner } from '../../pipeline/index.js';
+import { documentIdFor } from '../../queue/index.js';
 import { scoreDocuments, type LabelledDocument } from '../../pipeline/evaluate.js';
 import { TextExtractor } from '../../text/index.js';
 import { Progress } from '../progress.js';
@@ -59,16 +61,19 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
     const logger = createLogger({ level: config.env.DOCSIFT_LOG_LEVEL === 'info' ? 'warn' : config.env.DOCSIFT_LOG_LEVEL, destination: 'stderr' });
     const engine = await ModelEngine.load({ modelPath, sequences: 1, contextSize: queue.model.contextSize, threads: config.env.DOCSIFT_THREADS, gpu: config.env.DOCSIFT_GPU, logger });
     const extractor = new TextExtractor();
-    const pipeline = new Pipeline(config, queue, engine);
+    const runner = new DocumentRunner(config, queue, engine, extractor);
     const saved: string[] = [];
     const bar = new Progress(labelled.length, 'eval');
     try {
       for (const [i, doc] of labelled.entries()) {
         try {
-          const text = await extractor.extract(fs.readFileSync(doc.file), {
-            maxBytes: queue.limits.maxBytes, maxPages: queue.limits.maxPages, timeoutMs: queue.limits.textTimeoutMs, memoryMb: queue.limits.textMemoryMb,
+          const bytes = fs.readFileSync(doc.file);
+          const sha256 = createHash('sha256').update(bytes).digest('hex');
+          const documentId = documentIdFor(sha256, runner.pipelineVersion, type.name);
+          const { record: out } = await runner.run({
+            bytes, documentType: type.name,
+            identity: { documentId, sha256, filename: doc.filename, source: 'eval', metadata: {}, jobId: documentId, attempt: 1 },
           });
-          const out = await pipeline.run({ text, documentType: type.name });
           predictions.set(doc.filename, out.fields ?? {});
           saved.push(JSON.stringify({ filename: doc.filename, documentType: out.documentType, fields: out.fields, warnings: out.warnings, model: engine.info.file, prompts: { [type.name]: type.version } }));
         } catch (err) {

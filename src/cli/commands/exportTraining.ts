@@ -3,7 +3,7 @@ import path from 'node:path';
 import { getQueue } from '../../config/index.js';
 import { renderExtractPrompt, documentText, type ResultRecord } from '../../pipeline/index.js';
 import { documentRoots, loadDocument } from '../../queue/index.js';
-import { TextExtractor } from '../../text/index.js';
+import { TextExtractor, textLimits } from '../../text/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
 /**
@@ -39,7 +39,7 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
         skipped++;
         continue;
       }
-      const text = await extractor.extract(bytes, { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb });
+      const text = await extractor.extract(bytes, textLimits(limits));
       const { system, user } = renderExtractPrompt(type, documentText(text));
       out.write(JSON.stringify({
         messages: [

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { getQueue, loadConfig } from '../../config/index.js';
 import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
-import { TextExtractor } from '../../text/index.js';
+import { TextExtractor, textLimits } from '../../text/index.js';
 
 /**
  * What the text stage sees, for operators debugging a document: the same extractor and the
@@ -18,7 +18,7 @@ export async function extractTextCommand(files: string[], options: { json: boole
         const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
           throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
         });
-        const text = await extractor.extract(bytes, { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb });
+        const text = await extractor.extract(bytes, textLimits(limits));
         if (options.json) {
           process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n') }) + '\n');
         } else {
