@@ -6,7 +6,7 @@ import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../in
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
-import { reviewReasons, type OutputContext, type ResultOutput } from '../outputs/index.js';
+import { finalOutputs, holdForReview, reviewReasons, type OutputContext, type QueueOutputs } from '../outputs/index.js';
 import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
 import type { TextExtractor } from '../text/index.js';
@@ -18,7 +18,7 @@ export interface DocumentWorkerDeps {
   keys: Keys;
   engine: Engine;
   extractor: TextExtractor;
-  outputs: ResultOutput[];
+  outputs: QueueOutputs;
   logger: Logger;
   /** Jobs in flight; equals the engine's sequences. */
   concurrency: number;
@@ -207,15 +207,10 @@ export class DocumentWorker {
   }
 
   private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {
-    // A result held for review goes to Redis only (the first output) until a person makes it final.
-    const outputs = record.review?.status === 'pending' ? this.deps.outputs.slice(0, 1) : this.deps.outputs;
-    if (record.review?.status === 'pending') {
-      // The callback waits with the record (not in it: a URL's token is not for every reader of results).
-      const tx = this.deps.redis.multi().zadd(this.deps.keys.reviewPending, Date.now(), record.documentId);
-      if (context.callbackUrl) tx.set(this.deps.keys.reviewCallback(record.documentId), context.callbackUrl);
-      await tx.exec();
-    }
-    for (const output of outputs) {
+    // A record held for review reaches the store of record alone until a person makes it final.
+    const held = record.review?.status === 'pending';
+    if (held) await holdForReview(this.deps.redis, this.deps.keys, record, context);
+    for (const output of held ? [this.deps.outputs.storeOfRecord] : finalOutputs(this.deps.outputs)) {
       try {
         await output.write(record, context);
       } catch (err) {

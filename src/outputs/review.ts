@@ -6,7 +6,8 @@ import { makeValidator } from '../model/index.js';
 import type { ResultRecord } from '../pipeline/index.js';
 import { checkRules } from '../pipeline/index.js';
 import type { Keys } from '../queue/keys.js';
-import type { ResultOutput } from './output.js';
+import type { OutputContext } from './output.js';
+import { finalOutputs, type QueueOutputs } from './queueOutputs.js';
 
 /** Why a result should wait for a person, per the queue's review settings; empty: final at once. */
 export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[] {
@@ -35,6 +36,17 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
 }
 
 /**
+ * Holds a record for review: lists it as pending and keeps its callback aside (not in the record:
+ * a URL's token is not for every reader of results) until a person decides. The caller writes
+ * the record to the store of record alone.
+ */
+export async function holdForReview(redis: Redis, keys: Keys, record: ResultRecord, context: OutputContext): Promise<void> {
+  const tx = redis.multi().zadd(keys.reviewPending, Date.now(), record.documentId);
+  if (context.callbackUrl) tx.set(keys.reviewCallback(record.documentId), context.callbackUrl);
+  await tx.exec();
+}
+
+/**
  * Results held for review, and what a reviewer does with them. Accepting or correcting records
  * who and when, and writes the final record to every output of its queue.
  */
@@ -43,7 +55,7 @@ export class ReviewDesk {
     private readonly config: Config,
     private readonly redis: Redis,
     private readonly keys: Keys,
-    private readonly outputsFor: (queue: QueueConfig) => ResultOutput[],
+    private readonly outputsFor: (queue: QueueConfig) => QueueOutputs,
   ) {}
 
   async list(limit = 100): Promise<ResultRecord[]> {
@@ -104,7 +116,7 @@ export class ReviewDesk {
     }
     try {
       const callbackUrl = await this.redis.get(this.keys.reviewCallback(record.documentId));
-      for (const output of this.outputsFor(queue)) await output.write(record, callbackUrl ? { callbackUrl } : {});
+      for (const output of finalOutputs(this.outputsFor(queue))) await output.write(record, callbackUrl ? { callbackUrl } : {});
     } catch (err) {
       await this.redis.zadd(this.keys.reviewPending, claimedAt, record.documentId);
       throw err;
