@@ -1,9 +1,11 @@
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type pg from 'pg';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
-import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf } from '../outputs/index.js';
+import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf, type Delivery } from '../outputs/index.js';
 import { createDocumentQueue, createRedis, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
@@ -18,6 +20,8 @@ export interface RunningWorker {
   metricsPort: number | undefined;
   /** The address the metrics server is bound to. */
   metricsHost: string | undefined;
+  /** The process's one delivery queue and PostgreSQL pool (lazy: no connection until used), for others in the process to share. */
+  outputs: { deliveries: Queue<Delivery>; pool?: pg.Pool };
   /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
   stop(graceMs: number): Promise<void>;
 }
@@ -64,7 +68,7 @@ export async function startWorker(options: {
   metrics.onScrape.push(() => metrics.sequences.set({ state: 'busy' }, engine.busySequences));
   const extractor = new TextExtractor();
   const deliveries = createDeliveryQueue(redis, keys);
-  const pool = queue.outputs.postgres && config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
+  const pool = config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
   const worker = new DocumentWorker({
     config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics,
     outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
@@ -81,6 +85,7 @@ export async function startWorker(options: {
   worker.run();
   return {
     queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port, metricsHost: metricsServer?.host,
+    outputs: { deliveries, ...(pool ? { pool } : {}) },
     async stop(graceMs: number) {
       await worker.close(graceMs);
       modelLoaded = false;

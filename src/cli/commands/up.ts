@@ -7,7 +7,6 @@ import { FolderWatcher } from '../../ingest/folder/index.js';
 import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
 import { createLogger, type Logger } from '../../infra/logger.js';
 import { localModels } from '../../model/index.js';
-import { createDeliveryQueue } from '../../outputs/index.js';
 import { connectRedis, createRedis, keys as makeKeys, redactUrl } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
 import { openAllQueues, untilStopSignal } from '../runtime.js';
@@ -74,7 +73,8 @@ export async function upCommand(options: UpOptions): Promise<number> {
   const rt = { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
   const running = await startWorker({ config, queueName: options.queue, keys: rt.keys, logger, modelPath });
   const { redis, queues } = await openAllQueues(rt);
-  const deliveries = createDeliveryQueue(redis, rt.keys);
+  // One delivery queue and pool in the process: the worker's, shared with the board and the review desk.
+  const { deliveries } = running.outputs;
 
   let board = config.env.DOCSIFT_BOARD_USER && config.env.DOCSIFT_BOARD_PASSWORD
     ? { user: config.env.DOCSIFT_BOARD_USER, password: config.env.DOCSIFT_BOARD_PASSWORD }
@@ -87,6 +87,7 @@ export async function upCommand(options: UpOptions): Promise<number> {
   const app = await buildApi({
     config, redis, keys: rt.keys, queues, logger, metrics: running.metrics,
     board: { queues: [...[...queues.values()].map((q) => q.queue), deliveries], readOnly: !options.boardWrite, ...board },
+    outputs: running.outputs,
   });
   const address = await app.listen({ host: options.host, port: options.port });
 
@@ -108,7 +109,6 @@ export async function upCommand(options: UpOptions): Promise<number> {
   await app.close();
   await running.stop(30_000);
   for (const q of queues.values()) await q.queue.close();
-  await deliveries.close();
   await redis.quit();
   await privateRedis?.stop();
   logger.info('stopped');
