@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { envHelp } from '../config/env.js';
 import { action, parsePort, parsePositiveInt } from './runtime.js';
 
 // Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
@@ -26,26 +27,7 @@ const program = new Command('docsift')
   .description('On-premises document processing: queue documents, extract text, classify and extract fields with a local GGUF model.')
   .addHelpText('after', `
 Environment (defaults in brackets):
-  REDIS_URL            Redis for queues and results [redis://127.0.0.1:6379]
-  DOCSIFT_MODEL        path of the .gguf model the worker loads
-  DOCSIFT_THREADS      llama.cpp threads [cores - 1]
-  DOCSIFT_GPU          auto | cuda | vulkan | metal | cpu [auto]
-  DOCSIFT_STORE        where enqueued bytes wait: redis | fs [redis]
-  DOCSIFT_STORE_DIR    folder for DOCSIFT_STORE=fs [data/documents]
-  DOCSIFT_PREFIX       prefix of every Redis key [docsift]
-  DOCSIFT_HOME         folder with queues/ and prompts/ [the docsift package]
-  DOCSIFT_API_TOKENS   bearer tokens of the HTTP API, comma-separated
-  DOCSIFT_API_ROOTS    folders the API may read files from by path, comma-separated
-  DOCSIFT_DOCUMENT_ROOTS  folders besides DOCSIFT_STORE_DIR a job's ref.path may name, comma-separated
-  DOCSIFT_WEBHOOK_SECRET  HMAC secret signing queue webhook deliveries
-  DOCSIFT_CALLBACK_SECRET HMAC secret signing callback deliveries (callbacks are refused without it)
-  DOCSIFT_CALLBACK_HOSTS  where deliveries may go: host names, *.suffix, IPs/CIDRs for non-public addresses
-  DOCSIFT_DEADLETTER_MAX  dead-lettered deliveries kept, newest first [10000]
-  DOCSIFT_REVIEW_HISTORY_MAX  reviewed documents kept in the review history [100000]
-  DOCSIFT_DATABASE_URL postgres:// URL for queues with the postgres output
-  DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD  basic auth of Bull Board
-  DOCSIFT_MODELS_DIR   where models pull saves models [models]
-  DOCSIFT_LOG_LEVEL    fatal | error | warn | info | debug | trace | silent [info]
+${envHelp()}
 
 Quick start:
   docsift make-test-model test-model.gguf
@@ -115,10 +97,8 @@ program.command('api')
   .option('--board-write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
 Environment:
-  DOCSIFT_API_TOKENS   comma-separated bearer tokens (16+ characters each); every route but /healthz needs one
-  DOCSIFT_API_ROOTS    comma-separated folders from which POST /v1/documents {"path": ...} may read files
-  DOCSIFT_API_MAX_REQUEST_BYTES  bytes one upload request may carry [209715200]
-  DOCSIFT_API_MAX_FILES          files one upload request may carry [100]`)
+${envHelp(['DOCSIFT_API_TOKENS', 'DOCSIFT_API_ROOTS', 'DOCSIFT_API_MAX_REQUEST_BYTES', 'DOCSIFT_API_MAX_FILES', 'DOCSIFT_CALLBACK_HOSTS'])}
+Every route but /healthz and /readyz needs a token (16+ characters) when tokens are set.`)
   .action(action(apiCommand));
 
 program.command('watch')
@@ -142,8 +122,8 @@ program.command('board')
   .option('--port <port>', 'port', parsePositiveInt, 8081)
   .option('--write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
-Environment:
-  DOCSIFT_BOARD_USER, DOCSIFT_BOARD_PASSWORD   basic-auth credentials (required)`)
+Environment (both required):
+${envHelp(['DOCSIFT_BOARD_USER', 'DOCSIFT_BOARD_PASSWORD'])}`)
   .action(action(boardCommand));
 
 program.command('doctor')

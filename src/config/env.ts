@@ -109,3 +109,48 @@ export function parseEnv(env: NodeJS.ProcessEnv): Env {
   }
   return parsed.data;
 }
+
+/**
+ * One line per variable for `--help`: what it is, and its default as the schema gives it (so a
+ * default is declared once, above). A bracket in the text replaces a default that depends on the
+ * machine or the install. A Record over every key: a new variable without help does not compile.
+ */
+const ENV_HELP: Record<keyof Env, string> = {
+  REDIS_URL: 'Redis for queues and results (rediss:// for TLS; a private CA via NODE_EXTRA_CA_CERTS)',
+  DOCSIFT_MODEL: 'path of the .gguf model the worker loads',
+  DOCSIFT_THREADS: 'llama.cpp threads [cores - 1]',
+  DOCSIFT_GPU: 'auto | cuda | vulkan | metal | cpu',
+  DOCSIFT_STORE: 'where enqueued bytes wait: redis | fs',
+  DOCSIFT_STORE_DIR: 'folder for DOCSIFT_STORE=fs',
+  DOCSIFT_STORE_TTL_S: 'seconds stored bytes are kept at most',
+  DOCSIFT_PREFIX: 'prefix of every Redis key',
+  DOCSIFT_HOME: 'folder with queues/ and prompts/ [the docsift package]',
+  DOCSIFT_API_TOKENS: 'bearer tokens of the HTTP API, comma-separated',
+  DOCSIFT_API_ROOTS: 'folders the API may read files from by path, comma-separated',
+  DOCSIFT_API_MAX_REQUEST_BYTES: 'bytes one upload request may carry',
+  DOCSIFT_API_MAX_FILES: 'files one upload request may carry',
+  DOCSIFT_DOCUMENT_ROOTS: 'folders besides DOCSIFT_STORE_DIR a job\'s ref.path may name, comma-separated',
+  DOCSIFT_WEBHOOK_SECRET: 'HMAC secret signing queue webhook deliveries',
+  DOCSIFT_CALLBACK_SECRET: 'HMAC secret signing callback deliveries (callbacks are refused without it)',
+  DOCSIFT_CALLBACK_HOSTS: 'where deliveries may go: host names, *.suffix, IPs/CIDRs for non-public addresses',
+  DOCSIFT_DEADLETTER_MAX: 'dead-lettered deliveries kept, the newest',
+  DOCSIFT_REVIEW_HISTORY_MAX: 'reviewed documents kept in the review history, the newest',
+  DOCSIFT_DATABASE_URL: 'postgres:// URL for queues with the postgres output',
+  DOCSIFT_BOARD_USER: 'basic-auth user of Bull Board',
+  DOCSIFT_BOARD_PASSWORD: 'basic-auth password of Bull Board',
+  DOCSIFT_MODELS_DIR: 'where models pull saves models',
+  DOCSIFT_LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent',
+};
+
+export function envHelp(names: ReadonlyArray<keyof Env> = Object.keys(ENV_HELP) as Array<keyof Env>): string {
+  const width = Math.max(...names.map((n) => n.length)) + 2;
+  return names.map((name) => {
+    const text = ENV_HELP[name] ?? '';
+    const parsed = EnvSchema.shape[name].safeParse(undefined);
+    const value = parsed.success ? parsed.data : undefined;
+    const shown = Array.isArray(value) ? value.join(',') : value;
+    const fallback = text.includes('[') || shown === undefined || shown === '' ? '' : ` [${String(shown)}]`;
+    return `  ${name.padEnd(width)}${text}${fallback}`;
+  }).join('\n');
+}
+

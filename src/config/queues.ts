@@ -12,6 +12,8 @@ const RECORD_SECONDS = 30 * 24 * 3600;
  * One file per queue in queues/<name>.json. Every option is documented here, with its default;
  * docs/CONFIGURATION.md shows a whole file.
  */
+// Nested objects use prefault({}): an absent block is parsed as {}, so each inner default is
+// declared once, beside its option, and never repeated in the block's own default.
 export const QueueFileSchema = z.object({
   /** Must equal the file name without .json. Also the BullMQ queue name. */
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lowercase letters, digits, - and _'),
@@ -49,8 +51,8 @@ export const QueueFileSchema = z.object({
       enabled: z.boolean().default(true),
       maxChunks: z.number().int().min(1).max(256).default(16),
       overlapChars: z.number().int().min(0).default(400),
-    }).strict().default({ enabled: true, maxChunks: 16, overlapChars: 400 }),
-  }).strict().default({ contextSize: 8192, maxTokens: 1024, temperature: 0, reasks: 1, classifyChars: 6000, lora: [], chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } }),
+    }).strict().prefault({}),
+  }).strict().prefault({}),
   /**
    * Jobs in flight per worker process; also the number of model sequences in its context.
    * "auto": as many sequences of model.contextSize as fit in the free GPU memory beside the
@@ -63,7 +65,7 @@ export const QueueFileSchema = z.object({
   backoff: z.object({
     type: z.enum(['exponential', 'fixed']).default('exponential'),
     delayMs: z.number().int().min(0).default(5000),
-  }).strict().default({ type: 'exponential', delayMs: 5000 }),
+  }).strict().prefault({}),
   limits: z.object({
     maxBytes: z.number().int().min(1).default(50 * MB),
     maxPages: z.number().int().min(1).default(500),
@@ -75,7 +77,7 @@ export const QueueFileSchema = z.object({
      * 150 MB of data mappings to parse a one-page invoice (measured; 128 does not start).
      */
     textMemoryMb: z.number().int().min(256).default(1024),
-  }).strict().default({ maxBytes: 50 * MB, maxPages: 500, textTimeoutMs: 120_000, textMemoryMb: 1024 }),
+  }).strict().prefault({}),
   /**
    * Job locks and stall detection. A worker holds a job's lock for lockDurationMs and renews it
    * every half of that from its event loop (never blocked: inference and parsing run elsewhere).
@@ -88,7 +90,7 @@ export const QueueFileSchema = z.object({
     lockDurationMs: z.number().int().min(1000).default(30_000),
     stalledIntervalMs: z.number().int().min(500).default(30_000),
     maxStalledCount: z.number().int().min(0).max(10).default(1),
-  }).strict().default({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 1 }),
+  }).strict().prefault({}),
   /**
    * Human review before results reach the ledger. A result is held for review when a business
    * rule failed, when a field's value appears nowhere in the document text, when the model's
@@ -104,7 +106,7 @@ export const QueueFileSchema = z.object({
     /** Joint token probability below which a field's value (or the label) needs a person; 0 turns it off. */
     minConfidence: z.number().min(0).max(1).default(0.5),
     sampleRate: z.number().min(0).max(1).default(0),
-  }).strict().default({ enabled: false, failedChecks: true, ungroundedFields: true, minConfidence: 0.5, sampleRate: 0 }),
+  }).strict().prefault({}),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */
@@ -121,7 +123,7 @@ export const QueueFileSchema = z.object({
     }).strict().optional(),
     /** Upsert into DOCSIFT_DATABASE_URL's docsift_results table (create it with docsift db migrate). */
     postgres: z.object({}).strict().optional(),
-  }).strict().default({}),
+  }).strict().prefault({}),
   /**
    * What Redis keeps, so that it never fills up (with noeviction, a full Redis refuses every
    * write, BullMQ's included). completed/failed: how many finished jobs BullMQ keeps.
@@ -137,7 +139,7 @@ export const QueueFileSchema = z.object({
     failed: z.number().int().min(0).default(10000),
     recordSeconds: z.number().int().min(0).default(RECORD_SECONDS),
     deleteBytesWhenFinal: z.boolean().default(true),
-  }).strict().default({ completed: 1000, failed: 10000, recordSeconds: RECORD_SECONDS, deleteBytesWhenFinal: true }),
+  }).strict().prefault({}),
 }).strict();
 
 export type QueueConfig = z.infer<typeof QueueFileSchema> & { readonly file: string };
