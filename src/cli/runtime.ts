@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import { loadConfig, getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
 import { createLogger, type Logger } from '../infra/logger.js';
-import { connectRedis, createDocumentQueue, createRedis, waitForRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import { connectRedis, createDocumentQueue, createDocumentStore, createRedis, waitForRedis, keys as makeKeys, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
 import type { Redis } from 'ioredis';
 import { Enqueuer } from '../ingest/index.js';
 
@@ -24,7 +24,7 @@ export async function openQueue(rt: Runtime, queueName: string, forWorker = fals
   const redis = createRedis(rt.config.env.REDIS_URL, { forWorker });
   await connectRedis(redis, rt.config.env.REDIS_URL);
   const queue = createDocumentQueue(queueConfig, redis, rt.keys);
-  return { redis, queueConfig, queue, store: createStore(rt, redis) };
+  return { redis, queueConfig, queue, store: createDocumentStore(rt.config.env, redis, rt.keys) };
 }
 
 /**
@@ -63,7 +63,7 @@ export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues
   // so (503 REDIS_UNAVAILABLE) instead of hanging; ioredis reconnects in the background.
   const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
   await waitForRedis(redis, rt.config.env.REDIS_URL, (attempt, delayMs, reason) => rt.logger.warn({ attempt, retryInMs: delayMs, reason }, 'waiting for Redis'));
-  const store = createStore(rt, redis);
+  const store = createDocumentStore(rt.config.env, redis, rt.keys);
   const queues = new Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }>();
   for (const queueConfig of rt.config.queues.values()) {
     const queue = createDocumentQueue(queueConfig, redis, rt.keys);
@@ -72,11 +72,6 @@ export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues
   return { redis, queues };
 }
 
-function createStore(rt: Runtime, redis: Redis): DocumentStore {
-  return rt.config.env.DOCSIFT_STORE === 'fs'
-    ? new FileDocumentStore(rt.config.env.DOCSIFT_STORE_DIR)
-    : new RedisDocumentStore(redis, rt.keys, rt.config.env.DOCSIFT_STORE_TTL_S);
-}
 
 export async function openRedis(rt: Runtime): Promise<Redis> {
   const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false });

@@ -136,3 +136,43 @@ export async function latestJob(redis: Redis, keys: Keys, documentId: string): P
   const raw = await redis.get(keys.latestJob(documentId));
   return raw ? (JSON.parse(raw) as { queue: string; jobId: string }) : null;
 }
+
+/**
+ * Finds a document: in the queue that has its latest job (a forced re-run has a job id of its
+ * own), else in every queue under the document id. The API and the Redis client both look here.
+ */
+export async function findDocument(queues: ReadonlyMap<string, DocumentQueue>, redis: Redis, keys: Keys, documentId: string): Promise<{ status: DocumentStatus; queue: string | null }> {
+  const latest = await latestJob(redis, keys, documentId);
+  const candidates = latest && queues.has(latest.queue)
+    ? [[latest.queue, latest.jobId] as const]
+    : [...queues.keys()].map((name) => [name, documentId] as const);
+  for (const [name, jobId] of candidates) {
+    const status = await documentStatus(queues.get(name)!, redis, keys, documentId, jobId);
+    if (status.state !== 'unknown') return { status, queue: status.state === 'done' ? status.record.queue : name };
+  }
+  return { status: { state: 'unknown', documentId }, queue: null };
+}
+
+/** What callers outside see of a known document's status (the API's body, the client's DocumentState). */
+export interface PublicState {
+  documentId: string;
+  state: 'waiting' | 'active' | 'delayed' | 'done' | 'failed';
+  /** text, classify, extract or outputs while active. */
+  stage: string | null;
+  /** 0 waiting, 10 text, 30 classify, 60 extract, 90 outputs, 100 done or failed. */
+  progress: number;
+  attempts: number;
+  error: { code: string; message: string } | null;
+}
+
+export function publicState(status: Exclude<DocumentStatus, { state: 'unknown' }>): PublicState {
+  return {
+    documentId: status.documentId,
+    state: status.state,
+    stage: 'stage' in status ? status.stage : null,
+    progress: 'progress' in status ? status.progress : 100,
+    attempts: status.state === 'done' ? status.record.attempts : status.attempts,
+    error: status.state === 'failed' ? { code: status.code, message: status.message } : null,
+  };
+}
+

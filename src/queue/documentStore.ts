@@ -79,8 +79,13 @@ export class FileDocumentStore implements DocumentStore {
     this.dir = path.resolve(dir);
   }
 
+  /** The store's layout: <dir>/<first two hex>/<sha256>. */
+  static pathOf(dir: string, sha256: string): string {
+    return path.join(path.resolve(dir), sha256.slice(0, 2), sha256);
+  }
+
   private target(sha256: string): string {
-    return path.join(this.dir, sha256.slice(0, 2), sha256);
+    return FileDocumentStore.pathOf(this.dir, sha256);
   }
 
   async put(sha256: string, bytes: Buffer): Promise<DocumentRef> {
@@ -159,6 +164,18 @@ async function streamInto(
     throw err;
   }
   return { sha256: hash.digest('hex'), size, head: Buffer.concat(heads) };
+}
+
+type StoreEnv = { DOCSIFT_STORE: 'redis' | 'fs'; DOCSIFT_STORE_DIR: string; DOCSIFT_STORE_TTL_S: number };
+
+/** The store this installation's configuration names (DOCSIFT_STORE). */
+export function createDocumentStore(env: StoreEnv, redis: Redis, keys: Keys): DocumentStore {
+  return env.DOCSIFT_STORE === 'fs' ? new FileDocumentStore(env.DOCSIFT_STORE_DIR) : new RedisDocumentStore(redis, keys, env.DOCSIFT_STORE_TTL_S);
+}
+
+/** Where the configured store keeps the bytes of this hash (they may be gone). */
+export function storedRef(env: StoreEnv, keys: Keys, sha256: string): DocumentRef {
+  return env.DOCSIFT_STORE === 'fs' ? { kind: 'file', path: FileDocumentStore.pathOf(env.DOCSIFT_STORE_DIR, sha256) } : { kind: 'redis', key: keys.document(sha256) };
 }
 
 /**

@@ -5,5 +5,5 @@ export { keys } from './keys.js';
 export type { Keys } from './keys.js';
 export { DocumentRef, JobPayload, documentIdFor } from './payload.js';
 export type { JobPayloadInput } from './payload.js';
-export { documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument } from './documentStore.js';
+export { createDocumentStore, documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument, storedRef } from './documentStore.js';
 export type { DocumentStore, StagedDocument } from './documentStore.js';

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import { getQueue } from '../../config/index.js';
 import { renderExtractPrompt, documentText, type ResultRecord } from '../../pipeline/index.js';
-import { documentRoots, loadDocument } from '../../queue/index.js';
+import { documentRoots, loadDocument, storedRef } from '../../queue/index.js';
 import { TextExtractor, textLimits } from '../../text/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
@@ -31,10 +30,7 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
       const { limits } = getQueue(rt.config, record.queue);
       let bytes: Buffer;
       try {
-        bytes = await loadDocument(redis, rt.config.env.DOCSIFT_STORE === 'fs'
-          ? { kind: 'file', path: path.resolve(rt.config.env.DOCSIFT_STORE_DIR, record.sha256.slice(0, 2), record.sha256) }
-          : { kind: 'redis', key: rt.keys.document(record.sha256) },
-        { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: limits.maxBytes });
+        bytes = await loadDocument(redis, storedRef(rt.config.env, rt.keys, record.sha256), { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: limits.maxBytes });
       } catch {
         skipped++;
         continue;

@@ -1,10 +1,10 @@
 import { getQueue, loadConfig, type Config } from '../../config/index.js';
 import type { ResultRecord } from '../../pipeline/record.js';
 import {
-  connectRedis, createDocumentQueue, createRedis, FileDocumentStore, keys as makeKeys, RedisDocumentStore,
-  type DocumentQueue, type Keys,
+  connectRedis, createDocumentQueue, createDocumentStore, createRedis, keys as makeKeys,
+  type DocumentQueue, type DocumentStore, type Keys,
 } from '../../queue/index.js';
-import { documentStatus, latestJob, readResult } from '../documentStatus.js';
+import { findDocument, publicState, readResult } from '../documentStatus.js';
 import { Enqueuer } from '../enqueue.js';
 import { pollForResult, readInput, type DocsiftClient, type DocumentInput, type DocumentState, type Enqueued, type EnqueueOptions } from './client.js';
 import type { Redis } from 'ioredis';
@@ -16,8 +16,11 @@ import type { Redis } from 'ioredis';
  */
 export class RedisClient implements DocsiftClient {
   private readonly queues = new Map<string, { queue: DocumentQueue; enqueuer: Enqueuer }>();
+  private readonly store: DocumentStore;
 
-  private constructor(private readonly config: Config, private readonly redis: Redis, private readonly keys: Keys) {}
+  private constructor(private readonly config: Config, private readonly redis: Redis, private readonly keys: Keys) {
+    this.store = createDocumentStore(config.env, redis, keys);
+  }
 
   static async connect(env: NodeJS.ProcessEnv = process.env): Promise<RedisClient> {
     const config = loadConfig(env);
@@ -31,10 +34,7 @@ export class RedisClient implements DocsiftClient {
     if (!q) {
       const queueConfig = getQueue(this.config, name);
       const queue = createDocumentQueue(queueConfig, this.redis, this.keys);
-      const store = this.config.env.DOCSIFT_STORE === 'fs'
-        ? new FileDocumentStore(this.config.env.DOCSIFT_STORE_DIR)
-        : new RedisDocumentStore(this.redis, this.keys, this.config.env.DOCSIFT_STORE_TTL_S);
-      q = { queue, enqueuer: new Enqueuer(this.config, queueConfig, queue, this.redis, this.keys, store) };
+      q = { queue, enqueuer: new Enqueuer(this.config, queueConfig, queue, this.redis, this.keys, this.store) };
       this.queues.set(name, q);
     }
     return q;
@@ -51,20 +51,11 @@ export class RedisClient implements DocsiftClient {
   }
 
   async status(documentId: string): Promise<DocumentState | null> {
-    const latest = await latestJob(this.redis, this.keys, documentId);
-    const names = latest ? [latest.queue] : [...this.config.queues.keys()];
-    for (const name of names) {
-      const status = await documentStatus(this.open(name).queue, this.redis, this.keys, documentId, latest?.jobId ?? documentId);
-      if (status.state === 'unknown') continue;
-      return {
-        documentId,
-        state: status.state,
-        stage: 'stage' in status ? status.stage : null,
-        attempts: status.state === 'done' ? status.record.attempts : status.attempts,
-        error: status.state === 'failed' ? { code: status.code, message: status.message } : null,
-      };
-    }
-    return null;
+    const queues = new Map([...this.config.queues.keys()].map((name) => [name, this.open(name).queue]));
+    const { status } = await findDocument(queues, this.redis, this.keys, documentId);
+    if (status.state === 'unknown') return null;
+    const { state, stage, attempts, error } = publicState(status);
+    return { documentId, state, stage, attempts, error };
   }
 
   result(documentId: string): Promise<ResultRecord | null> {

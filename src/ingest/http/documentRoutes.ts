@@ -8,7 +8,7 @@ import type { Config, QueueConfig } from '../../config/index.js';
 import { DocsiftError } from '../../infra/errors.js';
 import { readFileUnderRoots } from '../../infra/safeFile.js';
 import type { DocumentQueue, DocumentStore, Keys, StagedDocument } from '../../queue/index.js';
-import { documentStatus, latestJob, type DocumentStatus } from '../documentStatus.js';
+import { findDocument, latestJob, publicState } from '../documentStatus.js';
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
 import { ErrorBody } from './errors.js';
 
@@ -210,36 +210,15 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
     return reply.code(202).send({ documents: [describe(outcome, path.basename(file.realPath), q.config.name)] });
   });
 
-  /** Finds a document's status in the queue that has its latest job, else in any queue. */
-  const statusOf = async (documentId: string): Promise<{ status: DocumentStatus; queue: string | null }> => {
-    const latest = await latestJob(redis, keys, documentId);
-    const candidates = latest && queues.has(latest.queue)
-      ? [[latest.queue, latest.jobId] as const]
-      : [...queues.keys()].map((name) => [name, documentId] as const);
-    let fallback: DocumentStatus = { state: 'unknown', documentId };
-    for (const [name, jobId] of candidates) {
-      const status = await documentStatus(queues.get(name)!.queue, redis, keys, documentId, jobId);
-      if (status.state !== 'unknown') return { status, queue: name };
-      fallback = status;
-    }
-    return { status: fallback, queue: null };
-  };
+  const bullQueues = new Map([...queues].map(([name, q]) => [name, q.queue]));
+  const statusOf = (documentId: string) => findDocument(bullQueues, redis, keys, documentId);
 
   app.get('/v1/documents/:id', {
     schema: { summary: 'Where a document stands', params: IdParams, response: { 200: Status, 401: ErrorBody, 404: ErrorBody } },
   }, async (req) => {
     const { status, queue } = await statusOf(req.params.id);
     if (status.state === 'unknown') throw new DocsiftError('NOT_FOUND', `no document ${req.params.id}`);
-    return {
-      documentId: status.documentId,
-      queue: status.state === 'done' ? status.record.queue : queue,
-      state: status.state,
-      stage: 'stage' in status ? status.stage : null,
-      progress: 'progress' in status ? status.progress : 100,
-      attempts: status.state === 'done' ? status.record.attempts : status.attempts,
-      error: status.state === 'failed' ? { code: status.code, message: status.message } : null,
-      resultUrl: status.state === 'done' ? `/v1/documents/${status.documentId}/result` : null,
-    };
+    return { ...publicState(status), queue, resultUrl: status.state === 'done' ? `/v1/documents/${status.documentId}/result` : null };
   });
 
   app.get('/v1/documents/:id/result', {
