@@ -41,6 +41,57 @@ export interface PipelineInput {
   onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
 }
 
+/** What model calls cost and said besides their answer; stages return it and the caller adds it up. */
+interface Usage {
+  tokens: PipelineOutput['tokens'];
+  validateMs: number;
+  reasks: number;
+  warnings: string[];
+}
+
+const NO_USAGE: Usage = { tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, validateMs: 0, reasks: 0, warnings: [] };
+
+function addUsage(a: Usage, b: Usage): Usage {
+  return {
+    tokens: { prompt: a.tokens.prompt + b.tokens.prompt, reused: a.tokens.reused + b.tokens.reused, generated: a.tokens.generated + b.tokens.generated, forced: a.tokens.forced + b.tokens.forced },
+    validateMs: a.validateMs + b.validateMs,
+    reasks: a.reasks + b.reasks,
+    warnings: [...a.warnings, ...b.warnings],
+  };
+}
+
+function tokensOf(answer: Answer): Usage['tokens'] {
+  return { prompt: answer.promptTokens, reused: answer.reusedTokens, generated: answer.generatedTokens, forced: answer.forcedTokens };
+}
+
+interface Classified {
+  classification: PipelineOutput['classification'];
+  /** The label as the model wrote it, to repeat verbatim in the conversation. */
+  answer: string;
+  usage: Usage;
+  ms: number;
+}
+
+interface Extracted {
+  fields: Record<string, unknown>;
+  confidence: Record<string, number>;
+  usage: Usage;
+}
+
+/** What reading a document (whole or in chunks) returns; extraction is null for "other". */
+interface Reading {
+  classification: PipelineOutput['classification'];
+  classifyMs: number;
+  extraction: { documentType: string; fields: Record<string, unknown>; confidence: Record<string, number>; fieldPages: Record<string, number[]> } | null;
+  extractMs: number;
+  chunks: number;
+  usage: Usage;
+}
+
+function otherReading(classified: Classified): Reading {
+  return { classification: classified.classification, classifyMs: classified.ms, extraction: null, extractMs: 0, chunks: 1, usage: classified.usage };
+}
+
 const MAX_CHARS_PER_TOKEN = 32;
 /** Tokens a chat template adds around the turns (generous). */
 const TEMPLATE_MARGIN = 128;
@@ -66,42 +117,38 @@ export class Pipeline {
   }
 
   async run(input: PipelineInput): Promise<PipelineOutput> {
-    const out: PipelineOutput = {
-      classification: { label: '', method: 'model', confidence: null },
-      documentType: null,
-      fields: null,
-      confidence: null,
-      tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 },
-      timings: { classifyMs: 0, extractMs: 0, validateMs: 0 },
-      reasks: 0,
-      chunks: 1,
-      fieldPages: null,
-      checks: [],
-      grounding: null,
-      warnings: [...input.text.warnings],
-    };
     const pipeline = this.queue.pipeline;
     const fixedType = input.documentType ?? (pipeline.mode === 'extract' ? pipeline.documentType : undefined);
-    if (fixedType) out.classification = { label: fixedType, method: 'fixed', confidence: null };
     const { system, fixedTokens } = this.systemFor(fixedType);
     const full = documentText(input.text);
     const { maxTokens } = this.queue.model;
     const { enabled, maxChunks } = this.queue.model.chunking;
     const contextSize = this.engine.info.contextSize;
     const hopeless = full.length / MAX_CHARS_PER_TOKEN > (contextSize - fixedTokens - maxTokens) * (enabled ? maxChunks : 1);
-    let fields: Record<string, unknown> | null;
-    if (!enabled || hopeless || fixedTokens + this.engine.countTokens(full) + maxTokens <= contextSize) {
-      fields = await this.engine.withSequence((seq) => this.readWhole(seq, system, full, input, out));
-    } else {
-      fields = await this.readInChunks(system, fixedTokens, input, out);
+    const reading = !enabled || hopeless || fixedTokens + this.engine.countTokens(full) + maxTokens <= contextSize
+      ? await this.engine.withSequence((seq) => this.readWhole(seq, system, full, fixedType, input))
+      : await this.readInChunks(system, fixedTokens, fixedType, input);
+    const { usage, extraction } = reading;
+    const warnings = [...input.text.warnings, ...usage.warnings];
+    let checked: Pick<PipelineOutput, 'checks' | 'grounding'> = { checks: [], grounding: null };
+    if (extraction) {
+      const type = this.config.prompts.types.get(extraction.documentType)!;
+      warnings.push(...normaliseFields(type.schema as Parameters<typeof normaliseFields>[0], extraction.fields));
+      checked = { checks: checkRules(type.rules, extraction.fields), grounding: groundFields(extraction.fields, input.text.pages) };
     }
-    if (!fields || !out.documentType) return out;
-    const type = this.config.prompts.types.get(out.documentType)!;
-    out.warnings.push(...normaliseFields(type.schema as Parameters<typeof normaliseFields>[0], fields));
-    out.checks = checkRules(type.rules, fields);
-    out.grounding = groundFields(fields, input.text.pages);
-    out.fields = fields;
-    return out;
+    return {
+      classification: reading.classification,
+      documentType: extraction?.documentType ?? null,
+      fields: extraction?.fields ?? null,
+      confidence: extraction?.confidence ?? null,
+      fieldPages: extraction?.fieldPages ?? null,
+      chunks: reading.chunks,
+      tokens: usage.tokens,
+      timings: { classifyMs: reading.classifyMs, extractMs: reading.extractMs, validateMs: usage.validateMs },
+      reasks: usage.reasks,
+      ...checked,
+      warnings,
+    };
   }
 
   /**
@@ -131,36 +178,43 @@ export class Pipeline {
     return type;
   }
 
-  /** One conversation: [classify], extract. Returns null for "other". */
-  private async readWhole(seq: ModelSequence, system: string, full: string, input: PipelineInput, out: PipelineOutput): Promise<Record<string, unknown> | null> {
+  /** One conversation: [classify], extract; no extraction for "other". */
+  private async readWhole(seq: ModelSequence, system: string, full: string, fixedType: string | undefined, input: PipelineInput): Promise<Reading> {
     const document = renderDocument(full);
-    let turns: ChatTurn[] = [{ role: 'system', text: system }];
-    if (out.classification.method !== 'fixed') {
-      input.onStage?.('classify');
-      const started = performance.now();
-      turns.push({ role: 'user', text: `${document}\n\n${CLASSIFY_QUESTION}` });
-      const answer = await this.classify(seq, turns, input, out);
-      turns.push({ role: 'model', text: answer });
-      out.timings.classifyMs = Math.round(performance.now() - started);
-      if (!this.config.prompts.types.has(out.classification.label)) return null; // "other"
-      turns.push({ role: 'user', text: extractQuestion(this.typeOf(out.classification.label)) });
+    const turns: ChatTurn[] = [{ role: 'system', text: system }];
+    let classified: Classified;
+    if (fixedType) {
+      classified = { classification: { label: fixedType, method: 'fixed', confidence: null }, answer: '', usage: NO_USAGE, ms: 0 };
+      turns.push({ role: 'user', text: `${document}\n\n${extractQuestion(this.typeOf(fixedType))}` });
     } else {
-      turns.push({ role: 'user', text: `${document}\n\n${extractQuestion(this.typeOf(out.classification.label))}` });
+      input.onStage?.('classify');
+      turns.push({ role: 'user', text: `${document}\n\n${CLASSIFY_QUESTION}` });
+      classified = await this.classify(seq, turns, input);
+      if (!this.config.prompts.types.has(classified.classification.label)) return otherReading(classified); // "other"
+      turns.push({ role: 'model', text: classified.answer }, { role: 'user', text: extractQuestion(this.typeOf(classified.classification.label)) });
     }
-    const type = this.typeOf(out.classification.label);
-    out.documentType = type.name;
+    const type = this.typeOf(classified.classification.label);
     input.onStage?.('extract', { documentType: type.name });
     const started = performance.now();
-    const { fields, confidence } = await this.extractOn(seq, type, turns, input, out);
-    out.timings.extractMs = Math.round(performance.now() - started) - out.timings.validateMs;
+    const extracted = await this.extractOn(seq, type, turns, input);
     const allPages = input.text.pages.map((_, i) => i + 1);
-    out.fieldPages = Object.fromEntries(Object.keys(fields).map((k) => [k, fields[k] === null ? [] : allPages]));
-    out.confidence = confidence;
-    return fields;
+    const { fields } = extracted;
+    return {
+      classification: classified.classification,
+      classifyMs: classified.ms,
+      extraction: {
+        documentType: type.name, fields, confidence: extracted.confidence,
+        fieldPages: Object.fromEntries(Object.keys(fields).map((k) => [k, fields[k] === null ? [] : allPages])),
+      },
+      extractMs: Math.round(performance.now() - started) - extracted.usage.validateMs,
+      chunks: 1,
+      usage: addUsage(classified.usage, extracted.usage),
+    };
   }
 
-  /** The label's JSON text, as the model wrote it (the next turn repeats it verbatim, so it is reused). */
-  private async classify(seq: ModelSequence, turns: ChatTurn[], input: PipelineInput, out: PipelineOutput): Promise<string> {
+  /** The label, and its JSON text as the model wrote it (the next turn repeats it verbatim, so it is reused). */
+  private async classify(seq: ModelSequence, turns: ChatTurn[], input: PipelineInput): Promise<Classified> {
+    const started = performance.now();
     const labels = this.config.prompts.classify.labels;
     let schema = CLASSIFY_SCHEMA_CACHE.get(labels);
     if (!schema) {
@@ -169,34 +223,35 @@ export class Pipeline {
     }
     this.ensureFits(seq, turns, 16, 'classification');
     const answer = await seq.generate(turns, { schema, maxTokens: 16, temperature: 0, signal: input.signal });
-    this.count(out, answer);
     const label = safeJson(answer.text);
     if (typeof label !== 'string' || !labels.includes(label)) {
       throw new DocsiftError('MODEL_OUTPUT_INVALID', `classification answer ${JSON.stringify(answer.text)} is not one of ${labels.join(', ')}`);
     }
-    out.classification = { label, method: 'model', confidence: round(answer.confidence) };
-    return answer.text;
+    return {
+      classification: { label, method: 'model', confidence: round(answer.confidence) },
+      answer: answer.text,
+      usage: { ...NO_USAGE, tokens: tokensOf(answer) },
+      ms: Math.round(performance.now() - started),
+    };
   }
 
   /**
    * Classified on the opening pages (model.classifyChars), then extracted chunk by chunk in
    * parallel sequences, merged in code. Never cuts the document silently.
    */
-  private async readInChunks(system: string, fixedTokens: number, input: PipelineInput, out: PipelineOutput): Promise<Record<string, unknown> | null> {
+  private async readInChunks(system: string, fixedTokens: number, fixedType: string | undefined, input: PipelineInput): Promise<Reading> {
     const { maxTokens, classifyChars } = this.queue.model;
     const { maxChunks, overlapChars } = this.queue.model.chunking;
-    if (out.classification.method !== 'fixed') {
+    let classified: Classified = { classification: { label: fixedType ?? '', method: 'fixed', confidence: null }, answer: '', usage: NO_USAGE, ms: 0 };
+    if (!fixedType) {
       input.onStage?.('classify');
-      const started = performance.now();
       const full = documentText(input.text);
       const opening = full.slice(0, classifyChars);
-      if (opening.length < full.length) out.warnings.push(`CLASSIFIED_ON_OPENING: the classifier read the first ${classifyChars} characters`);
-      await this.engine.withSequence((seq) => this.classify(seq, [{ role: 'system', text: system }, { role: 'user', text: `${renderDocument(opening)}\n\n${CLASSIFY_QUESTION}` }], input, out));
-      out.timings.classifyMs = Math.round(performance.now() - started);
-      if (!this.config.prompts.types.has(out.classification.label)) return null;
+      classified = await this.engine.withSequence((seq) => this.classify(seq, [{ role: 'system', text: system }, { role: 'user', text: `${renderDocument(opening)}\n\n${CLASSIFY_QUESTION}` }], input));
+      if (opening.length < full.length) classified.usage = { ...classified.usage, warnings: [`CLASSIFIED_ON_OPENING: the classifier read the first ${classifyChars} characters`] };
+      if (!this.config.prompts.types.has(classified.classification.label)) return otherReading(classified);
     }
-    const type = this.typeOf(out.classification.label);
-    out.documentType = type.name;
+    const type = this.typeOf(classified.classification.label);
     input.onStage?.('extract', { documentType: type.name });
     const started = performance.now();
     const budget = this.engine.info.contextSize - fixedTokens - maxTokens;
@@ -204,63 +259,60 @@ export class Pipeline {
     if (chunks.length > maxChunks) {
       throw new DocsiftError('DOCUMENT_TOO_LONG', `the document needs ${chunks.length} chunks of ${budget} tokens; the queue allows ${maxChunks} (model.chunking.maxChunks)`);
     }
-    out.chunks = chunks.length;
-    out.warnings.push(`CHUNKED: the document was longer than the context and was read in ${chunks.length} chunks`);
+    const chunked = `CHUNKED: the document was longer than the context and was read in ${chunks.length} chunks`;
     const question = extractQuestion(type);
     const results = await Promise.all(chunks.map((chunk) => this.engine.withSequence((seq) =>
-      this.extractOn(seq, type, [{ role: 'system', text: system }, { role: 'user', text: `${renderDocument(chunk.text)}\n\n${question}` }], input, out))));
+      this.extractOn(seq, type, [{ role: 'system', text: system }, { role: 'user', text: `${renderDocument(chunk.text)}\n\n${question}` }], input))));
     const merged = mergeChunks(results.map((r) => r.fields), chunks);
-    out.warnings.push(...merged.warnings);
+    const warnings = [...merged.warnings];
     // Concatenated arrays may exceed the schema's maxItems: keep the first ones, and say so.
     const props = (type.schema.properties ?? {}) as Record<string, { maxItems?: number }>;
     for (const [key, value] of Object.entries(merged.fields)) {
       const max = props[key]?.maxItems;
       if (Array.isArray(value) && max !== undefined && value.length > max) {
-        out.warnings.push(`CHUNK_ITEMS_CUT: ${key} had ${value.length} items from all chunks; kept the first ${max} (maxItems)`);
+        warnings.push(`CHUNK_ITEMS_CUT: ${key} had ${value.length} items from all chunks; kept the first ${max} (maxItems)`);
         merged.fields[key] = value.slice(0, max);
       }
     }
     const checked = this.validators.get(type.name)!(merged.fields);
     if (!checked.ok) throw new DocsiftError('MODEL_OUTPUT_INVALID', `the merged chunk results do not validate: ${checked.error}`);
-    out.timings.extractMs = Math.round(performance.now() - started) - out.timings.validateMs;
-    out.fieldPages = merged.pages;
-    out.confidence = mergeConfidence(results, checked.value);
-    return checked.value;
+    const usage = [classified.usage, { ...NO_USAGE, warnings: [chunked] }, ...results.map((r) => r.usage), { ...NO_USAGE, warnings }].reduce(addUsage);
+    return {
+      classification: classified.classification,
+      classifyMs: classified.ms,
+      extraction: { documentType: type.name, fields: checked.value, confidence: mergeConfidence(results, checked.value), fieldPages: merged.pages },
+      extractMs: Math.round(performance.now() - started) - usage.validateMs,
+      chunks: chunks.length,
+      usage,
+    };
   }
 
-  private async extractOn(seq: ModelSequence, type: DocTypePrompt, turns: ChatTurn[], input: PipelineInput, out: PipelineOutput): Promise<{ fields: Record<string, unknown>; confidence: Record<string, number> }> {
+  /** The fields of one conversation, validated against the type's schema, re-asking with the error a bounded number of times. */
+  private async extractOn(seq: ModelSequence, type: DocTypePrompt, turns: ChatTurn[], input: PipelineInput): Promise<Extracted> {
     const validate = this.validators.get(type.name)!;
     const { maxTokens, temperature, reasks } = this.queue.model;
     this.ensureFits(seq, turns, maxTokens, 'extraction');
+    let usage = NO_USAGE;
     let conversation = turns;
     let lastError = '';
     for (let attempt = 0; attempt <= reasks; attempt++) {
       const answer = await seq.generate(conversation, { schema: type.schema, maxTokens, temperature, signal: input.signal });
-      this.count(out, answer);
       const started = performance.now();
       const parsed = safeJson(answer.text);
       const checked = parsed === undefined
         ? { ok: false as const, error: answer.truncated ? `the JSON was cut off at maxTokens (${maxTokens})` : 'the answer is not valid JSON' }
         : validate(parsed);
-      out.timings.validateMs += Math.round(performance.now() - started);
-      if (checked.ok) return { fields: checked.value, confidence: roundAll(answer.fieldConfidence) };
+      usage = addUsage(usage, { ...NO_USAGE, tokens: tokensOf(answer), validateMs: Math.round(performance.now() - started) });
+      if (checked.ok) return { fields: checked.value, confidence: roundAll(answer.fieldConfidence), usage };
       lastError = checked.error;
       if (attempt === reasks) break;
       const next: ChatTurn[] = [...conversation, { role: 'model', text: answer.text }, { role: 'user', text: renderReask(checked.error) }];
       // A re-ask that no longer fits the context cannot help; fail with the error we have.
       if (seq.countTokens(next) + maxTokens > seq.contextSize) break;
       conversation = next;
-      out.reasks++;
-      out.warnings.push(`REASKED: ${checked.error}`);
+      usage = addUsage(usage, { ...NO_USAGE, reasks: 1, warnings: [`REASKED: ${checked.error}`] });
     }
-    throw new DocsiftError('MODEL_OUTPUT_INVALID', `the model output did not validate against prompts/${type.name}/schema.json after ${out.reasks} re-ask(s): ${lastError}`);
-  }
-
-  private count(out: PipelineOutput, answer: Answer): void {
-    out.tokens.prompt += answer.promptTokens;
-    out.tokens.reused += answer.reusedTokens;
-    out.tokens.generated += answer.generatedTokens;
-    out.tokens.forced += answer.forcedTokens;
+    throw new DocsiftError('MODEL_OUTPUT_INVALID', `the model output did not validate against prompts/${type.name}/schema.json after ${usage.reasks} re-ask(s): ${lastError}`);
   }
 
   /** Never cut a document silently: if the prompt and the answer do not fit, fail with the numbers. */
@@ -285,7 +337,7 @@ export class Pipeline {
  * Confidence of merged chunk results: a scalar's from the chunk whose value was kept (the first
  * non-null), an array item's from the first chunk that produced that exact item.
  */
-function mergeConfidence(results: ReadonlyArray<{ fields: Record<string, unknown>; confidence: Record<string, number> }>, merged: Record<string, unknown>): Record<string, number> {
+function mergeConfidence(results: ReadonlyArray<Pick<Extracted, 'fields' | 'confidence'>>, merged: Record<string, unknown>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [key, value] of Object.entries(merged)) {
     if (Array.isArray(value)) {
