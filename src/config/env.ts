@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
@@ -15,6 +16,14 @@ export function isPlaceholder(value: string): boolean {
 
 const secret = (min: number) => z.string().min(min, `use at least ${min} characters`)
   .refine((v) => !isPlaceholder(v), 'is a placeholder (change-me, replace-me, …); set a real, random secret');
+/** A DOCSIFT_CALLBACK_HOSTS entry: host name, *.suffix, IP, or CIDR with a prefix that fits the address. */
+function isDeliveryEntry(entry: string): boolean {
+  const [address, prefix, extra] = entry.split('/');
+  const type = isIP(address ?? '');
+  if (type) return extra === undefined && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (type === 4 ? 32 : 128)));
+  return prefix === undefined && /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(entry);
+}
+
 /** The password in a URL's userinfo, if any. */
 const urlPassword = (url: string) => {
   try {
@@ -83,7 +92,8 @@ export const EnvSchema = z.object({
    * public (loopback, private, link-local). Every delivery, queue webhooks too, is refused an
    * address that is not public unless an IP or CIDR entry allows it. Empty: no callbacks.
    */
-  DOCSIFT_CALLBACK_HOSTS: z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).default([]),
+  DOCSIFT_CALLBACK_HOSTS: z.string().transform((s) => s.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean))
+    .pipe(z.array(z.string().refine(isDeliveryEntry, 'each entry is a host name, *.suffix, an IP, or an IP/prefix CIDR'))).default([]),
   /** Shared secret for HMAC-SHA256 signatures of callback deliveries; callbacks are refused without it. */
   DOCSIFT_CALLBACK_SECRET: secret(16).optional(),
   /** PostgreSQL for queues whose outputs include postgres, e.g. postgres://user@127.0.0.1:5432/docsift. */

@@ -116,7 +116,7 @@ export const QueueFileSchema = z.object({
      * own: retried with backoff, then kept in a dead-letter list (docsift deadletter list | replay).
      */
     webhook: z.object({
-      url: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL'),
+      url: z.string().regex(/^https?:\/\//, 'must be an http:// or https:// URL').refine((u) => URL.canParse(u), 'is not a valid URL'),
       attempts: z.number().int().min(1).max(100).default(8),
       backoffMs: z.number().int().min(1).default(2000),
       timeoutMs: z.number().int().min(100).default(10_000),

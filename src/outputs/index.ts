@@ -6,7 +6,7 @@ export { OutboxOutput } from './outboxOutput.js';
 export { createPool, migrate, MIGRATIONS, PostgresOutput } from './postgresOutput.js';
 export { RedisOutput } from './redisOutput.js';
 export { createDeliveryQueue, Delivery, DELIVERY_QUEUE, DeliveryError, post } from './webhook/deliveries.js';
-export { assertDestination, deliveryPolicy, redactUrl } from './webhook/destination.js';
+export { assertDestination, deliveryPolicy, deliveryUrlForLogs } from './webhook/destination.js';
 export type { DeliveryPolicy } from './webhook/destination.js';
 export type { DeadLetter } from './webhook/deliveries.js';
 export { DELIVERY_HEADER, KIND_HEADER, sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';

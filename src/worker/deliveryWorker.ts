@@ -3,7 +3,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
-import { Delivery, DELIVERY_QUEUE, DeliveryError, post, redactUrl, type DeadLetter, type DeliveryPolicy } from '../outputs/index.js';
+import { Delivery, DELIVERY_QUEUE, DeliveryError, post, deliveryUrlForLogs, type DeadLetter, type DeliveryPolicy } from '../outputs/index.js';
 import type { Keys } from '../queue/index.js';
 
 /**
@@ -41,13 +41,13 @@ export function startDeliveryWorker(deps: DeliveryWorkerDeps): Worker<Delivery> 
       throw err;
     }
     deps.metrics.deliveries.inc({ kind: delivery.kind, result: 'delivered' });
-    log.info({ documentId: delivery.documentId, url: redactUrl(delivery.url), kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
+    log.info({ documentId: delivery.documentId, url: deliveryUrlForLogs(delivery.url), kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
   }, { connection: deps.redis, prefix: deps.keys.bull, concurrency: deps.concurrency ?? 8 });
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);
     deps.metrics.deliveries.inc({ kind: job.data.kind, result: final ? 'dead_lettered' : 'failed' });
-    log.warn({ documentId: job.data.documentId, url: redactUrl(job.data.url), attempts: job.attemptsMade, final, err: err.message }, 'delivery failed');
+    log.warn({ documentId: job.data.documentId, url: deliveryUrlForLogs(job.data.url), attempts: job.attemptsMade, final, err: err.message }, 'delivery failed');
     if (!final) return;
     const entry: DeadLetter = {
       id: randomBytes(6).toString('hex'),

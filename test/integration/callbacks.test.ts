@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/infra/metrics.js';
-import { assertDestination, createDeliveryQueue, deliveryPolicy, redactUrl } from '../../src/outputs/index.js';
+import { assertDestination, createDeliveryQueue, deliveryPolicy, deliveryUrlForLogs } from '../../src/outputs/index.js';
 import { connectRedis, createRedis, keys as makeKeys } from '../../src/queue/index.js';
 import { startDeliveryWorker } from '../../src/worker/deliveryWorker.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
@@ -42,7 +42,7 @@ describe('where deliveries may go', () => {
     }
     // A private address named as a literal needs an IP or CIDR entry, not just a name.
     expect(() => assertDestination(deliveryPolicy(['192.168.1.9'], []), 'http://192.168.1.10/')).toThrow('not an allowed callback host');
-    expect(redactUrl('https://user:pw@erp.example.com/cb/7?token=secret#x')).toBe('https://erp.example.com/cb/7?…');
+    expect(deliveryUrlForLogs('https://user:pw@erp.example.com/cb/7?token=secret#x')).toBe('https://erp.example.com/cb/7?…');
   });
 
   it('refuses a callback at enqueue: an unlisted host, or callbacks off without their secret', async () => {

@@ -1,5 +1,5 @@
 import type { DeadLetter } from '../../outputs/index.js';
-import { createDeliveryQueue, redactUrl } from '../../outputs/index.js';
+import { createDeliveryQueue, deliveryUrlForLogs } from '../../outputs/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
 /** Lists webhook and callback deliveries that failed their last attempt. */
@@ -10,7 +10,7 @@ export async function deadletterListCommand(options: { json: boolean }): Promise
     const entries = (await redis.lrange(rt.keys.deadLetters, 0, -1)).map((e) => JSON.parse(e) as DeadLetter);
     for (const e of entries) {
       if (options.json) process.stdout.write(JSON.stringify(e) + '\n');
-      else process.stdout.write(`${e.id}  ${e.failedAt}  ${e.delivery.kind} ${redactUrl(e.delivery.url)}  ${e.delivery.documentId}  after ${e.attempts} attempt(s): ${e.error}\n`);
+      else process.stdout.write(`${e.id}  ${e.failedAt}  ${e.delivery.kind} ${deliveryUrlForLogs(e.delivery.url)}  ${e.delivery.documentId}  after ${e.attempts} attempt(s): ${e.error}\n`);
     }
     if (!options.json && entries.length === 0) process.stdout.write('no dead-lettered deliveries\n');
     return 0;
@@ -34,7 +34,7 @@ export async function deadletterReplayCommand(ids: string[], options: { all: boo
       // Remove only this entry (LREM by value): replays never lose entries added meanwhile.
       await redis.lrem(rt.keys.deadLetters, 1, raw);
       replayed++;
-      process.stdout.write(`replaying ${entry.id}: ${redactUrl(entry.delivery.url)} ${entry.delivery.documentId}\n`);
+      process.stdout.write(`replaying ${entry.id}: ${deliveryUrlForLogs(entry.delivery.url)} ${entry.delivery.documentId}\n`);
     }
     const missing = options.all ? 0 : ids.length - replayed;
     if (missing > 0) process.stderr.write(`docsift: ${missing} id(s) not in the dead-letter list\n`);

@@ -165,6 +165,44 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
     statusUrl: `/v1/documents/${o.documentId}`, resultUrl: `/v1/documents/${o.documentId}/result`,
   });
 
+  /** Files streamed into the store, then enqueued to the form's queue; what is not enqueued is discarded. */
+  const enqueueUploaded = async (parts: AsyncIterableIterator<Multipart>) => {
+    const upload = await receiveUpload(parts, uploadStore, uploadLimits);
+    const documents = [];
+    try {
+      const q = queueOf(upload.fields.queue);
+      while (upload.files.length) {
+        const file = upload.files.shift()!;
+        const outcome = await q.enqueuer.enqueueStaged(file.staged, {
+          filename: file.filename, source: 'api', metadata: upload.fields.metadata ?? {}, force: upload.fields.force,
+          ...(upload.fields.callbackUrl ? { callbackUrl: upload.fields.callbackUrl } : {}),
+          ...(upload.fields.priority ? { priority: upload.fields.priority } : {}),
+        });
+        documents.push(describe(outcome, file.filename, q.config.name));
+      }
+    } finally {
+      for (const file of upload.files) await file.staged.discard().catch(() => undefined);
+    }
+    return documents;
+  };
+
+  /** A file under DOCSIFT_API_ROOTS (relative paths under the first), opened once and checked as opened. */
+  const enqueueByPath = async (body: z.infer<typeof PathBody> | null | undefined) => {
+    if (!body) throw new DocsiftError('BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
+    const q = queueOf(body.queue);
+    const roots = config.env.DOCSIFT_API_ROOTS;
+    if (roots.length === 0) throw new DocsiftError('PATH_NOT_ALLOWED', 'body.path: this API accepts uploads only: no DOCSIFT_API_ROOTS are configured');
+    const requested = path.isAbsolute(body.path) || body.path.split(/[\\/]/).includes('..') ? body.path : path.join(path.resolve(roots[0]!), body.path);
+    const file = await readFileUnderRoots(requested, roots, q.config.limits.maxBytes);
+    const filename = path.basename(file.realPath);
+    const outcome = await q.enqueuer.enqueue({
+      bytes: file.bytes, filename, source: 'api', metadata: body.metadata ?? {}, force: body.force,
+      ...(body.callbackUrl ? { callbackUrl: body.callbackUrl } : {}),
+      ...(body.priority ? { priority: body.priority } : {}),
+    });
+    return [describe(outcome, filename, q.config.name)];
+  };
+
   app.post('/v1/documents', {
     schema: {
       summary: 'Enqueue documents',
@@ -175,39 +213,8 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
       response: { 202: Accepted, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 413: ErrorBody },
     },
   }, async (req, reply) => {
-    if (req.isMultipart()) {
-      const upload = await receiveUpload(req.parts(), uploadStore, uploadLimits);
-      const documents = [];
-      try {
-        const q = queueOf(upload.fields.queue);
-        while (upload.files.length) {
-          const file = upload.files.shift()!;
-          const outcome = await q.enqueuer.enqueueStaged(file.staged, {
-            filename: file.filename, source: 'api', metadata: upload.fields.metadata ?? {}, force: upload.fields.force,
-            ...(upload.fields.callbackUrl ? { callbackUrl: upload.fields.callbackUrl } : {}),
-            ...(upload.fields.priority ? { priority: upload.fields.priority } : {}),
-          });
-          documents.push(describe(outcome, file.filename, q.config.name));
-        }
-      } finally {
-        for (const file of upload.files) await file.staged.discard().catch(() => undefined);
-      }
-      return reply.code(202).send({ documents });
-    }
-    const body = req.body;
-    if (!body) throw new DocsiftError('BAD_REQUEST', 'body: send multipart/form-data with files, or JSON with a path');
-    const q = queueOf(body.queue);
-    const roots = config.env.DOCSIFT_API_ROOTS;
-    if (roots.length === 0) throw new DocsiftError('PATH_NOT_ALLOWED', 'body.path: this API accepts uploads only: no DOCSIFT_API_ROOTS are configured');
-    // Relative paths are under the first root; the file is opened once and checked as opened.
-    const requested = path.isAbsolute(body.path) || body.path.split(/[\\/]/).includes('..') ? body.path : path.join(path.resolve(roots[0]!), body.path);
-    const file = await readFileUnderRoots(requested, roots, q.config.limits.maxBytes);
-    const outcome = await q.enqueuer.enqueue({
-      bytes: file.bytes, filename: path.basename(file.realPath), source: 'api', metadata: body.metadata ?? {}, force: body.force,
-      ...(body.callbackUrl ? { callbackUrl: body.callbackUrl } : {}),
-      ...(body.priority ? { priority: body.priority } : {}),
-    });
-    return reply.code(202).send({ documents: [describe(outcome, path.basename(file.realPath), q.config.name)] });
+    const documents = req.isMultipart() ? await enqueueUploaded(req.parts()) : await enqueueByPath(req.body);
+    return reply.code(202).send({ documents });
   });
 
   const bullQueues = new Map([...queues].map(([name, q]) => [name, q.queue]));

@@ -5,7 +5,7 @@ import type { Keys } from '../../queue/index.js';
 import http from 'node:http';
 import https from 'node:https';
 import { DocsiftError } from '../../infra/errors.js';
-import { assertDestination, checkedLookup, redactUrl, type DeliveryPolicy } from './destination.js';
+import { assertDestination, checkedLookup, deliveryUrlForLogs, type DeliveryPolicy } from './destination.js';
 import { DELIVERY_HEADER, KIND_HEADER, sign, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './signature.js';
 
 /**
@@ -96,7 +96,7 @@ export async function post(out: Outgoing, policy: DeliveryPolicy): Promise<void>
     req.on('error', (err) => reject(err instanceof DocsiftError ? new DeliveryError(err.message, true) : err));
     req.end(out.body);
   });
-  const shown = redactUrl(out.url);
+  const shown = deliveryUrlForLogs(out.url);
   if (status >= 300 && status < 400) throw new DeliveryError(`${shown} answered HTTP ${status}; redirects are not followed (give the final URL)`, true);
   if (status < 200 || status >= 300) throw new DeliveryError(`${shown} answered HTTP ${status}`, false);
 }

@@ -111,8 +111,8 @@ export function checkedLookup(policy: DeliveryPolicy): net.LookupFunction {
   }) as net.LookupFunction;
 }
 
-/** A URL as logs and listings show it: no credentials, no query (tokens live there), no fragment. */
-export function redactUrl(raw: string): string {
+/** A delivery URL as logs and listings show it: no credentials, no query (tokens live there), no fragment. (Redis URLs: queue/connection.ts redactUrl.) */
+export function deliveryUrlForLogs(raw: string): string {
   try {
     const url = new URL(raw);
     return `${url.protocol}//${url.host}${url.pathname}${url.search ? '?…' : ''}`;

@@ -60,6 +60,12 @@ describe('configuration', () => {
       expect(err.key, key).toMatch(new RegExp(`^${key}`));
       expect(err.message, key).toContain('placeholder');
     }
+    // Delivery allowlist entries are checked when the configuration is read, not at the first delivery.
+    for (const bad of ['10.0.0.0/99', 'bad host', 'https://erp.example.com', '10.0.0.1/8/2']) {
+      expect(configError(() => parseEnv({ DOCSIFT_CALLBACK_HOSTS: bad })).key, bad).toMatch(/^DOCSIFT_CALLBACK_HOSTS/);
+    }
+    expect(parseEnv({ DOCSIFT_CALLBACK_HOSTS: 'ERP.example.com, *.corp.example,10.1.0.0/16,fd00::/8,127.0.0.1' }).DOCSIFT_CALLBACK_HOSTS)
+      .toEqual(['erp.example.com', '*.corp.example', '10.1.0.0/16', 'fd00::/8', '127.0.0.1']);
     // Real random values pass.
     expect(parseEnv({ DOCSIFT_WEBHOOK_SECRET: 'f3Kq9xT2mV7pL0sZ', REDIS_URL: 'rediss://:s3cr3t-Xy9@redis:6380' }).REDIS_URL).toBe('rediss://:s3cr3t-Xy9@redis:6380');
   });
