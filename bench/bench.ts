@@ -1,6 +1,6 @@
 /**
- * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N] [-- --shape smollm2-135m|qwen2.5-0.5b]
- *               [-- --skip queue,pdf,rss] [-- --only queue|rss]
+ * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N] [-- --shape smollm2-135m|qwen2.5-0.5b|qwen2.5-1.5b]
+ *               [-- --tokenizer qwen|llama3] [-- --skip queue,pdf,rss] [-- --only queue|rss]
  *
  * Measures, in one run on this machine, how close docsift gets to what the model alone can do,
  * and what each trick buys. docs/BENCHMARKS.md explains every figure. Prints a table, writes the
@@ -19,14 +19,14 @@ import { getQueue, loadConfig, type Config, type QueueConfig } from '../src/conf
 import { Enqueuer, waitForDocuments } from '../src/ingest/index.js';
 import { createLogger } from '../src/infra/logger.js';
 import { Metrics } from '../src/infra/metrics.js';
-import { makeLlamaModel, ModelEngine, type Engine, type LlamaShape } from '../src/model/index.js';
+import { makeLlamaModel, ModelEngine, readHfTokenizer, type DecoderKind, type Engine, type LlamaShape } from '../src/model/index.js';
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
 import { TextExtractor } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
 import { documentsQueue } from '../test/helpers/stack.js';
-import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, uniquePrefix } from '../test/helpers/testEnv.js';
+import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, tokenizerDir, TOKENIZERS, uniquePrefix, type TokenizerName } from '../test/helpers/testEnv.js';
 import { spawnWorker } from '../test/helpers/workers.js';
 import { InstantEngine } from './instantEngine.js';
 import { invoiceText } from './invoices.js';
@@ -38,6 +38,7 @@ const { values: args } = parseArgs({ options: {
   sequences: { type: 'string' },
   docs: { type: 'string' },
   shape: { type: 'string', default: 'smollm2-135m' },
+  tokenizer: { type: 'string' },
   skip: { type: 'string', default: '' },
 } });
 const quick = args.quick!;
@@ -46,7 +47,11 @@ const quick = args.quick!;
 const SHAPES: Record<string, { name: string; shape: LlamaShape }> = {
   'smollm2-135m': { name: 'SmolLM2-135M shape', shape: { nEmbd: 576, nLayer: 30, nHead: 9, nHeadKv: 3, nFf: 1536, nVocab: 49152, contextLength: 8192 } },
   'qwen2.5-0.5b': { name: 'Qwen2.5-0.5B shape', shape: { nEmbd: 896, nLayer: 24, nHead: 14, nHeadKv: 2, nFf: 4864, nVocab: 151936, contextLength: 32768 } },
+  'qwen2.5-1.5b': { name: 'Qwen2.5-1.5B shape', shape: { nEmbd: 1536, nLayer: 28, nHead: 12, nHeadKv: 2, nFf: 8960, nVocab: 151936, contextLength: 32768 } },
 };
+/** A real tokenizer (vocabulary, merges, chat template) instead of the made-up word-piece vocabulary. */
+const TOKENIZER = args.tokenizer as TokenizerName | undefined;
+if (TOKENIZER !== undefined && !(TOKENIZER in TOKENIZERS)) throw new Error(`--tokenizer must be one of ${Object.keys(TOKENIZERS).join(', ')}`);
 const chosen = SHAPES[args.shape!];
 if (!chosen) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
 const SHAPE: LlamaShape = quick ? { ...chosen.shape, nLayer: 2 } : chosen.shape;
@@ -92,8 +97,21 @@ function configFor(queues: Record<string, Record<string, unknown>>, prefix: stri
 // DOCS measured documents, then one warm-up document per sequence of the widest run.
 const texts = Array.from({ length: DOCS + Math.max(...SEQUENCES) }, (_, i) => invoiceText(i, quick ? 0.4 : 1));
 
-/** The realistic model: random Q8_0 weights, real dimensions, a subword vocabulary of the prompts' words. */
+/**
+ * The realistic model: random Q8_0 weights, real dimensions, and either a real tokenizer
+ * (--tokenizer) or a subword vocabulary of the prompts' words.
+ */
 function benchModel(config: Config): string {
+  if (TOKENIZER) {
+    const file = path.join(os.tmpdir(), `docsift-bench-${args.shape}-${TOKENIZER}-${quick ? 'quick' : 'full'}-v1.gguf`);
+    if (!fs.existsSync(file)) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      const t = TOKENIZERS[TOKENIZER];
+      makeLlamaModel(tmp, { shape: SHAPE, type: 'Q8_0', biasOutput: true, tokenizer: readHfTokenizer(tokenizerDir(TOKENIZER), t.pre), name: `${SHAPE_NAME}, ${t.name}` });
+      fs.renameSync(tmp, file);
+    }
+    return file;
+  }
   const keys = [...config.prompts.types.values()].flatMap((t) => schemaKeys(t.schema)).map((k) => `"${k}":`);
   const corpus = [renderSystemPrompt([...config.prompts.types.values()], config.prompts), ...texts.slice(0, 8), ...keys, 'null'].join(' ');
   const vocabulary = wordPieces(corpus);
@@ -125,10 +143,10 @@ function wordPieces(text: string): string[] {
 interface RawResult { docsPerS: number; evaluatedPerS: number; generatedPerS: number; promptPerDoc: number; evaluatedPerDoc: number; generatedPerDoc: number; forcedPerDoc: number; msPerDoc: number; loopDelayP99Ms: number; loopDelayMaxMs: number }
 
 /** The model alone: the same engine and prompts driven in-process, `sequences` documents at a time. */
-async function raw(config: Config, queue: QueueConfig, modelPath: string, sequences: number, tuning: { prefixReuse?: boolean; jumpForward?: boolean } = {}): Promise<RawResult> {
-  const engine = await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, ...tuning });
+async function raw(config: Config, queue: QueueConfig, modelPath: string, sequences: number, tuning: { prefixReuse?: boolean; decoder?: DecoderKind } = {}): Promise<RawResult> {
+  const engine = await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, prefixReuse: tuning.prefixReuse ?? true });
   try {
-    const pipeline = new Pipeline(config, queue, engine);
+    const pipeline = new Pipeline(config, { ...queue, model: { ...queue.model, decoder: tuning.decoder ?? 'walk' } }, engine);
     const doc = (t: string) => ({ text: { format: 'text' as const, pages: [t], chars: t.length, warnings: [] } });
     // Warm-up: one document per sequence, so each holds the fixed prefix as in a running worker.
     await Promise.all(texts.slice(DOCS, DOCS + sequences).map((t) => pipeline.run(doc(t))));
@@ -411,9 +429,10 @@ async function main(): Promise<void> {
   const noReuse = await raw(config, queue, modelPath, 1, { prefixReuse: false });
   report('prefix reuse on vs off: prompt tokens evaluated per document', `${one.promptPerDoc.toFixed(0)} vs ${noReuse.promptPerDoc.toFixed(0)}`);
   report('prefix reuse on vs off: documents/s', `${one.docsPerS.toFixed(2)} vs ${noReuse.docsPerS.toFixed(2)}`);
-  const noJump = await raw(config, queue, modelPath, 1, { jumpForward: false });
-  report('jump-forward on vs off: decode steps per document', `${one.generatedPerDoc.toFixed(0)} vs ${noJump.generatedPerDoc.toFixed(0)}`);
-  report('jump-forward on vs off: ms per document', `${one.msPerDoc.toFixed(0)} vs ${noJump.msPerDoc.toFixed(0)}`);
+  const noJump = await raw(config, queue, modelPath, 1, { decoder: 'grammar' });
+  report('decoder walk vs grammar: decode steps per document', `${one.generatedPerDoc.toFixed(0)} vs ${noJump.generatedPerDoc.toFixed(0)}`);
+  report('decoder walk vs grammar: answer tokens per document', `${(one.generatedPerDoc + one.forcedPerDoc).toFixed(0)} vs ${noJump.generatedPerDoc.toFixed(0)}`);
+  report('decoder walk vs grammar: ms per document', `${one.msPerDoc.toFixed(0)} vs ${noJump.msPerDoc.toFixed(0)}`);
 
   // Work: model evaluations per document against the floor (read the text once, write each value once).
   const valueTokens = one.generatedPerDoc;
@@ -446,7 +465,7 @@ async function main(): Promise<void> {
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
-    machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' } },
+    machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' }, tokenizer: TOKENIZER ?? 'word pieces of the prompts' },
     quick,
     documents_per_run: DOCS,
     seconds: Math.round((performance.now() - startedAll) / 1000),

@@ -38,7 +38,7 @@ export class InstantEngine implements Engine {
         countTokens: (turns: ChatTurn[]) => turns.reduce((n, t) => n + this.countTokens(t.text), 0),
         generate: async (_turns, options): Promise<Answer> => {
           const text = this.answer(options.schema as Parameters<InstantEngine['answer']>[0]);
-          return { text, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, forcedTokens: 0, evaluatedTokens: 0, truncated: false, confidence: 1, fieldConfidence: {} };
+          return { text, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, forcedTokens: 0, tokens: [], evaluatedTokens: 0, truncated: false, confidence: 1, fieldConfidence: {} };
         },
       });
     } finally {

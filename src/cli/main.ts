@@ -154,7 +154,8 @@ program.command('eval')
   .option('--results <file>', 'score these result records (JSON lines, e.g. from enqueue --wait --json or --save-results) instead of running the model')
   .option('--save-results <file>', 'write the produced records as JSON lines, to score again later with --results')
   .option('--report <file>', 'write the full report as JSON')
-  .addHelpText('after', '\nRuns the text stage and pipeline in this process with DOCSIFT_MODEL (no Redis or worker needed). Values are compared after normalising numbers, dates and whitespace.')
+  .addOption(new Option('--decoder <kind>', 'decode with this instead of the queue\'s model.decoder: walk (jump-forward) or grammar (every token sampled, the reference)').choices(['walk', 'grammar']))
+  .addHelpText('after', '\nRuns the text stage and pipeline in this process with DOCSIFT_MODEL (no Redis or worker needed). Values are compared after normalising numbers, dates and whitespace. A table of confidence buckets against exact match follows, to choose review.minConfidence from.')
   .action(action(evalCommand));
 
 const reviewCmd = program.command('review').description('Results held for review (queue option review): list, show, accept or correct them.');
@@ -195,9 +196,11 @@ deadletter.command('replay')
   .action(action(deadletterReplayCommand));
 
 program.command('make-test-model')
-  .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary; meaningless output; drives the real inference path offline).')
+  .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary, or a real tokenizer; meaningless output; drives the real inference path offline).')
   .argument('<path>', 'output .gguf file')
-  .addOption(new Option('--quant <type>', 'weight type').choices(['f32', 'q8_0']).default('f32'))
+  .addOption(new Option('--quant <type>', 'weight type (q8_0 always with --tokenizer)').choices(['f32', 'q8_0']).default('f32'))
+  .option('--tokenizer <dir>', 'a folder with a Hugging Face tokenizer.json and tokenizer_config.json (BPE): the model gets its vocabulary, merges, special tokens and chat template')
+  .option('--pre <name>', 'llama.cpp pre-tokenizer for --tokenizer: qwen2, llama-bpe, smollm, ...', 'qwen2')
   .action(action(makeTestModelCommand));
 
 await program.parseAsync();

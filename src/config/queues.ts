@@ -33,6 +33,12 @@ export const QueueFileSchema = z.object({
     maxTokens: z.number().int().min(16).default(1024),
     /** 0 = greedy, so the same document and model give the same result. */
     temperature: z.number().min(0).max(2).default(0),
+    /**
+     * "walk": the schema's fixed text is appended without sampling (jump-forward) and only values
+     * are sampled, in the model's natural tokens. "grammar": node-llama-cpp's JSON-schema grammar
+     * with every token sampled; the reference to compare against (docsift eval --decoder).
+     */
+    decoder: z.enum(['walk', 'grammar']).default('walk'),
     /** Re-asks carrying the validation error before MODEL_OUTPUT_INVALID. */
     reasks: z.number().int().min(0).max(5).default(1),
     /** Characters of the document's opening the classifier reads. */

@@ -1,45 +1,60 @@
-import { LlamaGrammarEvaluationState, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
+import { firstChars, type AnswerNode } from './answerGrammar.js';
 
 /**
- * Schema-constrained JSON generation on one sequence, with jump-forward decoding.
+ * Schema-constrained JSON generation on one sequence.
  *
- * A plain grammar loop samples every token of the answer, one decode step each, including the
- * keys, braces, quotes and commas that the schema already fixes. Here the schema is walked
- * instead: text the schema admits in only one way (`{"invoice_number": `, `, "lines": [`, `}`) is
- * appended in one batched evaluation together with the previous value's last token, and only
- * values are sampled, each under a grammar for that value's own schema. Array lengths are the
- * model's choice (`]` or another item), sampled under a two-way grammar.
+ * "walk" (the default): one grammar for the whole answer constrains every sampled token, and the
+ * schema is walked alongside, so text the schema admits in only one way (`,"date":`, `}`, the rest
+ * of `null` after `n`, an enum's common prefix) is appended in one batched evaluation instead of
+ * one decode step per token (jump-forward). Only values and array lengths are sampled.
  *
- * Walking the schema also tells which tokens belong to which field, so each value's joint
- * probability under the constrained distribution is its confidence (issue 7), for free.
+ * Tokens are the model's natural ones: because the grammar spans the whole answer, a sampled token
+ * may run from a value into the text after it (`","`, `"}]`, `1,"`), and the last token of every
+ * fixed stretch is held back (not evaluated) so the model may write it merged with what follows
+ * (`":"` rather than `":` then `"`). Numbers end on their delimiter, never on end-of-generation.
+ *
+ * "grammar": node-llama-cpp's own JSON-schema grammar, every token sampled one step each; the
+ * reference to measure the walk against, on the same documents and model.
+ *
+ * Both count forced and sampled tokens against maxTokens and never let the context shift: a
+ * sequence that fills up is cut off (truncated), never slid, so the prompt is never erased.
  */
 
+export type DecoderKind = 'walk' | 'grammar';
+
 export interface DecodeOptions {
-  /** The grammar form of the schema (toGrammarSchema). */
-  schema: Record<string, unknown>;
+  decoder: DecoderKind;
+  /** The answer's shape (compileAnswer), walked by "walk". */
+  answer: AnswerNode;
+  /** The whole-answer grammar of the chosen decoder. */
+  grammar: LlamaGrammar;
+  /** Tokens of the answer at most, forced and sampled together. */
   maxTokens: number;
   temperature: number;
-  /** false: sample the whole answer under one grammar, one token per step (the bench's baseline). */
-  jumpForward: boolean;
   signal?: AbortSignal | undefined;
-  grammarFor(schema: Record<string, unknown>): Promise<LlamaGrammar>;
-  /** `]` or another object item: "first" after `[`, "next" after an item. */
-  choiceGrammar(kind: 'first' | 'next'): Promise<LlamaGrammar>;
+  /**
+   * Tests only: a token to favour at each step, given the answer's tokens so far (teacher forcing
+   * a random-weight model through the real grammar and sampler).
+   */
+  steer?: ((answerTokens: readonly Token[]) => Token | undefined) | undefined;
 }
 
 export interface Decoded {
   text: string;
-  /** Tokens sampled, one decode step each (end-of-value tokens included). */
+  /** The answer's tokens in order, forced and sampled, as the sequence holds them. */
+  tokens: Token[];
+  /** Tokens sampled, one decode step each. */
   sampledTokens: number;
-  /** Tokens the schema fixed, appended in batches without sampling. */
+  /** Tokens the schema fixed, appended without sampling (the last ones of the answer included). */
   forcedTokens: number;
-  /** Tokens the model evaluated: the prompt passed in, forced tokens and sampled ones (not the final end-of-value ones). */
+  /** Tokens the model evaluated: the prompt passed in, forced tokens and sampled ones. */
   evaluatedTokens: number;
-  /** Stopped at maxTokens: the JSON is cut off. */
+  /** Stopped at maxTokens or at the end of the context: the JSON is cut off. */
   truncated: boolean;
-  /** Joint probability of every sampled token of the answer. */
+  /** The lowest confidence of any value (1 when no value was sampled). */
   confidence: number;
-  /** Per value ("vendor", "lines.0.amount"): the joint probability of its tokens. Empty without jump-forward. */
+  /** Per value ("vendor", "lines.0.amount"): see Run.attribute. Empty for "grammar". */
   fieldConfidence: Record<string, number>;
 }
 
@@ -50,136 +65,324 @@ export async function decodeJson(sequence: LlamaContextSequence, prompt: Token[]
   if (prompt.length === 0) throw new Error('decodeJson needs at least one prompt token to sample from');
   const run = new Run(sequence, prompt, options);
   try {
-    if (options.jumpForward) await run.value(options.schema, '');
-    else await run.sample(await options.grammarFor(options.schema), '');
+    if (options.decoder === 'walk') {
+      await run.value(options.answer, '');
+      run.finish();
+    } else {
+      await run.sampleToEnd();
+    }
   } catch (err) {
     if (!(err instanceof Truncated)) throw err;
     run.truncated = true;
   } finally {
     await run.close();
   }
+  const fields = Object.values(run.fieldLogp);
   return {
     text: run.text,
+    tokens: run.tokens,
     sampledTokens: run.sampled,
     forcedTokens: run.forced,
     evaluatedTokens: run.evaluated,
     truncated: run.truncated,
-    confidence: Math.exp(run.logp),
-    fieldConfidence: run.fieldConfidence,
+    confidence: Math.exp(Math.min(run.rootLogp, ...fields)),
+    fieldConfidence: Object.fromEntries(Object.entries(run.fieldLogp).map(([p, l]) => [p, Math.exp(l)])),
   };
 }
 
-type Schema = Record<string, unknown>;
+interface Step {
+  token: Token;
+  /** log p of the token under the grammar-masked distribution at temperature 1. */
+  logp: number;
+}
 
 class Run {
+  /** The answer as the walker has read it (forced text included). */
   text = '';
+  readonly tokens: Token[] = [];
   sampled = 0;
   forced = 0;
   evaluated = 0;
-  logp = 0;
   truncated = false;
-  readonly fieldConfidence: Record<string, number> = {};
+  /** Per value path: the lowest log-probability of its content tokens. */
+  readonly fieldLogp: Record<string, number> = {};
+  rootLogp = 0;
   private readonly model: LlamaModel;
-  /** Tokens to evaluate with the next sampling step: the prompt, the last sampled token, forced text. */
+  private readonly state: LlamaGrammarEvaluationState;
+  /** Sampled text the walker has not read yet. */
+  private buf = '';
+  /** Text the schema fixed, read by the walker, not yet evaluated. */
+  private queue = '';
+  /** Held-back fixed text: the model's next token must start with it (or be a prefix of it). */
+  private lag = '';
+  /** Tokens to evaluate before the next sample: the prompt, the last sampled token, forced tokens. */
   private pending: Token[];
-  private pendingForced = 0;
-  private grammarState: LlamaGrammarEvaluationState | undefined;
-  private generator: AsyncGenerator<{ token: Token; confidence: number }, void, Token[]> | undefined;
+  /** Sampled tokens whose text is not complete UTF-8 yet. */
+  private undecoded: Token[] = [];
+  private ended = false;
+  /** The value the walker is reading: sampled tokens count toward its confidence; null between values. */
+  private at: string | null = null;
+  private generator: AsyncGenerator<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void, Token[]> | undefined;
 
   constructor(private readonly sequence: LlamaContextSequence, prompt: Token[], private readonly options: DecodeOptions) {
     this.model = sequence.model;
     this.pending = prompt;
+    this.state = new LlamaGrammarEvaluationState({ model: this.model, grammar: options.grammar });
   }
 
-  async value(schema: Schema, path: string, opened = false): Promise<void> {
-    if (isObject(schema)) return this.object(schema, path, opened);
-    if (isArrayOfObjects(schema)) return this.array(schema, path);
-    await this.sample(await this.options.grammarFor(schema), path);
+  // ---- the walk: reads the answer through the schema, forcing what it fixes -------------------
+
+  async value(node: AnswerNode, path: string): Promise<void> {
+    switch (node.kind) {
+      case 'object': return this.object(node, path);
+      case 'array': return this.array(node, path);
+      case 'string': return this.content(path, () => this.string());
+      case 'number': return this.content(path, () => this.number());
+      case 'literal': return this.content(path, () => this.literal(node.texts));
+      case 'alt': {
+        // The model's first character picks the alternative: a content decision (null or a value).
+        const option = await this.content(path, async () => {
+          const c = await this.peek();
+          const first = c !== undefined && /[-0-9]/.test(c) ? '0' : c;
+          return node.options.find((o) => first !== undefined && firstChars(o).has(first));
+        });
+        if (!option) throw new Error(`decoder: the grammar admitted ${JSON.stringify(this.buf[0])} where ${path || 'the answer'} starts`);
+        return this.value(option, path);
+      }
+    }
   }
 
-  private async object(schema: Schema, path: string, opened: boolean): Promise<void> {
-    const properties = schema.properties as Record<string, Schema>;
+  private async object(node: Extract<AnswerNode, { kind: 'object' }>, path: string): Promise<void> {
     let first = true;
-    for (const [key, sub] of Object.entries(properties)) {
-      this.force(`${first ? (opened ? '' : '{') : ','}${JSON.stringify(key)}:`);
+    for (const [key, sub] of node.properties) {
+      this.expect(`${first ? '{' : ','}${JSON.stringify(key)}:`);
       first = false;
       await this.value(sub, path ? `${path}.${key}` : key);
     }
-    this.force('}');
+    this.expect('}');
   }
 
-  private async array(schema: Schema, path: string): Promise<void> {
-    const min = typeof schema.minItems === 'number' ? schema.minItems : 0;
-    const max = typeof schema.maxItems === 'number' ? schema.maxItems : Infinity;
-    const items = schema.items as Schema;
-    this.force('[');
-    for (let i = 0; i < max; i++) {
-      if (i < min) {
-        this.force(i === 0 ? '{' : ',{');
-      } else {
-        const choice = await this.sample(await this.options.choiceGrammar(i === 0 ? 'first' : 'next'), '');
-        if (choice.trimEnd().endsWith(']')) return;
-      }
-      await this.object(items, `${path}.${i}`, true);
+  private async array(node: Extract<AnswerNode, { kind: 'array' }>, path: string): Promise<void> {
+    this.expect('[');
+    for (let i = 0; i < node.max; i++) {
+      // Whether there is another item is the model's choice once minItems are written.
+      if (i >= node.min && (await this.peek()) === ']') break;
+      if (i > 0) this.expect(',');
+      await this.value(node.items, `${path}.${i}`);
     }
-    this.force(']');
+    this.expect(']');
   }
 
-  private force(text: string): void {
-    this.text += text;
-    const tokens = this.model.tokenize(text, false, 'trimLeadingSpace');
-    this.pending.push(...tokens);
-    this.pendingForced += tokens.length;
+  private async string(): Promise<void> {
+    this.expect('"');
+    for (;;) {
+      const c = await this.read();
+      if (c === '"') return;
+      if (c === '\\') await this.read();
+    }
+  }
+
+  /** A number is over when the next character is not part of it: the delimiter the model wrote after it. */
+  private async number(): Promise<void> {
+    for (;;) {
+      const c = await this.peek();
+      if (c === undefined || !/[-0-9.]/.test(c)) return;
+      await this.read();
+    }
+  }
+
+  /** An enum member, null, true or false: what the candidates share is forced, the model picks where they differ. */
+  private async literal(texts: string[]): Promise<void> {
+    let read = '';
+    for (;;) {
+      const left = texts.filter((t) => t.startsWith(read));
+      if (left.length === 1) return this.expect(left[0]!.slice(read.length));
+      const common = commonPrefix(left.map((t) => t.slice(read.length)));
+      if (common) {
+        this.expect(common);
+        read += common;
+        continue;
+      }
+      if (left.includes(read)) {
+        // e.g. 1 among 1 and 12: the model ends it (its next character is a delimiter) or goes on.
+        const c = await this.peek();
+        if (!left.some((t) => t.length > read.length && c !== undefined && t.startsWith(c, read.length))) return;
+      }
+      read += await this.read();
+    }
+  }
+
+  /** Runs `read` with the sampled tokens counted toward the value at `path`. */
+  private async content<T>(path: string, read: () => Promise<T>): Promise<T> {
+    const outer = this.at;
+    this.at = path;
+    // A value the schema fixes whole (a one-member enum) is certain: 1, not absent.
+    if (path !== '' && !(path in this.fieldLogp)) this.fieldLogp[path] = 0;
+    try {
+      return await read();
+    } finally {
+      this.at = outer;
+    }
+  }
+
+  /** The rest of the answer after the walk, fixed text (`}`, `]}`) appended without sampling. */
+  finish(): void {
+    if (this.buf.trim() !== '' || this.lag !== '') throw new Error(`decoder: text after the end of the answer: ${JSON.stringify(this.lag + this.buf)}`);
+    if (this.queue) {
+      const tokens = this.tokenize(this.queue);
+      this.budget(tokens.length);
+      this.tokens.push(...tokens);
+      this.forced += tokens.length;
+      this.queue = '';
+    }
+  }
+
+  // ---- reading the answer: fixed text, sampled text -------------------------------------------
+
+  /** Text the schema fixes here: matched against what the model already wrote, else queued to force. */
+  private expect(text: string): void {
+    for (const c of text) {
+      if (this.buf !== '') {
+        if (!this.buf.startsWith(c)) throw new Error(`decoder: the grammar admitted ${JSON.stringify(this.buf)} where the schema fixes ${JSON.stringify(text)}`);
+        this.buf = this.buf.slice(c.length);
+      } else {
+        this.queue += c;
+      }
+      this.text += c;
+    }
+  }
+
+  private async peek(): Promise<string | undefined> {
+    while (this.buf === '' && !this.ended) await this.sampleMore();
+    return this.buf === '' ? undefined : String.fromCodePoint(this.buf.codePointAt(0)!);
+  }
+
+  private async read(): Promise<string> {
+    const c = await this.peek();
+    if (c === undefined) throw new Error('decoder: the answer ended inside a value');
+    this.buf = this.buf.slice(c.length);
+    this.text += c;
+    return c;
+  }
+
+  /** Forces the queued fixed text but its last token, then samples one token. */
+  private async sampleMore(): Promise<void> {
+    if (this.queue) {
+      const tokens = this.tokenize(this.queue);
+      const keep = tokens.slice(0, -1);
+      const held = this.model.detokenize(tokens.slice(-1), false, keep.length ? keep : this.tokens.slice(-4));
+      // Hold the last token back only when the split is clean (not inside a multi-byte character).
+      const clean = keep.length === 0 ? held === this.queue : this.model.detokenize(keep, false, this.tokens.slice(-4)) + held === this.queue;
+      const force = clean ? keep : tokens;
+      this.lag = clean ? held : '';
+      this.queue = '';
+      this.budget(force.length);
+      for (const t of force) acceptToken(this.model, this.state, t);
+      this.pending.push(...force);
+      this.tokens.push(...force);
+      this.forced += force.length;
+    }
+    const step = await this.step();
+    this.attribute(step.logp);
+    if (this.model.isEogToken(step.token)) {
+      this.ended = true;
+      return;
+    }
+    this.pending = [step.token];
+    this.tokens.push(step.token);
+    this.undecoded.push(step.token);
+    let text = this.model.detokenize(this.undecoded, false, this.tokens.slice(-this.undecoded.length - 4, -this.undecoded.length));
+    if (text.endsWith('\uFFFD') && this.undecoded.length < 4) return; // the rest of a character comes next
+    this.undecoded = [];
+    if (this.lag) {
+      if (text.startsWith(this.lag)) {
+        text = text.slice(this.lag.length);
+        this.lag = '';
+      } else if (this.lag.startsWith(text)) {
+        // The model wrote part of the held-back text; the rest is fixed again.
+        this.queue = this.lag.slice(text.length);
+        this.lag = '';
+        return;
+      } else {
+        throw new Error(`decoder: the grammar admitted ${JSON.stringify(text)} where ${JSON.stringify(this.lag)} is fixed`);
+      }
+    }
+    this.buf += text;
   }
 
   /**
-   * Samples one value under `grammar`. A string, null, boolean, array or object is over at its
-   * last character, known without another decode step; a number only when the model ends it
-   * (end-of-generation is then the only thing the grammar allows besides more digits).
+   * Confidence: each sampled token's probability under the grammar-masked distribution at
+   * temperature 1, counted toward the value being read when it was sampled (its first character,
+   * its characters, its end: a token that closes a string or a number belongs to that value).
+   * Array lengths and fixed text count toward nothing. A value's confidence is its least likely
+   * token: one uncertain digit makes an amount uncertain however sure the others are (a mean over
+   * ten tokens would hide it), and it does not shrink with the value's length as a product does.
    */
-  async sample(grammar: LlamaGrammar, path: string): Promise<string> {
-    this.grammarState = new LlamaGrammarEvaluationState({ model: this.model, grammar });
-    const tokens: Token[] = [];
-    let logp = 0;
+  private attribute(logp: number): void {
+    if (this.at === null) return;
+    const path = this.at;
+    if (path === '') this.rootLogp = Math.min(this.rootLogp, logp);
+    else this.fieldLogp[path] = Math.min(this.fieldLogp[path] ?? 0, logp);
+  }
+
+  // ---- the reference decoder --------------------------------------------------------------------
+
+  /** Samples every token under node-llama-cpp's grammar until end-of-generation or its stop marker. */
+  async sampleToEnd(): Promise<void> {
+    this.at = '';
     for (;;) {
-      if (this.sampled >= this.options.maxTokens) throw new Truncated();
-      if (this.options.signal?.aborted) throw abortError(this.options.signal);
-      const next = await this.step();
-      this.sampled++;
-      logp += Math.log(Math.max(next.confidence, 1e-12));
-      if (this.model.isEogToken(next.token)) break;
-      tokens.push(next.token);
-      this.pending = [next.token];
-      if (completeNonNumber(this.model.detokenize(tokens))) break;
+      const step = await this.step();
+      this.attribute(step.logp);
+      if (this.model.isEogToken(step.token)) break;
+      this.pending = [step.token];
+      this.tokens.push(step.token);
+      this.text = this.model.detokenize(this.tokens, false);
+      // node-llama-cpp's JSON grammar ends the value with newlines as its stop marker.
+      if (/\n\n\n\n$/.test(this.text)) break;
     }
-    this.logp += logp;
-    if (path) this.fieldConfidence[path] = Math.exp(logp);
-    const text = this.model.detokenize(tokens);
-    this.text += text;
-    return text;
+    this.text = this.text.trimEnd();
+  }
+
+  // ---- one decode step ---------------------------------------------------------------------------
+
+  private tokenize(text: string): Token[] {
+    return this.model.tokenize(text, false, 'trimLeadingSpace');
+  }
+
+  /** Refuses to go past maxTokens (forced and sampled together) or past the end of the context. */
+  private budget(more: number): void {
+    const answerTokens = this.sampled + this.forced + more;
+    if (answerTokens > this.options.maxTokens) throw new Truncated();
+    if (this.sequence.nextTokenIndex + this.pending.length + more > this.sequence.contextSize) throw new Truncated();
   }
 
   /** Evaluates the pending tokens in one batch and samples the next token from the last one's logits. */
-  private async step(): Promise<{ token: Token; confidence: number }> {
+  private async step(): Promise<Step> {
+    if (this.options.signal?.aborted) throw abortError(this.options.signal);
+    this.budget(1);
     const tokens = this.pending;
     if (tokens.length === 0) throw new Error('decoder: nothing to evaluate before sampling');
-    this.forced += this.pendingForced;
     this.evaluated += tokens.length;
     this.pending = [];
-    this.pendingForced = 0;
-    let result: IteratorResult<{ token: Token; confidence: number }, void>;
+    this.sampled++;
+    const { temperature, steer } = this.options;
+    let result: IteratorResult<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void>;
     if (!this.generator) {
-      this.generator = this.sequence.evaluateWithMetadata(tokens, { confidence: true }, {
-        temperature: this.options.temperature,
-        grammarEvaluationState: () => this.grammarState,
+      this.generator = this.sequence.evaluateWithMetadata(tokens, { confidence: true, probabilities: temperature > 0 }, {
+        temperature,
+        grammarEvaluationState: () => this.state,
         yieldEogToken: true,
-      }) as AsyncGenerator<{ token: Token; confidence: number }, void, Token[]>;
+        // Never slide the window: budget() stops first; this only guards against a mistake there.
+        contextShift: { strategy: () => { throw new Error('decoder: the context is full (forced and sampled tokens are budgeted; this is a bug)'); } },
+        ...(steer ? { tokenBias: () => steerBias(this.model, steer(this.tokens)) } : {}),
+      }) as AsyncGenerator<{ token: Token; confidence?: number; probabilities?: Map<Token, number> }, void, Token[]>;
       result = await this.generator.next();
     } else {
       result = await this.generator.next(tokens);
     }
-    if (result.done) throw new Error('decoder: generation ended before the value was complete');
-    return result.value;
+    if (result.done) throw new Error('decoder: generation ended before the answer was complete');
+    const { token, confidence, probabilities } = result.value;
+    return { token, logp: temperatureOneLogp(token, temperature, confidence, probabilities) };
   }
 
   async close(): Promise<void> {
@@ -187,23 +390,41 @@ class Run {
   }
 }
 
-function completeNonNumber(text: string): boolean {
-  const last = text.trimEnd().at(-1);
-  // Only these characters can end a complete non-number JSON value; parse only then.
-  if (last !== '"' && last !== 'l' && last !== 'e' && last !== ']' && last !== '}') return false;
-  try {
-    return typeof JSON.parse(text) !== 'number';
-  } catch {
-    return false;
+/**
+ * At temperature 0 llama.cpp's confidence is already the grammar-masked softmax of the raw
+ * logits. Above 0 the sampler reports probabilities at that temperature over the candidates it
+ * kept (top-k, top-p); raising them to the power T and normalising undoes the temperature.
+ */
+export function temperatureOneLogp(token: Token, temperature: number, confidence: number | undefined, probabilities: Map<Token, number> | undefined): number {
+  if (temperature > 0 && probabilities && probabilities.size > 0) {
+    let sum = 0;
+    for (const p of probabilities.values()) sum += p ** temperature;
+    const p = probabilities.get(token) ?? 0;
+    return Math.log(Math.max(p ** temperature / sum, 1e-12));
   }
+  return Math.log(Math.max(confidence ?? 1, 1e-12));
 }
 
-function isObject(schema: Schema): boolean {
-  return schema.type === 'object' && typeof schema.properties === 'object' && schema.properties !== null && Object.keys(schema.properties).length > 0;
+function steerBias(model: LlamaModel, token: Token | undefined): TokenBias {
+  const bias = new TokenBias(model.tokenizer);
+  return token === undefined ? bias : bias.set(token, { logit: 1000 });
 }
 
-function isArrayOfObjects(schema: Schema): boolean {
-  return schema.type === 'array' && typeof schema.items === 'object' && schema.items !== null && isObject(schema.items as Schema);
+/**
+ * Tells the grammar that a forced token was written. node-llama-cpp does this for the tokens it
+ * samples but has no public call for tokens appended without sampling; this is the binding its
+ * own speculative decoding uses (LlamaSampler._acceptTokenOnGrammarEvaluationState), pinned with
+ * node-llama-cpp's exact version and covered by the decoder tests.
+ */
+function acceptToken(model: LlamaModel, state: LlamaGrammarEvaluationState, token: Token): void {
+  const internal = model as unknown as { _llama: { _bindings: { AddonSampler: { acceptGrammarEvaluationStateToken(state: unknown, token: Token): void } } } };
+  internal._llama._bindings.AddonSampler.acceptGrammarEvaluationStateToken((state as unknown as { _state: unknown })._state, token);
+}
+
+function commonPrefix(texts: string[]): string {
+  let prefix = texts[0] ?? '';
+  for (const t of texts) while (!t.startsWith(prefix)) prefix = prefix.slice(0, -1);
+  return prefix;
 }
 
 function abortError(signal: AbortSignal): Error {

@@ -7,7 +7,8 @@ import {
 } from 'node-llama-cpp';
 import { DocsiftError, isOutOfMemory } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
-import { decodeJson } from './decoder.js';
+import { answerGbnf, compileAnswer, type AnswerNode } from './answerGrammar.js';
+import { decodeJson, type DecodeOptions, type DecoderKind } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
 import { hashFile } from './hashFile.js';
 import { autoSequences } from './models.js';
@@ -25,8 +26,6 @@ export interface EngineOptions {
   lora?: ReadonlyArray<{ path: string; scale: number }>;
   /** Reuse the prefix a sequence already holds (default true; the bench turns it off to measure it). */
   prefixReuse?: boolean;
-  /** Jump-forward decoding of the text the schema fixes (default true; off only in the bench). */
-  jumpForward?: boolean;
 }
 
 export interface ModelInfo {
@@ -44,9 +43,14 @@ export interface ModelInfo {
 export interface AskOptions {
   /** JSON Schema (the supported subset) that constrains the answer. */
   schema: Record<string, unknown>;
+  /** Tokens of the answer at most, forced and sampled together. */
   maxTokens: number;
   temperature: number;
+  /** "walk" (default): jump-forward over the schema; "grammar": node-llama-cpp's JSON-schema grammar, every token sampled (the reference). */
+  decoder?: DecoderKind | undefined;
   signal?: AbortSignal | undefined;
+  /** Tests only: teacher-forces a random-weight model (see DecodeOptions.steer). */
+  steer?: DecodeOptions['steer'];
 }
 
 export interface Answer {
@@ -59,13 +63,18 @@ export interface Answer {
   generatedTokens: number;
   /** Tokens the schema fixed, appended in batches (jump-forward). */
   forcedTokens: number;
+  /** The answer's tokens in order (forced and sampled). */
+  tokens: Token[];
   /** Every token the model evaluated for this answer. */
   evaluatedTokens: number;
   /** The model stopped because it hit maxTokens: the JSON is almost surely cut off. */
   truncated: boolean;
-  /** Joint probability of the sampled tokens. */
+  /** The lowest confidence of any value (see fieldConfidence). */
   confidence: number;
-  /** Per value path ("vendor", "lines.0.amount"): joint probability of its tokens. */
+  /**
+   * Per value path ("vendor", "lines.0.amount"): the probability of its least likely content token
+   * under the grammar-masked distribution at temperature 1 (decoder.ts, Run.attribute).
+   */
   fieldConfidence: Record<string, number>;
 }
 
@@ -117,7 +126,7 @@ export interface EngineStats {
 export class ModelEngine implements Engine {
   private readonly free: LlamaContextSequence[];
   private readonly waiting: Array<(seq: LlamaContextSequence) => void> = [];
-  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly grammars = new Map<string, Promise<{ answer: AnswerNode; grammar: LlamaGrammar }>>();
   private readonly chatWrapper: ChatWrapper;
   private disposed = false;
   readonly stats: EngineStats = { answers: 0, promptTokens: 0, reusedTokens: 0, generatedTokens: 0, forcedTokens: 0, evaluatedTokens: 0 };
@@ -127,7 +136,7 @@ export class ModelEngine implements Engine {
     private readonly model: LlamaModel,
     private readonly context: LlamaContext,
     readonly info: ModelInfo,
-    private readonly tuning: { prefixReuse: boolean; jumpForward: boolean },
+    private readonly tuning: { prefixReuse: boolean },
   ) {
     this.free = Array.from({ length: context.totalSequences }, () => context.getSequence());
     this.chatWrapper = resolveChatWrapper(model);
@@ -171,7 +180,7 @@ export class ModelEngine implements Engine {
       threads: options.threads,
       loadMs: Math.round(performance.now() - started),
     };
-    return new ModelEngine(llama, model, context, info, { prefixReuse: options.prefixReuse ?? true, jumpForward: options.jumpForward ?? true });
+    return new ModelEngine(llama, model, context, info, { prefixReuse: options.prefixReuse ?? true });
   }
 
   countTokens(text: string): number {
@@ -209,6 +218,24 @@ export class ModelEngine implements Engine {
     }
   }
 
+  /** Text to tokens as the decoder tokenizes answer text (special-token markup stays text). */
+  tokenize(text: string): Token[] {
+    return this.model.tokenize(text, false, 'trimLeadingSpace');
+  }
+
+  detokenize(tokens: readonly Token[], specialTokens = false): string {
+    return this.model.detokenize(tokens, specialTokens);
+  }
+
+  isSpecialToken(token: Token): boolean {
+    return this.model.isSpecialToken(token);
+  }
+
+  /** The prompt's tokens: the conversation through the model's own chat template, ready for the answer. */
+  renderPrompt(turns: ChatTurn[]): Token[] {
+    return this.render(turns);
+  }
+
   private render(turns: ChatTurn[]): Token[] {
     const chatHistory: ChatHistoryItem[] = turns.map((t) => t.role === 'model' ? { type: 'model', response: [t.text] } : { type: t.role, text: t.text });
     chatHistory.push({ type: 'model', response: [] });
@@ -230,14 +257,15 @@ export class ModelEngine implements Engine {
         } else {
           await sequence.clearHistory();
         }
+        const decoder = options.decoder ?? 'walk';
+        const shape = await this.grammarFor(options.schema, decoder);
         const decoded = await decodeJson(sequence, tokens.slice(reused), {
-          schema: toGrammarSchema(options.schema) as Record<string, unknown>,
+          decoder,
+          ...shape,
           maxTokens: options.maxTokens,
           temperature: options.temperature,
-          jumpForward: this.tuning.jumpForward,
           signal: options.signal,
-          grammarFor: (schema) => this.grammarFor(schema),
-          choiceGrammar: (kind) => this.choiceGrammar(kind),
+          steer: options.steer,
         });
         const answer: Answer = {
           text: decoded.text,
@@ -245,6 +273,7 @@ export class ModelEngine implements Engine {
           reusedTokens: reused,
           generatedTokens: decoded.sampledTokens,
           forcedTokens: decoded.forcedTokens,
+          tokens: decoded.tokens,
           evaluatedTokens: decoded.evaluatedTokens,
           truncated: decoded.truncated,
           confidence: decoded.confidence,
@@ -262,26 +291,22 @@ export class ModelEngine implements Engine {
     };
   }
 
-  private grammarFor(schema: Record<string, unknown>): Promise<LlamaGrammar> {
-    const key = JSON.stringify(schema);
-    let grammar = this.grammars.get(key);
-    if (!grammar) {
+  /** The answer's shape and its grammar for this decoder, built once per schema. */
+  private grammarFor(schema: Record<string, unknown>, decoder: DecoderKind): Promise<{ answer: AnswerNode; grammar: LlamaGrammar }> {
+    const key = `${decoder}:${JSON.stringify(schema)}`;
+    let entry = this.grammars.get(key);
+    if (!entry) {
+      const clean = toGrammarSchema(schema) as Record<string, unknown>;
+      const answer = compileAnswer(clean);
       // The schema was checked against the supported subset when the prompt loaded; its exact
       // type is only known at run time, hence the cast.
-      grammar = this.llama.createGrammarForJsonSchema(schema as any).then((g) => this.llama.createGrammar({ grammar: valueGrammar(g.grammar) }));
-      this.grammars.set(key, grammar);
+      const grammar = decoder === 'walk'
+        ? this.llama.createGrammar({ grammar: answerGbnf(answer) })
+        : this.llama.createGrammarForJsonSchema(clean as any);
+      entry = grammar.then((g) => ({ answer, grammar: g }));
+      this.grammars.set(key, entry);
     }
-    return grammar;
-  }
-
-  private choiceGrammar(kind: 'first' | 'next'): Promise<LlamaGrammar> {
-    const key = `choice:${kind}`;
-    let grammar = this.grammars.get(key);
-    if (!grammar) {
-      grammar = this.llama.createGrammar({ grammar: kind === 'first' ? 'root ::= "]" | "{"' : 'root ::= "]" | ", {"' });
-      this.grammars.set(key, grammar);
-    }
-    return grammar;
+    return entry;
   }
 
   get busySequences(): number {
@@ -295,17 +320,6 @@ export class ModelEngine implements Engine {
     await this.model.dispose();
     await this.llama.dispose();
   }
-}
-
-/**
- * node-llama-cpp's JSON-schema grammar, adapted for one value in a longer answer: without the
- * newlines it appends as its own stop marker (the decoder knows where a value ends), and without
- * number exponents (no amount on a document needs one; 16-digit exponents overflow to Infinity).
- */
-export function valueGrammar(gbnf: string): string {
-  return gbnf
-    .replace(/^(root ::= .*?) "\\n\\n\\n\\n" \[\\n\]\*$/m, '$1')
-    .replace(/ \(\[eE\] \[-\+\]\? \("0" \| \[1-9\] \[0-9\]\{0,15\}\)\)\?/g, '');
 }
 
 /**

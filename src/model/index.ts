@@ -1,9 +1,12 @@
 export { ModelEngine, checkModelFile, createLlama } from './engine.js';
 export { hashFile } from './hashFile.js';
+export type { DecoderKind } from './decoder.js';
 export type { Answer, AskOptions, ChatTurn, Engine, EngineOptions, EngineStats, ModelInfo, ModelSequence } from './engine.js';
 export { makeValidator, toGrammarSchema } from './grammarSchema.js';
 export type { Validator } from './grammarSchema.js';
 export { makeLlamaModel, TEST_SHAPE } from './gguf/makeLlamaModel.js';
+export { readHfTokenizer } from './gguf/hfTokenizer.js';
+export type { BpeVocabulary } from './gguf/hfTokenizer.js';
 export type { LlamaShape, MakeModelOptions } from './gguf/makeLlamaModel.js';
 export { autoSequences, CATALOGUE, inspectModel, localModels, pullModel } from './models.js';
 export type { ModelInspection } from './models.js';

@@ -41,6 +41,41 @@ export interface EvalReport {
   perDocument: DocumentScore[];
   /** Mean exact match over fields, weighted by how often each is labelled. */
   overallExactMatch: number;
+  /** Compared fields by the model's confidence in them, against how often they matched. */
+  calibration: CalibrationBucket[];
+}
+
+export interface CalibrationBucket {
+  /** Confidence in [from, to) (the last bucket includes 1). */
+  from: number;
+  to: number;
+  fields: number;
+  exact: number;
+  exactMatch: number;
+}
+
+/**
+ * Bucket edges: most values of a working model sit near 1, so the top is split finely; the
+ * lower buckets show where review.minConfidence should go.
+ */
+const CALIBRATION_EDGES = [0, 0.3, 0.5, 0.7, 0.9, 0.99, 1];
+
+/** How often a field was right at each level of the model's confidence in it. */
+export function calibrate(perDocument: readonly DocumentScore[], confidences: ReadonlyMap<string, Record<string, number>>): CalibrationBucket[] {
+  const buckets = CALIBRATION_EDGES.slice(0, -1).map((from, i) => ({ from, to: CALIBRATION_EDGES[i + 1]!, fields: 0, exact: 0, exactMatch: 0 }));
+  for (const doc of perDocument) {
+    const confidence = confidences.get(doc.filename);
+    if (!confidence) continue;
+    for (const f of doc.fields) {
+      const c = confidence[f.field];
+      if (c === undefined) continue;
+      const b = buckets.find((x) => c < x.to) ?? buckets.at(-1)!;
+      b.fields++;
+      if (f.match) b.exact++;
+    }
+  }
+  for (const b of buckets) b.exactMatch = b.fields ? b.exact / b.fields : 0;
+  return buckets;
 }
 
 function normaliseString(value: string): string {
@@ -71,7 +106,12 @@ const isEmpty = (v: unknown) => v === null || v === undefined || v === '' || (Ar
  * Scores predictions (by filename; a missing prediction counts as every field missing) over the
  * fields both the label and the schema have.
  */
-export function scoreDocuments(labelled: readonly LabelledDocument[], predictions: ReadonlyMap<string, Record<string, unknown> | { error: string }>, schemaFields: readonly string[]): EvalReport {
+export function scoreDocuments(
+  labelled: readonly LabelledDocument[],
+  predictions: ReadonlyMap<string, Record<string, unknown> | { error: string }>,
+  schemaFields: readonly string[],
+  confidences: ReadonlyMap<string, Record<string, number>> = new Map(),
+): EvalReport {
   const stats = new Map<string, FieldScore>();
   const perDocument: DocumentScore[] = [];
   for (const doc of labelled) {
@@ -112,5 +152,6 @@ export function scoreDocuments(labelled: readonly LabelledDocument[], prediction
     fields,
     perDocument,
     overallExactMatch: labelledTotal ? fields.reduce((n, f) => n + f.exact, 0) / labelledTotal : 0,
+    calibration: calibrate(perDocument, confidences),
   };
 }

@@ -9,7 +9,7 @@ import { checkRules, type CheckResult } from './rules.js';
 import { CLASSIFY_QUESTION, documentText, extractQuestion, renderDocument, renderReask, renderSystemPrompt } from './prompts.js';
 
 export interface PipelineOutput {
-  /** confidence: the joint probability of the label's tokens; null when the label was fixed. */
+  /** confidence: the probability of the label's least likely token; null when the label was fixed. */
   classification: { label: string; method: 'model' | 'fixed'; confidence: number | null };
   /** The type whose schema the fields follow; null when the label is "other". */
   documentType: string | null;
@@ -96,8 +96,6 @@ const MAX_CHARS_PER_TOKEN = 32;
 /** Tokens a chat template adds around the turns (generous). */
 const TEMPLATE_MARGIN = 128;
 
-const CLASSIFY_SCHEMA_CACHE = new WeakMap<readonly string[], Record<string, unknown>>();
-
 /**
  * classify -> extract -> validate, for one document. Pure orchestration: it knows prompts,
  * the model engine and schemas, nothing of BullMQ or HTTP, so the worker, tests and the bench
@@ -111,6 +109,7 @@ const CLASSIFY_SCHEMA_CACHE = new WeakMap<readonly string[], Record<string, unkn
 export class Pipeline {
   private readonly validators = new Map<string, Validator>();
   private readonly systems = new Map<string, { system: string; fixedTokens: number }>();
+  private classifyQuestion: { schema: Record<string, unknown>; maxTokens: number } | undefined;
 
   constructor(private readonly config: Config, private readonly queue: QueueConfig, private readonly engine: Engine) {
     for (const [name, type] of config.prompts.types) this.validators.set(name, makeValidator(type.schema));
@@ -216,13 +215,14 @@ export class Pipeline {
   private async classify(seq: ModelSequence, turns: ChatTurn[], input: PipelineInput): Promise<Classified> {
     const started = performance.now();
     const labels = this.config.prompts.classify.labels;
-    let schema = CLASSIFY_SCHEMA_CACHE.get(labels);
-    if (!schema) {
-      schema = { type: 'string', enum: [...labels] };
-      CLASSIFY_SCHEMA_CACHE.set(labels, schema);
-    }
-    this.ensureFits(seq, turns, 16, 'classification');
-    const answer = await seq.generate(turns, { schema, maxTokens: 16, temperature: 0, signal: input.signal });
+    // The answer is one label with its quotes; forced tokens count too, so budget the longest.
+    this.classifyQuestion ??= {
+      schema: { type: 'string', enum: [...labels] },
+      maxTokens: Math.max(...labels.map((l) => this.engine.countTokens(JSON.stringify(l)))) + 2,
+    };
+    const { schema, maxTokens } = this.classifyQuestion;
+    this.ensureFits(seq, turns, maxTokens, 'classification');
+    const answer = await seq.generate(turns, { schema, maxTokens, temperature: 0, decoder: this.queue.model.decoder, signal: input.signal });
     const label = safeJson(answer.text);
     if (typeof label !== 'string' || !labels.includes(label)) {
       throw new DocsiftError('MODEL_OUTPUT_INVALID', `classification answer ${JSON.stringify(answer.text)} is not one of ${labels.join(', ')}`);
@@ -290,13 +290,13 @@ export class Pipeline {
   /** The fields of one conversation, validated against the type's schema, re-asking with the error a bounded number of times. */
   private async extractOn(seq: ModelSequence, type: DocTypePrompt, turns: ChatTurn[], input: PipelineInput): Promise<Extracted> {
     const validate = this.validators.get(type.name)!;
-    const { maxTokens, temperature, reasks } = this.queue.model;
+    const { maxTokens, temperature, reasks, decoder } = this.queue.model;
     this.ensureFits(seq, turns, maxTokens, 'extraction');
     let usage = NO_USAGE;
     let conversation = turns;
     let lastError = '';
     for (let attempt = 0; attempt <= reasks; attempt++) {
-      const answer = await seq.generate(conversation, { schema: type.schema, maxTokens, temperature, signal: input.signal });
+      const answer = await seq.generate(conversation, { schema: type.schema, maxTokens, temperature, decoder, signal: input.signal });
       const started = performance.now();
       const parsed = safeJson(answer.text);
       const checked = parsed === undefined

@@ -17,13 +17,14 @@ export interface ResultRecord {
   prompts: Record<string, string>;
   /** The model file and hash, and the LoRA adapters applied (queue model.lora). */
   model: { file: string; sha256: string; lora: string[] };
-  /** confidence: joint probability of the label's tokens; null when the label was fixed. */
+  /** confidence: the probability of the label's least likely token (docs/RESULTS.md); null when the label was fixed. */
   classification: { label: string; method: 'model' | 'fixed'; confidence: number | null };
   documentType: string | null;
   fields: Record<string, unknown> | null;
   /**
-   * Per value path ("vendor", "lines.0.amount"), the model's joint probability for the tokens it
-   * wrote there (under the schema's grammar, greedy or not): 1.0 is certain, a low value is a guess.
+   * Per value path ("vendor", "lines.0.amount"), the probability of the least likely token the
+   * model wrote for that value, under the schema's grammar at temperature 1 (docs/RESULTS.md):
+   * 1.0 is certain, a low value is a guess. Empty with model.decoder "grammar".
    */
   confidence: Record<string, number> | null;
   /** Per field, the pages its value came from: every page when read whole, the chunk's pages when chunked. */

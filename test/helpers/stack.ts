@@ -34,7 +34,7 @@ export function documentsQueue(overrides: Record<string, unknown> = {}): Record<
  * A real worker (generated model, real Redis under a unique prefix) and a producer for one
  * queue, in this process. close() stops the worker and deletes every key the test wrote.
  */
-export async function startStack(queues: Record<string, Record<string, unknown>>, queueName: string, env: Record<string, string> = {}, options: { metricsPort?: number } = {}): Promise<Stack> {
+export async function startStack(queues: Record<string, Record<string, unknown>>, queueName: string, env: Record<string, string> = {}, options: { metricsPort?: number; modelPath?: string } = {}): Promise<Stack> {
   const prefix = uniquePrefix(queueName);
   const config = loadConfig({ DOCSIFT_HOME: makeHome(queues), DOCSIFT_PREFIX: prefix, REDIS_URL, DOCSIFT_THREADS: '1', ...env });
   const keys = makeKeys(prefix);

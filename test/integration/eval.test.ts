@@ -19,10 +19,28 @@ describe('docsift eval', () => {
     const json = JSON.parse(fs.readFileSync(report, 'utf8'));
     expect(json.documents).toBe(12);
     expect(fs.readFileSync(saved, 'utf8').trim().split('\n')).toHaveLength(12);
-    // The saved records score the same when read back without the model.
+    // Calibration: every compared field lands in one confidence bucket, with its exact-match rate.
+    expect(run.stdout).toMatch(/^confidence\s+fields\s+exact$/m);
+    const compared = json.perDocument.reduce((n: number, d: { fields: unknown[] }) => n + d.fields.length, 0);
+    expect(json.calibration.reduce((n: number, b: { fields: number }) => n + b.fields, 0)).toBe(compared);
+    // The saved records (confidence included) score the same when read back without the model.
     const again = spawnSync(process.execPath, [BIN, 'eval', CORPUS, '--results', saved], { env: { ...env, DOCSIFT_MODEL: '' }, encoding: 'utf8' });
     expect(again.status).toBe(0);
-    expect(again.stdout.split('\n').at(-2)).toBe(run.stdout.split('\n').at(-2));
+    expect(again.stdout).toBe(run.stdout);
+  });
+
+  it('--decoder grammar runs the reference decoder on the same documents', () => {
+    const dir = tempDir('eval-grammar');
+    for (const f of ['AmazonWebServices', 'FlipkartInvoice']) for (const ext of ['.pdf', '.json']) fs.copyFileSync(path.join(CORPUS, f + ext), path.join(dir, f + ext));
+    const saved = path.join(tempDir('eval-out'), 'results.jsonl');
+    const run = spawnSync(process.execPath, [BIN, 'eval', dir, '--decoder', 'grammar', '--save-results', saved], { env, encoding: 'utf8', timeout: 300_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/\d+\/2 documents pass/);
+    const records = fs.readFileSync(saved, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    for (const r of records) expect(r.decoder).toBe('grammar');
+    const bad = spawnSync(process.execPath, [BIN, 'eval', dir, '--decoder', 'beam'], { env, encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--decoder.*walk, grammar/);
   });
 
   it('a perfect prediction file scores 100%', () => {

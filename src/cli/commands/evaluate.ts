@@ -4,7 +4,7 @@ import path from 'node:path';
 import { getQueue, loadConfig } from '../../config/index.js';
 import { createLogger } from '../../infra/logger.js';
 import { toDocsiftError } from '../../infra/errors.js';
-import { ModelEngine } from '../../model/index.js';
+import { ModelEngine, type DecoderKind } from '../../model/index.js';
 import { DocumentRunner } from '../../pipeline/index.js';
 import { documentIdFor } from '../../queue/index.js';
 import { scoreDocuments, type LabelledDocument } from '../../pipeline/evaluate.js';
@@ -17,6 +17,7 @@ export interface EvalOptions {
   results?: string;
   saveResults?: string;
   report?: string;
+  decoder?: DecoderKind;
 }
 
 /** FILE plus FILE-stem.json (a labelled object, or a list holding one), as in ../shared/corpus/invoices. */
@@ -41,18 +42,21 @@ export function readLabelled(dir: string): Array<LabelledDocument & { file: stri
  */
 export async function evalCommand(dir: string, options: EvalOptions): Promise<number> {
   const config = loadConfig();
-  const queue = getQueue(config, options.queue);
+  const shipped = getQueue(config, options.queue);
+  const queue = options.decoder ? { ...shipped, model: { ...shipped.model, decoder: options.decoder } } : shipped;
   const type = config.prompts.types.get(options.type);
   if (!type) throw new Error(`--type ${options.type}: no such document type (known: ${[...config.prompts.types.keys()].join(', ')})`);
   const labelled = readLabelled(dir);
   if (labelled.length === 0) throw new Error(`${dir} holds no labelled documents (FILE with FILE-stem.json beside it)`);
   const predictions = new Map<string, Record<string, unknown> | { error: string }>();
+  const confidences = new Map<string, Record<string, number>>();
 
   if (options.results) {
     for (const line of fs.readFileSync(options.results, 'utf8').split('\n').filter((l) => l.trim())) {
-      const r = JSON.parse(line) as { filename?: string; file?: string; fields?: Record<string, unknown> | null; code?: string; message?: string };
+      const r = JSON.parse(line) as { filename?: string; file?: string; fields?: Record<string, unknown> | null; confidence?: Record<string, number> | null; code?: string; message?: string };
       const name = r.filename ?? (r.file ? path.basename(r.file) : undefined);
       if (!name) continue;
+      if (r.confidence) confidences.set(name, r.confidence);
       predictions.set(name, r.fields ? r.fields : { error: r.code ? `${r.code}: ${r.message ?? ''}` : 'no fields' });
     }
   } else {
@@ -75,7 +79,8 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
             identity: { documentId, sha256, filename: doc.filename, source: 'eval', metadata: {}, jobId: documentId, attempt: 1 },
           });
           predictions.set(doc.filename, out.fields ?? {});
-          saved.push(JSON.stringify({ filename: doc.filename, documentType: out.documentType, fields: out.fields, warnings: out.warnings, model: engine.info.file, prompts: { [type.name]: type.version } }));
+          if (out.confidence) confidences.set(doc.filename, out.confidence);
+          saved.push(JSON.stringify({ filename: doc.filename, documentType: out.documentType, fields: out.fields, confidence: out.confidence, warnings: out.warnings, model: engine.info.file, decoder: queue.model.decoder, prompts: { [type.name]: type.version } }));
         } catch (err) {
           const e = toDocsiftError(err);
           predictions.set(doc.filename, { error: `${e.code}: ${e.message}` });
@@ -92,7 +97,7 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
   }
 
   const fields = Object.keys((type.schema.properties ?? {}) as Record<string, unknown>);
-  const report = scoreDocuments(labelled, predictions, fields);
+  const report = scoreDocuments(labelled, predictions, fields, confidences);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`.padStart(7);
   process.stdout.write(`field              labelled   exact  precision  recall\n`);
   for (const f of report.fields) process.stdout.write(`${f.field.padEnd(18)} ${String(f.labelled).padStart(8)} ${pct(f.exactMatch)} ${pct(f.precision).padStart(10)} ${pct(f.recall)}\n`);
@@ -102,6 +107,11 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
     process.stdout.write(`${d.pass ? 'pass' : 'FAIL'}  ${d.filename}${misses.length ? `  (wrong: ${misses.join(', ')})` : ''}${d.error ? `  [${d.error.slice(0, 80)}]` : ''}\n`);
   }
   process.stdout.write(`\n${report.passed}/${report.documents} documents pass; exact match over all labelled fields ${pct(report.overallExactMatch).trim()}\n`);
+  if (report.calibration.some((b) => b.fields > 0)) {
+    // Choose review.minConfidence where the exact-match rate of the buckets below it is too low to trust.
+    process.stdout.write(`\nconfidence       fields   exact\n`);
+    for (const b of report.calibration) process.stdout.write(`${`${b.from.toFixed(2)}-${b.to.toFixed(2)}`.padEnd(14)} ${String(b.fields).padStart(8)} ${b.fields ? pct(b.exactMatch) : '      -'}\n`);
+  }
   if (options.report) fs.writeFileSync(options.report, JSON.stringify(report, null, 2) + '\n');
   return 0;
 }

