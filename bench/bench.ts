@@ -29,6 +29,7 @@ import { documentsQueue } from '../test/helpers/stack.js';
 import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, tokenizerDir, TOKENIZERS, uniquePrefix, type TokenizerName } from '../test/helpers/testEnv.js';
 import { spawnWorker } from '../test/helpers/workers.js';
 import { InstantEngine } from './instantEngine.js';
+import { SteeredEngine } from './steeredEngine.js';
 import { invoiceText } from './invoices.js';
 
 const run = promisify(execFile);
@@ -142,9 +143,14 @@ function wordPieces(text: string): string[] {
 
 interface RawResult { docsPerS: number; evaluatedPerS: number; generatedPerS: number; promptPerDoc: number; evaluatedPerDoc: number; generatedPerDoc: number; forcedPerDoc: number; msPerDoc: number; loopDelayP99Ms: number; loopDelayMaxMs: number }
 
+/** With --tokenizer, answers are teacher-forced toward each invoice's true fields (SteeredEngine). */
+function steered(engine: ModelEngine): ModelEngine | SteeredEngine {
+  return TOKENIZER ? new SteeredEngine(engine) : engine;
+}
+
 /** The model alone: the same engine and prompts driven in-process, `sequences` documents at a time. */
 async function raw(config: Config, queue: QueueConfig, modelPath: string, sequences: number, tuning: { prefixReuse?: boolean; decoder?: DecoderKind } = {}): Promise<RawResult> {
-  const engine = await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, prefixReuse: tuning.prefixReuse ?? true });
+  const engine = steered(await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, prefixReuse: tuning.prefixReuse ?? true }));
   try {
     const pipeline = new Pipeline(config, { ...queue, model: { ...queue.model, decoder: tuning.decoder ?? 'walk' } }, engine);
     const doc = (t: string) => ({ text: { format: 'text' as const, pages: [t], chars: t.length, warnings: [] } });
@@ -409,7 +415,7 @@ async function main(): Promise<void> {
   const batchSpeedup = Object.fromEntries(SEQUENCES.map((n) => [n, round(batching[n]!.docsPerS / batching[SEQUENCES[0]!]!.docsPerS)]));
 
   // The same documents through Redis, BullMQ, the worker and the Redis output, at the best width.
-  const engine = await ModelEngine.load({ modelPath, sequences: best, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger });
+  const engine = steered(await ModelEngine.load({ modelPath, sequences: best, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger }));
   let pipelineDocsPerS: number;
   try {
     const warm = 1_000_000;

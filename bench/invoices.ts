@@ -34,3 +34,39 @@ export function invoiceText(i: number, scale = 1): string {
   ];
   return body.join('\n');
 }
+
+/**
+ * The true fields of an invoiceText, in prompts/invoice/schema.json's key order, read back from
+ * the text (the bench renames some documents, so the text is the source). The bench teacher-forces
+ * a random-weight model toward them (--tokenizer): answers then have a real answer's values and
+ * length, written in the real tokenizer's tokens.
+ */
+export function invoiceAnswer(text: string): Record<string, unknown> | undefined {
+  const lines = text.split('\n');
+  const find = (re: RegExp) => text.match(re)?.[1] ?? null;
+  const number = find(/^INVOICE (\S+)$/m);
+  if (number === null) return undefined;
+  const at = lines.findIndex((l) => l.startsWith('INVOICE '));
+  const amount = (label: string) => {
+    const v = find(new RegExp(`^${label}\\s+([\\d.]+) EUR$`, 'm'));
+    return v === null ? null : Number(v);
+  };
+  const items = lines.flatMap((l) => {
+    const m = l.match(/^\s*\d+\s{2}(.+?)\s+(\d+) x\s+([\d.]+)\s+([\d.]+)$/);
+    return m ? [{ description: m[1]!, quantity: Number(m[2]), unit_price: Number(m[3]), amount: Number(m[4]) }] : [];
+  });
+  return {
+    invoice_number: number,
+    issuer: lines[at - 4] ?? null, // issuer, address, VAT ID, blank line, INVOICE
+    buyer: lines[lines.indexOf('Bill to:') + 1] ?? null,
+    date: find(/^Date: (\S+)/m),
+    due_date: find(/Due: (\S+)$/m),
+    currency: 'EUR',
+    amount_untaxed: amount('Subtotal'),
+    amount_tax: amount('VAT 19%'),
+    amount: amount('Total'),
+    vat_id: find(/^VAT ID (\S+)$/m),
+    iban: find(/IBAN ([A-Z]{2}[\d ]+?), BIC/),
+    lines: items,
+  };
+}

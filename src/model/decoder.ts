@@ -336,11 +336,10 @@ class Run {
       if (this.model.isEogToken(step.token)) break;
       this.pending = [step.token];
       this.tokens.push(step.token);
-      this.text = this.model.detokenize(this.tokens, false);
       // node-llama-cpp's JSON grammar ends the value with newlines as its stop marker.
-      if (/\n\n\n\n$/.test(this.text)) break;
+      if (/\n\n\n\n$/.test(this.model.detokenize(this.tokens.slice(-4), false))) break;
     }
-    this.text = this.text.trimEnd();
+    this.text = this.model.detokenize(this.tokens, false).trimEnd();
   }
 
   // ---- one decode step ---------------------------------------------------------------------------

@@ -135,6 +135,27 @@ describe.each<TokenizerName>(['qwen', 'llama3'])('decoder on a real %s tokenizer
     expect(a.text).toMatch(/"count":9{15},/); // an integer has no fraction
   }, 60_000);
 
+  it('walk stays the default because it is at least as correct as the reference grammar decoder on these checks', async () => {
+    const target = JSON.stringify(inSchemaOrder(invoice, corpusInvoices()[0]!));
+    const { natural, steer } = steerTo(engine, target);
+    const walk = await answer(engine, conversation('A document.'), invoice, { steer, maxTokens: 1000 });
+    const grammar = await answer(engine, conversation('A document.'), invoice, { steer, maxTokens: 1000, decoder: 'grammar' });
+    // Both write the same text in the same natural tokens (the reference adds its newline stop marker)...
+    expect(walk.text).toBe(target);
+    expect(grammar.text).toBe(target);
+    expect(grammar.tokens.slice(0, natural.length)).toEqual(natural);
+    // ...the walk in fewer decode steps, with a confidence per value...
+    expect(walk.generatedTokens).toBeLessThan(grammar.generatedTokens);
+    expect(Object.keys(walk.fieldConfidence).length).toBeGreaterThan(0);
+    expect(grammar.fieldConfidence).toEqual({});
+    // ...and only the walk keeps integers exact: node-llama-cpp 3.21.1's grammar admits 16 digits.
+    const s = { type: 'object', properties: { count: { type: 'integer' }, note: { type: 'null' } } };
+    const nines = engine.tokenize('9')[0];
+    const big = await answer(engine, conversation('Count'), s, { steer: () => nines, decoder: 'grammar' });
+    expect(big.text).toMatch(/"count":9{16},/);
+    expect(Number.isSafeInteger(JSON.parse(big.text).count)).toBe(false);
+  }, 60_000);
+
   it('budgets forced and sampled tokens together and never shifts the context: a long answer in a small context is cut off, the prompt kept', async () => {
     const small = await ModelEngine.load({ modelPath: tokenizerModelPath(name), sequences: 1, contextSize: 512, threads: 1, gpu: 'cpu', logger });
     try {
