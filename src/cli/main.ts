@@ -15,6 +15,7 @@ const deadletterListCommand = async (...a: Parameters<typeof import('./commands/
 const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
 const boardCommand = async (...a: Parameters<typeof import('./commands/board.js').boardCommand>) => (await import('./commands/board.js')).boardCommand(...a);
 const doctorCommand = async () => (await import('./commands/doctor.js')).doctorCommand();
+const pipelineCommand = async (...a: Parameters<typeof import('./commands/pipeline.js').pipelineCommand>) => (await import('./commands/pipeline.js')).pipelineCommand(...a);
 const modelsListCommand = async () => (await import('./commands/models.js')).modelsListCommand();
 const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
 const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
@@ -130,6 +131,12 @@ program.command('doctor')
   .description('Check this node: configuration, Redis (reachable, persistence, noeviction), GPU backend and memory, the model, every schema\'s grammar.')
   .addHelpText('after', '\nOne line per finding (ok, warn, error). Exit status 1 when any finding is an error.')
   .action(action(doctorCommand));
+
+program.command('pipeline')
+  .description('Print a queue\'s pipeline version and prompt versions as JSON: what names its documents (docs/JOB-PAYLOAD.md, "Canonical job ids").')
+  .addOption(queueOption())
+  .addHelpText('after', '\nReads the configuration only. Workers and API servers also publish it in Redis under <prefix>:pipeline:<queue>, and GET /v1/queues returns it.')
+  .action(action(pipelineCommand));
 
 const models = program.command('models').description('Get and inspect GGUF models.');
 models.command('list')

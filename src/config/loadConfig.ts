@@ -98,3 +98,8 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
   };
   return createHash('sha256').update(JSON.stringify(material)).digest('hex').slice(0, 12);
 }
+
+/** A queue's pipeline version and prompt versions: what names its documents (published under keys.pipeline). */
+export function pipelineInfo(config: Config, queue: QueueConfig): { queue: string; pipelineVersion: string; prompts: Record<string, string> } {
+  return { queue: queue.name, pipelineVersion: pipelineVersion(config, queue), prompts: promptVersions(config, queue) };
+}

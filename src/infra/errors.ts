@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   DOCUMENT_TOO_LONG: { retry: false, http: 400, summary: 'The text does not fit the model context; it is never cut silently.' },
   MODEL_OUTPUT_INVALID: { retry: false, http: 400, summary: 'The model output failed schema validation after every re-ask.' },
   DOCUMENT_MISSING: { retry: false, http: 404, summary: 'The stored bytes the job points at are gone (TTL expired or file removed).' },
-  UNREADABLE_FILE: { retry: false, http: 403, summary: 'A file given to enqueue or extract-text cannot be read (missing, a folder, no permission).' },
+  UNREADABLE_FILE: { retry: false, http: 403, summary: 'A file cannot be read: one the CLI is given (enqueue, extract-text: missing, a folder, no permission), or one under the document roots that exists but cannot be opened (permission, I/O error; there a folder is PATH_NOT_ALLOWED and a missing file DOCUMENT_MISSING).' },
   UNKNOWN_FOLDER: { retry: false, http: 400, summary: 'A watched folder\'s inbox/<sub>/ names neither a queue nor a document type.' },
   INVALID_JOB: { retry: false, http: 400, summary: 'The job payload does not match the documented contract.' },
   PATH_NOT_ALLOWED: { retry: false, http: 403, summary: 'A path a job, request or watched folder names is outside the document roots, is a symbolic link, or is not a regular file; nothing was read.' },

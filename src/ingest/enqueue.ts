@@ -121,9 +121,9 @@ export class Enqueuer {
     const { sha256 } = document;
     const documentId = documentIdFor(sha256, this.pipelineVersion, input.documentType);
     if (!input.force) {
-      const existing = await this.queue.getJob(documentId);
-      if (existing) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
+      // A result first: BullMQ keeps the finished job too, and "done" is the more useful answer.
       if (await this.redis.exists(this.keys.result(documentId))) return { documentId, jobId: documentId, sha256, status: 'done' };
+      if (await this.queue.getJob(documentId)) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
     }
     // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
     const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
@@ -137,6 +137,7 @@ export class Enqueuer {
       size: document.size,
       source: input.source,
       metadata: input.metadata ?? {},
+      ...(input.force ? { force: true } : {}),
       ...(input.documentType ? { documentType: input.documentType } : {}),
       ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
       enqueuedAt: new Date().toISOString(),

@@ -1,6 +1,6 @@
 /**
- * Every Redis key docsift writes besides BullMQ's own, in one place. docs/REDIS.md documents
- * them for back-office systems that read results straight from Redis.
+ * Every Redis key docsift writes besides BullMQ's own, in one place. docs/JOB-PAYLOAD.md documents
+ * them for back-office systems that enqueue and read results straight from Redis.
  */
 export function keys(prefix: string) {
   return {
@@ -28,6 +28,11 @@ export function keys(prefix: string) {
     reviewDone: `${prefix}:review:done`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
+    /**
+     * A queue's pipeline version and prompt versions, JSON, written by every worker and API server
+     * at start: what a foreign producer needs to compute the canonical job id. No TTL (one per queue).
+     */
+    pipeline: (queue: string) => `${prefix}:pipeline:${queue}`,
   };
 }
 

@@ -1,4 +1,6 @@
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { Keys } from './keys.js';
 
 /**
  * The job payload: the contract between every producer (CLI, API, watched folder, or a
@@ -36,6 +38,11 @@ export const JobPayload = z.object({
   source: z.string().max(256).default('bullmq'),
   /** POSTed the result record when done (signed when DOCSIFT_WEBHOOK_SECRET is set), retried, dead-lettered. */
   callbackUrl: z.string().regex(/^https?:\/\//, 'an http:// or https:// URL').max(2048).optional(),
+  /**
+   * Process the document even when it already has a result (a forced re-run, which replaces it).
+   * Without it, a job for a document that another job already completed returns that result.
+   */
+  force: z.boolean().default(false),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
   enqueuedAt: z.string().optional(),
@@ -47,4 +54,17 @@ export type JobPayloadInput = z.input<typeof JobPayload>;
 /** documentId = first 32 hex of sha256 + pipeline version (+ fixed type): same bytes, same pipeline, same id. */
 export function documentIdFor(sha256: string, pipelineVersion: string, documentType?: string): string {
   return `${sha256.slice(0, 32)}-${pipelineVersion}${documentType ? `-${documentType}` : ''}`;
+}
+
+/** What a foreign producer needs to name a queue's documents as docsift does (keys.pipeline). */
+export interface PipelineInfo {
+  queue: string;
+  pipelineVersion: string;
+  /** Version of every prompt the queue's pipeline uses. */
+  prompts: Record<string, string>;
+}
+
+/** Publishes a queue's pipeline version under `<prefix>:pipeline:<queue>` (workers and API servers at start). */
+export async function publishPipeline(redis: Redis, keys: Keys, info: PipelineInfo): Promise<void> {
+  await redis.set(keys.pipeline(info.queue), JSON.stringify(info));
 }

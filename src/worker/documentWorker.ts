@@ -67,7 +67,7 @@ export class DocumentWorker {
       // Jobs failed by the stall checker never reach the processor's catch: record them here.
       if (!job || !/stalled more than allowable limit/.test(err.message)) return;
       const { code, message } = parseFailure(err.message);
-      const documentId = (job.data as Partial<JobPayload>).documentId ?? job.id ?? 'unknown';
+      const documentId = this.claimedId(job);
       deps.metrics.documents.inc({ queue: deps.queue.name, result: 'failed', code });
       deps.logger.error({ jobId: job.id, documentId, code }, 'document failed: workers lost');
       void this.recordFailure({
@@ -97,6 +97,14 @@ export class DocumentWorker {
     try {
       checked = await this.check(job);
       const log = this.deps.logger.child({ ...bindings, documentId: checked.identity.documentId });
+      const stored = await this.alreadyDone(job, checked);
+      if (stored) {
+        log.info({ firstJobId: stored.jobId }, 'document already done: returning its stored result');
+        this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: 'duplicate', code: '' });
+        report.end();
+        await this.release(job, checked.payload.ref);
+        return stored;
+      }
       log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
       const outcome = await this.runner.run({
         identity: checked.identity, bytes: checked.bytes, startedAt,
@@ -155,6 +163,31 @@ export class DocumentWorker {
     };
   }
 
+  /**
+   * The document's stored result when another job already completed it: the same bytes under a
+   * second job id (a producer with job ids of its own) never run again or overwrite the result,
+   * unless the job says force. A retry of the job that wrote it runs again (its outputs failed).
+   */
+  private async alreadyDone(job: Job, checked: CheckedJob): Promise<ResultRecord | undefined> {
+    if (checked.payload.force) return undefined;
+    const raw = await this.deps.redis.get(this.deps.keys.result(checked.identity.documentId));
+    if (!raw) return undefined;
+    const record = JSON.parse(raw) as ResultRecord;
+    return record.jobId === job.id ? undefined : record;
+  }
+
+  /**
+   * The document id a job's failure is stored under before its bytes could be checked: derived
+   * from the sha256 it claims (+ pipeline + type), as it would be from the bytes, so a lookup by
+   * that id finds the failure; the job id when it claims none. Never the documentId a job names.
+   */
+  private claimedId(job: Job): string {
+    const data = (job.data ?? {}) as Record<string, unknown>;
+    const sha256 = typeof data.sha256 === 'string' && /^[0-9a-f]{64}$/.test(data.sha256) ? data.sha256 : undefined;
+    const type = typeof data.documentType === 'string' && /^[a-z][a-z0-9_]*$/.test(data.documentType) ? data.documentType : undefined;
+    return sha256 ? documentIdFor(sha256, this.runner.pipelineVersion, type) : job.id ?? 'unknown';
+  }
+
   /** Stage times, tokens and the job's log lines for people watching. */
   private observe({ record }: DocumentOutcome, report: JobReport): void {
     const m = this.deps.metrics;
@@ -193,7 +226,7 @@ export class DocumentWorker {
     const attempts = job.attemptsMade + 1;
     const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
     log[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
-    const documentId = checked?.identity.documentId ?? job.id ?? 'unknown';
+    const documentId = checked?.identity.documentId ?? this.claimedId(job);
     await this.recordFailure({
       documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename: checked?.payload.filename ?? (job.data as Partial<JobPayload>).filename ?? 'document',
       code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),

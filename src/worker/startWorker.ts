@@ -1,12 +1,12 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { getQueue, type Config, type QueueConfig } from '../config/index.js';
+import { getQueue, pipelineInfo, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
 import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf, type Delivery } from '../outputs/index.js';
-import { createDocumentQueue, createRedis, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createRedis, publishPipeline, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
@@ -82,6 +82,7 @@ export async function startWorker(options: {
     model: async () => modelLoaded,
   }, options.metricsPort, options.metricsHost);
   if (metricsServer) logger.info({ port: metricsServer.port }, 'metrics on /metrics, health on /healthz and /readyz');
+  await publishPipeline(redis, keys, pipelineInfo(config, queue));
   worker.run();
   return {
     queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port, metricsHost: metricsServer?.host,

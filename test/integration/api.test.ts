@@ -93,7 +93,7 @@ describe('HTTP API', () => {
     const again = await api('POST', '/v1/documents', { body: upload([['copy.pdf', a]]) });
     expect(again.status).toBe(202);
     expect(again.body.documents[0].documentId).toBe(first.documentId);
-    expect(['duplicate', 'done']).toContain(again.body.documents[0].status);
+    expect(again.body.documents[0].status).toBe('done'); // after completion, as API.md says
   });
 
   it('enqueues a file by path under an allowed root, and refuses traversal, outside paths and symlinks out', async () => {
@@ -148,6 +148,9 @@ describe('HTTP API', () => {
   it('lists queue counts and serves OpenAPI generated from the route schemas', async () => {
     const queues = await api('GET', '/v1/queues');
     expect(queues.body.queues[0]).toMatchObject({ name: 'documents', counts: { waiting: expect.any(Number), completed: expect.any(Number) } });
+    // The pipeline version a foreign producer needs for canonical job ids (docs/JOB-PAYLOAD.md).
+    expect(queues.body.queues[0].pipelineVersion).toBe(stack.enqueuer.pipelineVersion);
+    expect(queues.body.queues[0].prompts).toMatchObject({ classify: '1', invoice: '1' });
     const spec = await api('GET', '/openapi.json');
     expect(spec.body.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.body.paths)).toEqual(expect.arrayContaining(['/v1/documents', '/v1/documents/{id}', '/v1/documents/{id}/result', '/v1/queues']));

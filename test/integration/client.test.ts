@@ -15,7 +15,7 @@ let app: FastifyInstance;
 const clients: Record<string, DocsiftClient> = {};
 
 beforeAll(async () => {
-  stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_API_TOKENS: TOKEN });
+  stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_API_TOKENS: TOKEN, DOCSIFT_API_ROOTS: CORPUS });
   app = await buildApi({
     config: stack.config, redis: stack.redis, keys: stack.keys, logger: createLogger({ level: 'silent', destination: 'stderr' }), metrics: new Metrics(),
     queues: new Map([['documents', { config: stack.queueConfig, queue: stack.queue, enqueuer: stack.enqueuer }]]),
@@ -52,6 +52,10 @@ describe.each(['http', 'redis'])('%s client', (kind) => {
     await expect(client.waitForResult(bad.documentId, { pollMs: 100 })).rejects.toMatchObject({ name: 'DocumentFailedError', code: 'UNSUPPORTED_FORMAT' });
     expect(await client.status('0000-nothing')).toBeNull();
     expect(await client.result('0000-nothing')).toBeNull();
+    // Waiting on a document docsift does not know ends at once, not at the timeout.
+    const started = Date.now();
+    await expect(client.waitForResult('0000-nothing', { timeoutMs: 60_000, pollMs: 100 })).rejects.toMatchObject({ name: 'DocumentFailedError', code: 'NOT_FOUND' });
+    expect(Date.now() - started).toBeLessThan(5_000);
     await stack.queue.pause();
     try {
       const waiting = await client.enqueue(Buffer.from(`PO ${kind} waits`), { filename: 'w.txt' });
@@ -60,6 +64,16 @@ describe.each(['http', 'redis'])('%s client', (kind) => {
       await stack.queue.resume();
     }
   });
+});
+
+it('the HTTP client enqueues a file on the server by its path under the API roots', async () => {
+  const client = clients.http as HttpClient;
+  const done = await client.enqueue({ serverPath: 'AzureInterior.pdf' }, { metadata: { via: 'server' } });
+  expect(done).toMatchObject({ queue: 'documents', status: expect.stringMatching(/queued|duplicate|done/) });
+  const record = await client.waitForResult(done.documentId, { timeoutMs: 60_000, pollMs: 100 });
+  expect(record.filename).toBe('AzureInterior.pdf');
+  await expect(client.enqueue({ serverPath: '../etc/passwd' })).rejects.toMatchObject({ status: 403, code: 'PATH_NOT_ALLOWED' });
+  await expect(clients.redis!.enqueue({ serverPath: 'AzureInterior.pdf' })).rejects.toThrow(/HttpClient/);
 });
 
 it('is importable as docsift/client', async () => {

@@ -5,8 +5,12 @@ import type { ResultRecord } from '../../pipeline/record.js';
 
 export type { ResultRecord };
 
-/** What a document to enqueue can be: bytes, a stream, or a local file path. */
-export type DocumentInput = Buffer | Uint8Array | Readable | { path: string };
+/**
+ * What a document to enqueue can be: bytes, a stream, a file on this machine (`path`, read and
+ * uploaded), or a file on the docsift server under its document roots (`serverPath`, read there;
+ * HttpClient only).
+ */
+export type DocumentInput = Buffer | Uint8Array | Readable | { path: string } | { serverPath: string };
 
 export interface EnqueueOptions {
   /** Required for bytes and streams; defaults to the file's name for paths. */
@@ -55,7 +59,7 @@ export interface DocsiftClient {
   status(documentId: string): Promise<DocumentState | null>;
   /** null until the document is done. */
   result(documentId: string): Promise<ResultRecord | null>;
-  /** Resolves with the record; rejects with DocumentFailedError or WaitTimeoutError. */
+  /** Resolves with the record; rejects with DocumentFailedError (code NOT_FOUND at once for an unknown or cancelled id) or WaitTimeoutError. */
   waitForResult(documentId: string, options?: { timeoutMs?: number; pollMs?: number }): Promise<ResultRecord>;
   close(): Promise<void>;
 }
@@ -65,6 +69,7 @@ export async function readInput(input: DocumentInput, options: EnqueueOptions, m
   if (Buffer.isBuffer(input) || input instanceof Uint8Array) {
     return { bytes: Buffer.from(input), filename: options.filename ?? 'document' };
   }
+  if ('serverPath' in input) throw new Error('serverPath names a file on the docsift server: enqueue it with the HttpClient');
   if ('path' in input && typeof input.path === 'string' && !('pipe' in input)) {
     return { bytes: await fs.readFile(input.path), filename: options.filename ?? path.basename(input.path) };
   }
@@ -85,7 +90,10 @@ export async function pollForResult(client: DocsiftClient, documentId: string, o
   let last = 'unknown';
   for (;;) {
     const state = await client.status(documentId);
-    if (state) {
+    // Nothing will ever arrive for a document docsift does not know (never enqueued, cancelled,
+    // or its records expired): say so now rather than at the timeout.
+    if (!state) throw new DocumentFailedError(documentId, 'NOT_FOUND', 'docsift knows no such document (never enqueued, cancelled, or its records expired)');
+    {
       last = state.state;
       if (state.state === 'done') {
         const record = await client.result(documentId);

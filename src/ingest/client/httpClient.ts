@@ -18,11 +18,12 @@ export class HttpClient implements DocsiftClient {
     this.token = options.token;
   }
 
-  private async request(method: string, url: string, body?: FormData): Promise<{ status: number; json: any }> {
+  private async request(method: string, url: string, body?: FormData | Record<string, unknown>): Promise<{ status: number; json: any }> {
+    const json = body !== undefined && !(body instanceof FormData);
     const res = await fetch(this.baseUrl + url, {
       method,
-      headers: this.token ? { authorization: `Bearer ${this.token}` } : {},
-      ...(body ? { body } : {}),
+      headers: { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...(json ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: json ? JSON.stringify(body) : body } : {}),
     });
     const text = await res.text();
     return { status: res.status, json: text ? JSON.parse(text) : null };
@@ -33,6 +34,17 @@ export class HttpClient implements DocsiftClient {
   }
 
   async enqueue(input: DocumentInput, options: EnqueueOptions = {}): Promise<Enqueued> {
+    if (typeof input === 'object' && 'serverPath' in input) {
+      // The server reads it under its document roots (POST /v1/documents with a JSON body).
+      const res = await this.request('POST', '/v1/documents', {
+        path: input.serverPath,
+        ...(options.queue ? { queue: options.queue } : {}),
+        ...(options.priority ? { priority: options.priority } : {}),
+        ...(options.metadata ? { metadata: options.metadata } : {}),
+        ...(options.force ? { force: true } : {}),
+      });
+      return this.enqueued(res);
+    }
     const { bytes, filename } = await readInput(input, options);
     const form = new FormData();
     if (options.queue) form.append('queue', options.queue);
@@ -40,7 +52,10 @@ export class HttpClient implements DocsiftClient {
     if (options.metadata) form.append('metadata', JSON.stringify(options.metadata));
     if (options.force) form.append('force', 'true');
     form.append('file', new Blob([new Uint8Array(bytes)]), filename);
-    const res = await this.request('POST', '/v1/documents', form);
+    return this.enqueued(await this.request('POST', '/v1/documents', form));
+  }
+
+  private enqueued(res: { status: number; json: any }): Enqueued {
     if (res.status !== 202) this.fail(res);
     const doc = res.json.documents[0];
     return { documentId: doc.documentId, jobId: doc.jobId, queue: doc.queue, status: doc.status };

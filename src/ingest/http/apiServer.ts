@@ -7,11 +7,11 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { z } from 'zod';
-import type { Config } from '../../config/index.js';
+import { pipelineInfo, type Config } from '../../config/index.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
 import { createDeliveryQueue, createOutputs, createPool, ReviewDesk, type Delivery } from '../../outputs/index.js';
-import type { Keys } from '../../queue/index.js';
+import { publishPipeline, type Keys } from '../../queue/index.js';
 import { requireBearer } from './auth.js';
 import { registerBoard, type BoardOptions } from './board.js';
 import { documentRoutes, type ApiQueue } from './documentRoutes.js';
@@ -78,13 +78,21 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance<any, any,
   await app.register(reviewRoutes, { desk: reviewDesk(app, deps) });
 
   const Counts = z.object({ waiting: z.number(), active: z.number(), delayed: z.number(), completed: z.number(), failed: z.number(), prioritized: z.number() });
+  const QueueInfo = z.object({ name: z.string(), pipelineVersion: z.string(), prompts: z.record(z.string(), z.string()), counts: Counts });
+  // Not awaited: the API starts while Redis is down (it answers 503 until it is back). Workers
+  // publish it too, and GET /v1/queues answers from the configuration either way.
+  for (const q of queues.values()) void publishPipeline(redis, keys, pipelineInfo(config, q.config)).catch(() => undefined);
   app.get('/v1/queues', {
-    schema: { summary: 'Job counts by state for every queue', response: { 200: z.object({ queues: z.array(z.object({ name: z.string(), counts: Counts })) }), 401: ErrorBody } },
+    schema: {
+      summary: 'Every queue: its pipeline version (for canonical job ids, docs/JOB-PAYLOAD.md), prompt versions and job counts by state',
+      response: { 200: z.object({ queues: z.array(QueueInfo) }), 401: ErrorBody },
+    },
   }, async () => {
     const list = [];
     for (const [name, q] of queues) {
       const c = await q.queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
-      list.push({ name, counts: { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, prioritized: c.prioritized ?? 0 } });
+      const { pipelineVersion, prompts } = pipelineInfo(config, q.config);
+      list.push({ name, pipelineVersion, prompts, counts: { waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, prioritized: c.prioritized ?? 0 } });
     }
     return { queues: list };
   });
