@@ -21,7 +21,7 @@ beforeAll(async () => {
     queues: new Map([['documents', { config: stack.queueConfig, queue: stack.queue, enqueuer: stack.enqueuer }]]),
   });
   clients.http = new HttpClient({ baseUrl: await app.listen({ host: '127.0.0.1', port: 0 }), token: TOKEN });
-  clients.redis = await RedisClient.connect({ REDIS_URL, DOCSIFT_HOME: stack.config.home, DOCSIFT_PREFIX: stack.config.env.DOCSIFT_PREFIX });
+  clients.redis = await RedisClient.connect({ url: REDIS_URL, prefix: stack.config.env.DOCSIFT_PREFIX });
 });
 afterAll(async () => {
   for (const c of Object.values(clients)) await c.close();

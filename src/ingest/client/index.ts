@@ -1,8 +1,5 @@
 /**
- * docsift/client: enqueue documents and get results from back-office code, over HTTP
- * (HttpClient) or directly over Redis (RedisClient). Both implement DocsiftClient.
+ * docsift/client: the client package (@docsift/client, packages/client), re-exported so code that
+ * already imports docsift/client keeps working. New code installs @docsift/client alone.
  */
-export { DocumentFailedError, WaitTimeoutError } from './client.js';
-export type { DocsiftClient, DocumentInput, DocumentState, Enqueued, EnqueueOptions, ResultRecord } from './client.js';
-export { DocsiftHttpError, HttpClient } from './httpClient.js';
-export { RedisClient } from './redisClient.js';
+export * from '@docsift/client';

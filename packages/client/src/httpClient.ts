@@ -1,4 +1,4 @@
-import type { ResultRecord } from '../../pipeline/record.js';
+import type { ResultRecord } from './records.js';
 import { pollForResult, readInput, type DocsiftClient, type DocumentInput, type DocumentState, type Enqueued, type EnqueueOptions } from './client.js';
 
 export class DocsiftHttpError extends Error {

@@ -1,9 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { ResultRecord } from '../../pipeline/record.js';
+import type { ResultRecord } from './records.js';
 
-export type { ResultRecord };
+export type { FailureRecord, ResultRecord } from './records.js';
 
 /**
  * What a document to enqueue can be: bytes, a stream, a file on this machine (`path`, read and
