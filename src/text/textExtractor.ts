@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +44,28 @@ function childScript(): string {
   return compiled;
 }
 
+/**
+ * Address space this Node maps at start without using it: RLIMIT_DATA counts reservations, and
+ * Node 24's V8 reserves ~530 MB it never touches (VmData 575 MB at RSS 43 MB; Node 20: 49 MB at
+ * 40 MB), which would leave a 512 MB cap no room to even start. The cap is raised by exactly this,
+ * so limits.textMemoryMb keeps meaning the memory the parser may really use. Measured once per
+ * process on the same binary; 0 where /proc is missing (the cap is then textMemoryMb as set).
+ */
+let reservedMb: number | undefined;
+function runtimeReservationMb(): number {
+  if (reservedMb !== undefined) return reservedMb;
+  try {
+    const probe = "const s = require('fs').readFileSync('/proc/self/status', 'utf8');"
+      + "process.stdout.write(String(/VmData:\\s+(\\d+)/.exec(s)[1] - /VmRSS:\\s+(\\d+)/.exec(s)[1]))";
+    // Synchronous, ~40 ms, once per process, before its first PDF.
+    const out = execFileSync(process.execPath, ['--max-old-space-size=64', '-e', probe], { encoding: 'utf8', timeout: 10_000 });
+    reservedMb = Math.max(0, Math.ceil(Number(out) / 1024));
+  } catch {
+    reservedMb = 0;
+  }
+  return reservedMb;
+}
+
 class PdfChild {
   readonly process: ChildProcess;
   served = 0;
@@ -61,7 +83,7 @@ class PdfChild {
     // the script, so the shell sets the limit and execs Node, which keeps the IPC channel.
     this.process = fork(childScript(), [], {
       execPath: '/bin/sh',
-      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String(memoryMb * 1024), process.execPath, `--max-old-space-size=${memoryMb - OUTSIDE_HEAP_MB}`],
+      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String((memoryMb + runtimeReservationMb()) * 1024), process.execPath, `--max-old-space-size=${memoryMb - OUTSIDE_HEAP_MB}`],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
