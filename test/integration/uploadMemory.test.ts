@@ -65,9 +65,9 @@ describe('upload memory', () => {
     const report = `RSS ${before.rss.toFixed(0)} MB before, peaks ${peaks.map((p) => p.toFixed(0)).join(', ')} MB after each request`;
     // Buffered whole (before uploads streamed), the API peaked 299 MB above its start on this test.
     // Streamed, a file passes through in 1 MB writes; what remains is garbage V8 collects when
-    // its external memory passes its own threshold (~80 MB measured), the same after 80 MB or
-    // 240 MB of uploads: flat.
-    expect(growth, report).toBeLessThan(100);
+    // its external memory passes its own threshold (~80 MB measured on Node 20, ~106 MB on Node
+    // 24), the same after 80 MB or 240 MB of uploads: flat.
+    expect(growth, report).toBeLessThan(150);
     expect(peaks.at(-1)! - peaks[0]!, report).toBeLessThan(40);
     // Every byte arrived: the stored documents are whole.
     const keys = (await redis.keys(`${prefix}:doc:*`)).filter((k) => !k.endsWith(':holders'));
