@@ -133,7 +133,7 @@ program.command('doctor')
   .action(action(doctorCommand));
 
 program.command('pipeline')
-  .description('Print a queue\'s pipeline version and prompt versions as JSON: what names its documents (docs/JOB-PAYLOAD.md, "Canonical job ids").')
+  .description('Print a queue\'s pipeline version and prompt versions as JSON: what names its documents (docs/JOB-PAYLOAD.md, "One document, one result").')
   .addOption(queueOption())
   .addHelpText('after', '\nReads the configuration only. Workers and API servers also publish it in Redis under <prefix>:pipeline:<queue>, and GET /v1/queues returns it.')
   .action(action(pipelineCommand));

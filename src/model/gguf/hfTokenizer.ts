@@ -35,8 +35,13 @@ interface TokenizerConfig {
 
 /** Reads `dir/tokenizer.json` and `dir/tokenizer_config.json`; `pre` names llama.cpp's pre-tokenizer for it. */
 export function readHfTokenizer(dir: string, pre: string): BpeVocabulary {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as TokenizerJson;
-  const config = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as TokenizerConfig;
+  const read = <T>(name: string): T => {
+    const file = path.join(dir, name);
+    if (!fs.existsSync(file)) throw new Error(`${file} is missing: --tokenizer takes a folder holding tokenizer.json and tokenizer_config.json`);
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+  };
+  const json = read<TokenizerJson>('tokenizer.json');
+  const config = read<TokenizerConfig>('tokenizer_config.json');
   if (json.model.type !== 'BPE') throw new Error(`${dir}/tokenizer.json: model type ${json.model.type} is not BPE`);
   const size = [...Object.values(json.model.vocab), ...json.added_tokens.map((t) => t.id)].reduce((a, b) => Math.max(a, b), 0) + 1;
   const tokens = new Array<string>(size);
@@ -63,8 +68,9 @@ export function readHfTokenizer(dir: string, pre: string): BpeVocabulary {
     tokens,
     types,
     merges: json.model.merges.map((m) => (typeof m === 'string' ? m : m.join(' '))),
-    // Qwen has no BOS and says so; Llama 3 adds <|begin_of_text|> (its config leaves add_bos_token out).
-    bos: bos ?? tokens.indexOf('<|endoftext|>'),
+    // Qwen has no BOS and says so (its GGUFs name <|endoftext|>, never added); Llama 3 adds
+    // <|begin_of_text|> (its config leaves add_bos_token out). Without either, the EOS id.
+    bos: bos ?? (tokens.includes('<|endoftext|>') ? tokens.indexOf('<|endoftext|>') : eos),
     eos,
     addBos: config.add_bos_token ?? bos !== undefined,
     chatTemplate: config.chat_template,
