@@ -12,7 +12,7 @@ export class InstantEngine implements Engine {
   private readonly answers = new WeakMap<object, string>();
 
   constructor(_config: Config, sequences: number) {
-    this.info = { file: 'instant.gguf', sha256: '0'.repeat(64), lora: [], backend: 'none', sequences, contextSize: 1 << 20, threads: 1, loadMs: 0 };
+    this.info = { file: 'instant.gguf', sha256: '0'.repeat(64), lora: [], backend: 'none', binary: 'none', backendReason: 'none', sequences, contextSize: 1 << 20, threads: 1, loadMs: 0 };
   }
 
   private answer(schema: { enum?: string[]; properties?: Record<string, { type?: unknown }> }): string {

@@ -31,6 +31,11 @@ export class Metrics {
   readonly tokensPerSecond = new Gauge({
     name: 'docsift_generated_tokens_per_second', help: 'Generation speed of the last document', labelNames: ['queue'] as const, registers: [this.registry],
   });
+  readonly backend = new Gauge({
+    name: 'docsift_llama_backend_info',
+    help: 'The llama.cpp build this worker runs on (1): backend, binary (cuda, cuda-fallback, vulkan, cpu, local:<folder>) and reason (sass, ptx-jit, vulkan-driver, cpu, fell-back, default); docsift doctor explains it',
+    labelNames: ['backend', 'binary', 'reason'] as const, registers: [this.registry],
+  });
   readonly modelLoadSeconds = new Gauge({ name: 'docsift_model_load_seconds', help: 'Time to load the model at start', registers: [this.registry] });
   readonly sequences = new Gauge({
     name: 'docsift_model_sequences', help: 'Model context sequences: total, and busy with a document', labelNames: ['state'] as const, registers: [this.registry],

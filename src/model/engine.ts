@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  getLlama, LlamaLogLevel, resolveChatWrapper,
+  resolveChatWrapper,
   type ChatHistoryItem, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token,
 } from 'node-llama-cpp';
 import { DocsiftError, isOutOfMemory } from '../infra/errors.js';
@@ -11,6 +11,7 @@ import { answerGbnf, compileAnswer, type AnswerNode } from './answerGrammar.js';
 import { decodeJson, type DecodeOptions, type DecoderKind } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
 import { hashFile } from './hashFile.js';
+import { loadLlama } from './gpu/load.js';
 import { autoSequences } from './models.js';
 
 export interface EngineOptions {
@@ -33,7 +34,11 @@ export interface ModelInfo {
   sha256: string;
   /** LoRA adapter file names, in order. */
   lora: string[];
+  /** cuda, vulkan, metal or cpu. */
   backend: string;
+  /** Which llama.cpp build (cuda, cuda-fallback, vulkan, cpu, local:<folder>) and the plan's reason for it (src/model/gpu/plan.ts). */
+  binary: string;
+  backendReason: string;
   sequences: number;
   contextSize: number;
   threads: number;
@@ -147,7 +152,7 @@ export class ModelEngine implements Engine {
     const file = path.resolve(options.modelPath);
     checkModelFile(file);
     const sha256 = hashFile(file);
-    const llama = await createLlama(options);
+    const { llama, loaded } = await loadLlama(options);
     let model: LlamaModel;
     try {
       model = await llama.loadModel({ modelPath: file });
@@ -174,7 +179,9 @@ export class ModelEngine implements Engine {
       file: path.basename(file),
       sha256: await sha256,
       lora: (options.lora ?? []).map((a) => path.basename(a.path)),
-      backend: llama.gpu === false ? 'cpu' : llama.gpu,
+      backend: loaded.backend,
+      binary: loaded.binary,
+      backendReason: loaded.code,
       sequences: context.totalSequences,
       contextSize: context.contextSize,
       threads: options.threads,
@@ -320,22 +327,6 @@ export class ModelEngine implements Engine {
     await this.model.dispose();
     await this.llama.dispose();
   }
-}
-
-/**
- * The llama.cpp bindings for this machine: the best prebuilt backend (CUDA, Vulkan, Metal) with
- * CPU fallback, or the one DOCSIFT_GPU names. Never downloads or compiles llama.cpp at run time.
- */
-export function createLlama(options: { gpu: EngineOptions['gpu']; threads: number; logger?: Logger }): Promise<Llama> {
-  return getLlama({
-    build: 'never',
-    gpu: options.gpu === 'cpu' ? false : options.gpu,
-    maxThreads: options.threads,
-    logLevel: LlamaLogLevel.error,
-    logger: (level, message) => {
-      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) options.logger?.error({ llama: message.trim() }, 'llama.cpp');
-    },
-  });
 }
 
 /** Fails fast, before llama.cpp sees the file, with a message an operator can act on. */

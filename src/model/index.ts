@@ -1,4 +1,12 @@
-export { ModelEngine, checkModelFile, createLlama } from './engine.js';
+export { ModelEngine, checkModelFile } from './engine.js';
+export { loadLlama } from './gpu/load.js';
+export type { LoadedBackend } from './gpu/load.js';
+export { findBinaries, localBuildsDir, llamaPackageDir } from './gpu/binaries.js';
+export type { LlamaBinary } from './gpu/binaries.js';
+export { probeHost } from './gpu/host.js';
+export type { GpuHost } from './gpu/host.js';
+export { describePlan, planBackend } from './gpu/plan.js';
+export type { BackendPlan, GpuSetting, Verdict } from './gpu/plan.js';
 export { hashFile } from './hashFile.js';
 export type { DecoderKind } from './decoder.js';
 export type { Answer, AskOptions, ChatTurn, Engine, EngineOptions, EngineStats, ModelInfo, ModelSequence } from './engine.js';

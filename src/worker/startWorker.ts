@@ -64,6 +64,7 @@ export async function startWorker(options: {
   logger.info({ model: engine.info, queue: queue.name, concurrency: jobs }, 'model loaded');
   const metrics = new Metrics();
   metrics.modelLoadSeconds.set(engine.info.loadMs / 1000);
+  metrics.backend.set({ backend: engine.info.backend, binary: engine.info.binary, reason: engine.info.backendReason }, 1);
   metrics.sequences.set({ state: 'total' }, engine.info.sequences);
   metrics.onScrape.push(() => metrics.sequences.set({ state: 'busy' }, engine.busySequences));
   const extractor = new TextExtractor();

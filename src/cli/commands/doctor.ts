@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { loadConfig, type Config } from '../../config/index.js';
 import { ConfigError } from '../../infra/errors.js';
-import { checkModelFile, createLlama, toGrammarSchema } from '../../model/index.js';
+import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
+import { gpuFindings } from '../../model/gpu/report.js';
 import type { Redis } from 'ioredis';
 import { connectRedis, createRedis, redactUrl } from '../../queue/index.js';
 
@@ -60,15 +61,22 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
     redis.disconnect();
   }
 
-  let llama: Awaited<ReturnType<typeof createLlama>> | undefined;
+  const host = await probeHost();
+  const plan = planBackend(config.env.DOCSIFT_GPU, host, findBinaries());
+  for (const f of gpuFindings(host, plan)) say(f.level, f.check, f.message);
+  if (plan.error) return findings;
+
+  let llama: Awaited<ReturnType<typeof loadLlama>>['llama'] | undefined;
   try {
-    llama = await createLlama({ gpu: config.env.DOCSIFT_GPU, threads: config.env.DOCSIFT_THREADS });
+    const started = await loadLlama({ gpu: config.env.DOCSIFT_GPU, threads: config.env.DOCSIFT_THREADS, host });
+    llama = started.llama;
+    if (started.loaded.code === 'fell-back') say('error', 'backend', started.loaded.why);
     if (llama.gpu === false) {
       const ram = await llama.getRamState();
-      say('ok', 'backend', `CPU (no CUDA, Vulkan or Metal device found), ${(ram.free / 1024 ** 3).toFixed(1)} GB RAM free, ${config.env.DOCSIFT_THREADS} llama thread(s)`);
+      say('ok', 'backend', `CPU, ${(ram.free / 1024 ** 3).toFixed(1)} GB RAM free, ${config.env.DOCSIFT_THREADS} llama thread(s)`);
     } else {
       const vram = await llama.getVramState();
-      say('ok', 'backend', `${llama.gpu}: ${(vram.free / 1024 ** 3).toFixed(1)} of ${(vram.total / 1024 ** 3).toFixed(1)} GB free`);
+      say('ok', 'backend', `${llama.gpu} (${started.loaded.binary}): ${(vram.free / 1024 ** 3).toFixed(1)} of ${(vram.total / 1024 ** 3).toFixed(1)} GB free`);
     }
     for (const type of config.prompts.types.values()) {
       try {

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { getQueue, loadConfig } from '../../config/index.js';
-import { CATALOGUE, checkModelFile, createLlama, inspectModel, localModels, pullModel } from '../../model/index.js';
+import { CATALOGUE, checkModelFile, loadLlama, inspectModel, localModels, pullModel } from '../../model/index.js';
 import { Progress } from '../progress.js';
 
 const gb = (n: number) => `${(n / 1024 ** 3).toFixed(2)} GB`;
@@ -35,7 +35,7 @@ export async function modelsInspectCommand(file: string, options: { queue: strin
   const config = loadConfig();
   const queue = getQueue(config, options.queue);
   checkModelFile(path.resolve(file));
-  const llama = await createLlama({ gpu: config.env.DOCSIFT_GPU, threads: config.env.DOCSIFT_THREADS });
+  const { llama } = await loadLlama({ gpu: config.env.DOCSIFT_GPU, threads: config.env.DOCSIFT_THREADS });
   try {
     const i = await inspectModel(file, llama, queue.model.contextSize);
     if (options.json) {
