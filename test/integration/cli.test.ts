@@ -104,6 +104,11 @@ describe('docsift CLI', () => {
     const noModel = docsift(['worker'], { DOCSIFT_MODEL: path.join(work, 'nope.gguf') });
     expect(noModel.status).toBe(1);
     expect(noModel.stderr).toContain('model file not found');
+    // A backend this machine cannot run is refused before llama.cpp loads (no NVIDIA driver here).
+    const cuda = docsift(['worker'], { DOCSIFT_GPU: 'cuda' });
+    expect(cuda.status).toBe(2);
+    expect(cuda.stderr).toContain('configuration error: environment: DOCSIFT_GPU: DOCSIFT_GPU=cuda, but no cuda build can run here. CUDA prebuilt');
+    expect(cuda.stderr).toContain('no NVIDIA driver on this machine');
   });
 
   it('the worker stops cleanly on SIGTERM with exit status 0', async () => {

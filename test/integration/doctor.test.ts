@@ -21,6 +21,16 @@ describe('docsift doctor', () => {
     expect(by.backend!.message).toMatch(/^(CPU|cuda|vulkan|metal)/);
     expect(by.model!.message).toContain('loads');
     expect(by.schemas!.level).toBe('ok');
+    // This machine has no GPU: every installed binary is judged, and auto settles on the CPU build.
+    expect(by['binary cpu']!.message).toContain('runs here');
+    expect(by['binary cuda']!.message).toMatch(/CUDA 13 runtime; machine code sm_86.*does not run here: no NVIDIA driver/);
+    expect(by['backend choice']!.message).toContain('DOCSIFT_GPU=auto: the worker loads cpu');
+  });
+
+  it('errors when DOCSIFT_GPU names a backend that cannot run here, with the fix, and exits 1', () => {
+    const run = spawnSync(process.execPath, [BIN, 'doctor'], { env: { ...process.env, ...base, REDIS_URL, DOCSIFT_GPU: 'vulkan' }, encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toMatch(/^error backend choice: DOCSIFT_GPU=vulkan, but no vulkan build can run here\. Vulkan prebuilt .*: the Vulkan loader libvulkan\.so\.1 is not installed \(fix: install the Vulkan loader/m);
   });
 
   it('errors on an evicting Redis, and is content with AOF', async () => {

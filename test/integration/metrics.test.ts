@@ -44,6 +44,7 @@ describe('worker metrics and health', () => {
     expect(value(text, 'docsift_jobs', { queue: 'documents', state: 'completed' })).toBe(1);
     expect(value(text, 'docsift_jobs', { queue: 'documents', state: 'failed' })).toBe(1);
     expect(text).toMatch(/^docsift_model_load_seconds \d/m);
+    expect(value(text, 'docsift_llama_backend_info', { backend: 'cpu', binary: 'cpu', reason: 'cpu' })).toBe(1);
     expect(text).toContain('docsift_nodejs_eventloop_lag_seconds');
   });
 });
