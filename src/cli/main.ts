@@ -15,6 +15,7 @@ const deadletterListCommand = async (...a: Parameters<typeof import('./commands/
 const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
 const boardCommand = async (...a: Parameters<typeof import('./commands/board.js').boardCommand>) => (await import('./commands/board.js')).boardCommand(...a);
 const doctorCommand = async () => (await import('./commands/doctor.js')).doctorCommand();
+const gpuBuildCommand = async (...a: Parameters<typeof import('./commands/gpu.js').gpuBuildCommand>) => (await import('./commands/gpu.js')).gpuBuildCommand(...a);
 const pipelineCommand = async (...a: Parameters<typeof import('./commands/pipeline.js').pipelineCommand>) => (await import('./commands/pipeline.js')).pipelineCommand(...a);
 const modelsListCommand = async () => (await import('./commands/models.js')).modelsListCommand();
 const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
@@ -128,9 +129,23 @@ ${envHelp(['DOCSIFT_BOARD_USER', 'DOCSIFT_BOARD_PASSWORD'])}`)
   .action(action(boardCommand));
 
 program.command('doctor')
-  .description('Check this node: configuration, Redis (reachable, persistence, noeviction), GPU backend and memory, the model, every schema\'s grammar.')
+  .description('Check this node: configuration, Redis (reachable, persistence, noeviction), GPUs and driver, each llama.cpp build and whether it runs here (with the fix when not), backend memory, the model, every schema\'s grammar.')
   .addHelpText('after', '\nOne line per finding (ok, warn, error). Exit status 1 when any finding is an error.')
   .action(action(doctorCommand));
+
+const gpu = program.command('gpu').description('GPU builds of llama.cpp: what runs on this machine is shown by docsift doctor.');
+gpu.command('build')
+  .description('Build llama.cpp with CUDA for this machine\'s GPUs (or --arch) from the source node-llama-cpp ships, offline; the worker uses it once it exists.')
+  .option('--arch <list>', 'compute capabilities to build for, e.g. 80,86,89,90 or 9.0 (default: those nvidia-smi reports)')
+  .option('--check', 'check the prerequisites and print what would be built, without building', false)
+  .addHelpText('after', `
+Needs: the CUDA toolkit (nvcc, cuda_runtime.h, cuBLAS headers and libcublas.so; CUDA_PATH when not
+in /usr/local/cuda), cmake 3.18+, a C++ compiler. Each missing one is named with how to get it, and
+nothing is built until all are there. The build (machine code for each architecture, PTX for the
+highest) lands in node-llama-cpp's localBuilds folder, so npm ci removes it: build again after it,
+or use deploy/docker/Dockerfile.cuda. DOCSIFT_GPU=auto prefers it whenever it runs here; see
+docs/GPU.md.`)
+  .action(action(gpuBuildCommand));
 
 program.command('pipeline')
   .description('Print a queue\'s pipeline version and prompt versions as JSON: what names its documents (docs/JOB-PAYLOAD.md, "One document, one result").')

@@ -1,10 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/infra/errors.js';
 import { findBinaries, loadLlama, planBackend, probeHost, type GpuHost, type LlamaBinary } from '../../../src/model/index.js';
 import { cudaForDriver, isGpuIcd, parseLdconfig, parseNvidiaSmi } from '../../../src/model/gpu/host.js';
 import { gpuFindings } from '../../../src/model/gpu/report.js';
+import { buildPrerequisites, cudaArchitectures, findCudaToolkit } from '../../../src/model/gpu/build.js';
 
 const FIXTURES = path.resolve('test/fixtures/gpu');
 const recorded = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'machines.json'), 'utf8')) as {
@@ -191,5 +194,60 @@ describe('loading the chosen binary (real llama.cpp, this CPU machine)', () => {
     } finally {
       await llama.dispose();
     }
+  });
+});
+
+describe('docsift gpu build', () => {
+  const BIN = path.resolve('dist/src/cli/main.js');
+
+  it('turns compute capabilities into CMake architectures: machine code for each, PTX for the highest', () => {
+    expect(cudaArchitectures('80,86,89,90')).toBe('80-real;86-real;89-real;90');
+    expect(cudaArchitectures('9.0, 8.6 8.6')).toBe('86-real;90');
+    expect(cudaArchitectures('90,120a')).toBe('90-real;120a-real');
+    expect(() => cudaArchitectures('9.x')).toThrow('is not a compute capability');
+    expect(() => cudaArchitectures('30')).toThrow('not a CUDA architecture');
+  });
+
+  /** A CUDA toolkit folder as NVIDIA's packages lay it out, with an nvcc that reports its release. */
+  function toolkit(withCublas: boolean): string {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-cuda-'));
+    for (const dir of ['bin', 'include', 'lib64']) fs.mkdirSync(path.join(root, dir));
+    fs.writeFileSync(path.join(root, 'bin', 'nvcc'), '#!/bin/sh\necho "Cuda compilation tools, release 12.4, V12.4.131"\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(root, 'include', 'cuda_runtime.h'), '');
+    if (withCublas) {
+      fs.writeFileSync(path.join(root, 'include', 'cublas_v2.h'), '');
+      fs.writeFileSync(path.join(root, 'lib64', 'libcublas.so'), '');
+    }
+    return root;
+  }
+
+  const gpuBuild = (args: string[], env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [BIN, 'gpu', 'build', ...args], { env: { ...process.env, ...env }, encoding: 'utf8' });
+
+  it('--check names each prerequisite, where it was found, and what would be built', () => {
+    const root = toolkit(true);
+    const prerequisites = buildPrerequisites(findCudaToolkit({ CUDA_PATH: root }), path.resolve('node_modules/node-llama-cpp'));
+    expect(prerequisites.slice(0, 4).map((p) => p.found)).toEqual([`${root}/bin/nvcc (CUDA 12.4)`, `${root}/include/cuda_runtime.h`, `${root}/include/cublas_v2.h`, `${root}/lib64/libcublas.so`]);
+    const run = gpuBuild(['--arch', '86,90', '--check'], { CUDA_PATH: root });
+    // cmake and a C++ compiler are this machine's own; the test needs both (as the build does).
+    expect(run.stdout).toContain(`ok       nvcc (CUDA compiler): ${root}/bin/nvcc (CUDA 12.4)`);
+    expect(run.stdout).toMatch(/^ok {7}cmake 3\.18 or newer: cmake \d/m);
+    expect(run.stdout).toContain(`build    CUDA for the given architectures: CMAKE_CUDA_ARCHITECTURES=86-real;90, toolkit ${root}`);
+    expect(run.status).toBe(0);
+  });
+
+  it('refuses to start a build that cannot finish, naming what is missing and how to get it', () => {
+    const run = gpuBuild(['--arch', '90'], { CUDA_PATH: toolkit(false) });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toContain('missing  cuBLAS headers (cublas_v2.h): install libcublas-dev-12-4');
+    expect(run.stdout).toContain('missing  cuBLAS library (libcublas.so): install libcublas-dev-12-4 (it also brings libcublas.so.12)');
+    expect(run.stderr).toContain('cannot build: 2 prerequisite(s) missing');
+    const noToolkit = gpuBuild(['--arch', '90'], { CUDA_PATH: path.join(os.tmpdir(), 'no-such-cuda') });
+    expect(noToolkit.stdout).toMatch(/^missing {2}nvcc \(CUDA compiler\): install the CUDA toolkit/m);
+  });
+
+  it('without --arch and without a GPU, asks for the architectures', () => {
+    const run = gpuBuild([], {});
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('no NVIDIA GPU found (nvidia-smi); name the architectures to build for, e.g. --arch 80,86,89,90');
   });
 });
