@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { EnvSchema } from '../../../src/config/index.js';
 import { REPO } from '../../helpers/testEnv.js';
 
@@ -23,7 +23,7 @@ function help(command: string[]): string {
 /** Every "docsift <command> [--flags]" invocation in deploy/, from shell lines and JSON/YAML arg arrays. */
 function invocations(): Array<{ file: string; command: string[]; flags: string[] }> {
   const out: Array<{ file: string; command: string[]; flags: string[] }> = [];
-  const SUBS = new Set(['db', 'deadletter', 'models']);
+  const SUBS = new Set(['db', 'deadletter', 'models', 'gpu']);
   for (const file of files) {
     for (const line of text(file).split('\n')) {
       let words: string[] = [];
@@ -106,6 +106,23 @@ describe('deploy/', () => {
       expect(() => EnvSchema.parse({ [key]: example[key] }), key).toThrow(/placeholder/);
     }
     expect(example.REDIS_URL).toMatch(/^redis:\/\/:[^@]+@/);
+  });
+
+  it('the CUDA image builds llama.cpp for the listed architectures in a devel stage and ships only the runtime', () => {
+    const docker = text(path.join(DEPLOY, 'docker', 'Dockerfile.cuda'));
+    const stages = docker.split(/^FROM /m).slice(1);
+    const build = stages.find((s) => s.startsWith('nvidia/cuda:${CUDA_VERSION}-devel'))!;
+    const runtime = stages.at(-1)!;
+    expect(build).toMatch(/^ARG CUDA_ARCHITECTURES=[\d,]+$/m);
+    expect(build).toContain('docsift gpu build --arch "$CUDA_ARCHITECTURES"');
+    expect(runtime).toMatch(/^nvidia\/cuda:\$\{CUDA_VERSION\}-runtime-/);
+    expect(runtime).toContain('COPY --from=build /app/node_modules ./node_modules');
+    expect(runtime).not.toMatch(/apt-get install|cmake|g\+\+/);
+    const compose = parseYaml(text(path.join(DEPLOY, 'docker-compose.yml')));
+    expect(compose.services['worker-gpu'].build.dockerfile).toBe('deploy/docker/Dockerfile.cuda');
+    expect(compose.services['worker-gpu'].deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
+    const worker = parseAllDocuments(text(path.join(DEPLOY, 'k8s', 'worker.yaml'))).map((d) => d.toJSON()).find((d) => d?.kind === 'Deployment');
+    expect(worker.spec.template.spec.containers[0].resources.limits['nvidia.com/gpu']).toBe(1);
   });
 
   it('secure defaults: images run as a numeric non-root user that owns the outbox', () => {
