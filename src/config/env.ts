@@ -43,7 +43,11 @@ export const EnvSchema = z.object({
     .refine((u) => !isPlaceholder(urlPassword(u)), 'its password is a placeholder; set the real one').default('redis://127.0.0.1:6379'),
   /** Path of the .gguf model the worker loads. Only the worker needs it. */
   DOCSIFT_MODEL: z.string().min(1).optional(),
-  /** Which llama.cpp backend to use; auto picks CUDA, Vulkan or Metal when present, else CPU. */
+  /**
+   * Which llama.cpp build to load. auto: the first installed build that can run on this GPU and
+   * driver (local build, CUDA prebuilt, CUDA fallback, Vulkan, CPU; src/model/gpu/plan.ts); an
+   * explicit backend that cannot run here stops the worker with the reason and the fix.
+   */
   DOCSIFT_GPU: z.enum(['auto', 'cuda', 'vulkan', 'metal', 'cpu']).default('auto'),
   /**
    * llama.cpp threads. Default: all cores but one, at least one. llama.cpp's own default takes
@@ -129,7 +133,7 @@ const ENV_HELP: Record<keyof Env, string> = {
   REDIS_URL: 'Redis for queues and results (rediss:// for TLS; a private CA via NODE_EXTRA_CA_CERTS)',
   DOCSIFT_MODEL: 'path of the .gguf model the worker loads',
   DOCSIFT_THREADS: 'llama.cpp threads [cores - 1]',
-  DOCSIFT_GPU: 'auto | cuda | vulkan | metal | cpu',
+  DOCSIFT_GPU: 'auto (the first build that runs on this GPU and driver; docsift doctor shows which) | cuda | vulkan | metal | cpu (refused when it cannot run here)',
   DOCSIFT_STORE: 'where enqueued bytes wait: redis | fs',
   DOCSIFT_STORE_DIR: 'folder for DOCSIFT_STORE=fs',
   DOCSIFT_STORE_TTL_S: 'seconds stored bytes are kept at most',
