@@ -33,7 +33,7 @@ export class Metrics {
   });
   readonly backend = new Gauge({
     name: 'docsift_llama_backend_info',
-    help: 'The llama.cpp build this worker runs on (1): backend, binary (cuda, cuda-fallback, vulkan, cpu, local:<folder>) and reason (sass, ptx-jit, vulkan-driver, cpu, fell-back, default); docsift doctor explains it',
+    help: 'The llama.cpp build this worker runs on (1): backend, binary (cuda, cuda-fallback, vulkan, cpu, local:<folder>) and reason (sass, ptx-jit, vulkan-driver, cpu, default, or probe-failed when a preferred build failed its test decode); docsift doctor explains it',
     labelNames: ['backend', 'binary', 'reason'] as const, registers: [this.registry],
   });
   readonly modelLoadSeconds = new Gauge({ name: 'docsift_model_load_seconds', help: 'Time to load the model at start', registers: [this.registry] });

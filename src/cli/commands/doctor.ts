@@ -70,7 +70,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
   try {
     const started = await loadLlama({ gpu: config.env.DOCSIFT_GPU, threads: config.env.DOCSIFT_THREADS, host });
     llama = started.llama;
-    if (started.loaded.code === 'fell-back') say('error', 'backend', started.loaded.why);
+    for (const failure of started.loaded.failed) say('warn', 'backend test decode', `${failure}; the worker skips it`);
     if (llama.gpu === false) {
       const ram = await llama.getRamState();
       say('ok', 'backend', `CPU, ${(ram.free / 1024 ** 3).toFixed(1)} GB RAM free, ${config.env.DOCSIFT_THREADS} llama thread(s)`);

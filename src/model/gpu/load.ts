@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { getLlama, Llama, LlamaLogLevel } from 'node-llama-cpp';
 import { ConfigError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/logger.js';
@@ -15,10 +17,12 @@ export interface LoadedBackend {
   backend: string;
   /** The binary's id (cuda, cuda-fallback, vulkan, cpu, local:<folder>), or "default" where node-llama-cpp chose. */
   binary: string;
-  /** The plan's reason code for the choice (sass, ptx-jit, vulkan-driver, cpu, …), or "fell-back" when it did not load. */
+  /** The plan's reason code for the choice (sass, ptx-jit, vulkan-driver, cpu, …), or "probe-failed" when a preferred build failed its test decode. */
   code: string;
   why: string;
   plan: BackendPlan;
+  /** Builds the plan preferred that failed their test decode, with what happened. */
+  failed: string[];
 }
 
 export interface LoadOptions {
@@ -31,8 +35,10 @@ export interface LoadOptions {
 
 /**
  * The llama.cpp bindings for this machine, chosen by planBackend before any native code is
- * loaded, so a binary/driver mismatch is refused here instead of aborting at the first decode.
- * An explicit DOCSIFT_GPU that cannot run is a configuration error. Never downloads or compiles.
+ * loaded, so a known binary/driver mismatch is refused here instead of aborting at the first
+ * decode; a GPU build must also decode a tiny model in a child process first, which catches the
+ * mismatches the plan does not know (the child aborts, not the worker). An explicit DOCSIFT_GPU
+ * that cannot run is a configuration error. Never downloads or compiles.
  */
 export async function loadLlama(options: LoadOptions): Promise<{ llama: Llama; loaded: LoadedBackend }> {
   const result = await chooseAndLoad(options);
@@ -51,24 +57,65 @@ async function chooseAndLoad(options: LoadOptions): Promise<{ llama: Llama; load
   };
   if (!plan.choice) {
     const llama = await getLlama({ build: 'never', gpu: options.gpu === 'cpu' ? false : options.gpu, maxThreads: options.threads, logLevel: LlamaLogLevel.error, logger: llamaLogger });
-    return { llama, loaded: { backend: llama.gpu === false ? 'cpu' : llama.gpu, binary: 'default', code: 'default', why: describePlan(plan), plan } };
+    return { llama, loaded: { backend: llama.gpu === false ? 'cpu' : llama.gpu, binary: 'default', code: 'default', why: describePlan(plan), plan, failed: [] } };
   }
-  const binary = plan.choice.binary;
-  const llama = await loadBinary(binary, options.threads, llamaLogger);
-  const backend = llama.gpu === false ? 'cpu' : llama.gpu;
-  if (backend === binary.backend) return { llama, loaded: { backend, binary: binary.id, code: plan.choice.code, why: describePlan(plan), plan } };
-  // The plan said it runs, but llama.cpp did not bring the backend up (a library the loader
-  // could not resolve after all). llama.cpp's CPU backend is loaded either way.
-  const why = `${binary.label} did not load (llama.cpp reports ${backend}); check with docsift doctor`;
-  if (options.gpu !== 'auto' || backend !== 'cpu') {
+  // Every binary the plan says runs, in its order; a GPU one must first decode in a child process.
+  const candidates = plan.verdicts.filter((v) => v.runs && (options.gpu === 'auto' || v.binary.backend === options.gpu));
+  const failed: string[] = [];
+  for (const verdict of candidates) {
+    const binary = verdict.binary;
+    if (binary.backend !== 'cpu') {
+      const failure = await probeInChild(binary, options.threads);
+      if (failure) {
+        failed.push(`${binary.id}: ${failure}`);
+        logger?.warn({ binary: binary.id, failure }, `${binary.label} failed a test decode in a child process; not loading it`);
+        continue;
+      }
+    }
+    const llama = await loadBinary(binary, options.threads, llamaLogger);
+    const backend = llama.gpu === false ? 'cpu' : llama.gpu;
+    const why = failed.length ? `${describePlan(plan)}; failed a test decode: ${failed.join('; ')}` : describePlan(plan);
+    if (backend === binary.backend) return { llama, loaded: { backend, binary: binary.id, code: failed.length ? 'probe-failed' : verdict.code, why, plan, failed } };
+    // Passed the child's test but not here: llama.cpp's CPU backend is loaded either way.
     await llama.dispose();
-    throw new ConfigError('environment', 'DOCSIFT_GPU', `DOCSIFT_GPU=${options.gpu}: ${why}`);
+    failed.push(`${binary.id}: loaded, but llama.cpp came up on ${backend}`);
   }
-  logger?.warn({ binary: binary.id, plan: describePlan(plan) }, `${why}; running on the CPU`);
-  return { llama, loaded: { backend, binary: binary.id, code: 'fell-back', why, plan } };
+  throw new ConfigError('environment', 'DOCSIFT_GPU', `DOCSIFT_GPU=${options.gpu}: no build passed a test decode: ${failed.join('; ')}`);
 }
 
-async function loadBinary(binary: LlamaBinary, threads: number, logger: (level: LlamaLogLevel, message: string) => void): Promise<Llama> {
+/** Seconds a test decode may take: the driver compiles PTX on first use (cached afterwards). */
+const PROBE_TIMEOUT_MS = 300_000;
+
+/**
+ * Loads the binary and decodes in a child process; null when it worked, else what went wrong
+ * (exit status or signal and the end of its stderr). A native abort ends the child only.
+ */
+function probeInChild(binary: LlamaBinary, threads: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [probeScript(), binary.id, String(threads)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (d: Buffer) => { output = (output + d.toString()).slice(-2000); };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
+    child.on('error', (err) => { clearTimeout(timer); resolve(err.message); });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0 && output.includes('"ok":true')) return resolve(null);
+      const tail = output.trim().split('\n').slice(-3).join(' | ');
+      resolve(`${signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (no answer in ${PROBE_TIMEOUT_MS / 1000} s)` : ''}` : `exit status ${code}`}${tail ? `: ${tail}` : ''}`);
+    });
+  });
+}
+
+/** The compiled child script; under vitest (src/*.ts) the one `npm test` built in dist/. */
+function probeScript(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return path.join(path.dirname(here), 'probeChild.js');
+  return path.join(path.dirname(here), '..', '..', '..', 'dist', 'src', 'model', 'gpu', 'probeChild.js');
+}
+
+export async function loadBinary(binary: LlamaBinary, threads: number, logger: (level: LlamaLogLevel, message: string) => void): Promise<Llama> {
   const common = { build: 'never' as const, maxThreads: threads, logLevel: LlamaLogLevel.error, logger };
   if (binary.id === 'cuda-fallback') return loadCudaFallback(binary, common);
   if (binary.id.startsWith('local:')) return getLlama({ ...common, gpu: binary.backend === 'cpu' ? false : binary.backend, cmakeOptions: binary.cmakeOptions ?? {}, usePrebuiltBinaries: false });

@@ -83,7 +83,8 @@ describe('reading the machine', () => {
     const host = await probeHost();
     const plan = planBackend('auto', host, binaries);
     expect(host.driver).toBeNull();
-    expect(plan.choice?.binary.id).toBe('cpu');
+    // (A CPU build made here with node-llama-cpp's source build would come first.)
+    expect(plan.choice?.binary.id).toMatch(/^(cpu|local:linux-x64-)/);
     expect(plan.verdicts.find((v) => v.binary.id === 'cuda')).toMatchObject({ runs: false, code: 'no-driver' });
   });
 });
@@ -164,36 +165,45 @@ describe('the decision on recorded machines (no GPU needed)', () => {
 });
 
 describe('loading the chosen binary (real llama.cpp, this CPU machine)', () => {
-  // A recorded H100 under 580 with the CUDA 12 runtime: the plan picks the fallback, docsift
-  // loads it through its own folder of links; here libcudart.so.12 is absent, so llama.cpp
-  // comes up on its CPU backend, which auto accepts and an explicit cuda refuses.
+  // A recorded H100 under 580 with the CUDA 12 runtime: the plan picks the fallback, and a child
+  // process loads it through docsift's folder of links and tries to decode. Here libcudart.so.12
+  // is absent, so llama.cpp comes up on its CPU backend in the child: the test decode fails, auto
+  // goes on to the next build, an explicit cuda is refused.
   const h100 = () => machine('h100-580', ['cuda12', 'cuda13']);
 
-  it('auto: the fallback is tried, and the process runs on the CPU saying why', async () => {
+  it('auto: the fallback fails its test decode in a child, and the worker runs on the CPU saying why', async () => {
     const warnings: string[] = [];
     const logger = { info: () => undefined, warn: (_o: unknown, m: string) => warnings.push(m), error: () => undefined } as never;
     const { llama, loaded } = await loadLlama({ gpu: 'auto', threads: 1, host: h100(), logger });
     try {
-      expect(loaded).toMatchObject({ backend: 'cpu', binary: 'cuda-fallback', code: 'fell-back' });
+      expect(loaded).toMatchObject({ backend: 'cpu', binary: 'cpu', code: 'probe-failed' });
+      expect(loaded.failed).toEqual([expect.stringMatching(/^cuda-fallback: exit status 1: llama\.cpp came up on cpu, not cuda/)]);
       expect(llama.gpu).toBe(false);
-      expect(warnings.join()).toContain('CUDA fallback (@node-llama-cpp/linux-x64-cuda-ext');
+      expect(warnings.join()).toContain('CUDA fallback (@node-llama-cpp/linux-x64-cuda-ext 3.21.1) failed a test decode in a child process');
     } finally {
       await llama.dispose();
     }
   });
 
   it('explicit cuda: refused as a configuration error on DOCSIFT_GPU', async () => {
-    await expect(loadLlama({ gpu: 'cuda', threads: 1, host: h100() })).rejects.toThrow(ConfigError);
+    await expect(loadLlama({ gpu: 'cuda', threads: 1, host: h100() })).rejects.toThrow(/^environment: DOCSIFT_GPU: DOCSIFT_GPU=cuda: no build passed a test decode: cuda-fallback: exit status 1/);
     await expect(loadLlama({ gpu: 'cuda', threads: 1, host: await probeHost() })).rejects.toThrow(/DOCSIFT_GPU: DOCSIFT_GPU=cuda, but no cuda build can run here\. .*no NVIDIA driver on this machine/);
   });
 
-  it('auto on this machine loads the CPU prebuilt and says so', async () => {
+  it('auto on this machine loads the CPU prebuilt, with no child process', async () => {
     const { llama, loaded } = await loadLlama({ gpu: 'auto', threads: 1 });
     try {
-      expect(loaded).toMatchObject({ backend: 'cpu', binary: 'cpu', code: 'cpu' });
+      expect(loaded).toMatchObject({ backend: 'cpu', code: 'cpu', failed: [] });
+      expect(loaded.binary).toMatch(/^(cpu|local:linux-x64-)/);
     } finally {
       await llama.dispose();
     }
+  });
+
+  it('the test decode passes where the build runs (the CPU build, forced through the same child)', () => {
+    const run = spawnSync(process.execPath, [path.resolve('dist/src/model/gpu/probeChild.js'), 'cpu', '1'], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ ok: true, backend: 'cpu', decoded: 4 });
   });
 });
 
