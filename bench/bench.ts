@@ -15,7 +15,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { Queue, Worker } from 'bullmq';
-import { getQueue, loadConfig, type Config, type QueueConfig } from '../src/config/index.js';
+import { getQueue, loadConfig, OcrSchema, type Config, type QueueConfig } from '../src/config/index.js';
 import { Enqueuer, waitForDocuments } from '../src/ingest/index.js';
 import { createLogger } from '../src/infra/logger.js';
 import { Metrics } from '../src/infra/metrics.js';
@@ -23,7 +23,7 @@ import { makeLlamaModel, ModelEngine, readHfTokenizer, type DecoderKind, type En
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
-import { TextExtractor } from '../src/text/index.js';
+import { plainText, TextExtractor } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
 import { documentsQueue } from '../test/helpers/stack.js';
 import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, tokenizerDir, TOKENIZERS, uniquePrefix, type TokenizerName } from '../test/helpers/testEnv.js';
@@ -153,7 +153,7 @@ async function raw(config: Config, queue: QueueConfig, modelPath: string, sequen
   const engine = steered(await ModelEngine.load({ modelPath, sequences, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger, prefixReuse: tuning.prefixReuse ?? true }));
   try {
     const pipeline = new Pipeline(config, { ...queue, model: { ...queue.model, decoder: tuning.decoder ?? 'walk' } }, engine);
-    const doc = (t: string) => ({ text: { format: 'text' as const, pages: [t], chars: t.length, warnings: [] } });
+    const doc = (t: string) => ({ text: plainText([t]) });
     // Warm-up: one document per sequence, so each holds the fixed prefix as in a running worker.
     await Promise.all(texts.slice(DOCS, DOCS + sequences).map((t) => pipeline.run(doc(t))));
     const before = { ...engine.stats };
@@ -324,7 +324,8 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
   }
   const rounds = quick ? 1 : 3;
   const extractor = new TextExtractor();
-  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 500, timeoutMs: 120_000, memoryMb: 1024 };
+  // The queue's defaults; these PDFs have text layers, so OCR never runs.
+  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 500, timeoutMs: 120_000, memoryMb: 1024, ocr: OcrSchema.parse({}) };
   let pages = 0;
   await extractor.extract(fs.readFileSync(files[0]!), limits); // start the parser child
   let started = performance.now();
@@ -400,7 +401,7 @@ async function main(): Promise<void> {
   const modelPath = benchModel(config);
   const probe = await ModelEngine.load({ modelPath, sequences: 1, contextSize: CONTEXT, threads: THREADS, gpu: config.env.DOCSIFT_GPU, logger });
   const backend = probe.info.backend;
-  const docTokens = texts.slice(0, DOCS).reduce((n, t) => n + probe.countTokens(documentText({ format: 'text', pages: [t], chars: t.length, warnings: [] })), 0) / DOCS;
+  const docTokens = texts.slice(0, DOCS).reduce((n, t) => n + probe.countTokens(documentText(plainText([t]))), 0) / DOCS;
   await probe.dispose();
   report('model', `${SHAPE_NAME}, Q8_0, ${(fs.statSync(modelPath).size / 1e6).toFixed(0)} MB, backend ${backend}`);
   report('document text tokens (mean)', docTokens.toFixed(0));

@@ -88,6 +88,8 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
     queue: queue.name,
     pipeline: queue.pipeline,
     model: queue.model,
+    // What changes the text a document is read as (not limits or pool sizes).
+    ocr: { enabled: queue.ocr.enabled, languages: queue.ocr.languages, dpi: queue.ocr.dpi, minCharsPerPage: queue.ocr.minCharsPerPage },
     classify: queue.pipeline.mode === 'classify-extract'
       ? { version: config.prompts.classify.version, labels: config.prompts.classify.labels, instructions: config.prompts.classify.instructions }
       : null,

@@ -14,6 +14,27 @@ const RECORD_SECONDS = 30 * 24 * 3600;
  */
 // Nested objects use prefault({}): an absent block is parsed as {}, so each inner default is
 // declared once, beside its option, and never repeated in the block's own default.
+/** A queue's `ocr` section (its fields are documented where they are declared). */
+export const OcrSchema = z.object({
+  enabled: z.boolean().default(true),
+  /** tesseract language codes read together ("eng", "fra"); each needs its package installed. */
+  languages: z.array(z.string().regex(/^[a-z]{3}(_[a-z]+)?$/, 'a tesseract language code such as eng or fra')).min(1).default(['eng']),
+  /** Resolution PDF pages are rendered at for OCR; 300 is what scanners use, 200 reads invoices about as well in half the time. */
+  dpi: z.number().int().min(72).max(600).default(300),
+  /** A PDF page with fewer non-space characters in its text layer (or mostly unmapped glyphs) is OCR'd. */
+  minCharsPerPage: z.number().int().min(0).default(20),
+  /** Pages OCR'd per document at most; PDF pages beyond it keep their (empty) text layer with a warning, images beyond it are TOO_LARGE. */
+  maxPages: z.number().int().min(1).default(50),
+  /** Time for one page (rendered, decoded, recognised, up to four orientations); past it the document fails OCR_FAILED. */
+  pageTimeoutMs: z.number().int().min(1000).default(120_000),
+  /** OS memory cap of an OCR process (RLIMIT_DATA); past it the document fails TOO_LARGE. */
+  pageMemoryMb: z.number().int().min(512).default(1024),
+  /** OCR processes per worker process; "auto": half the cores (the model and the PDF parser need the rest). */
+  workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default('auto'),
+  /** A document whose OCR'd pages have a lower mean word confidence (0-100) is held for review, when review is on. */
+  minConfidence: z.number().min(0).max(100).default(70),
+}).strict().prefault({});
+
 export const QueueFileSchema = z.object({
   /** Must equal the file name without .json. Also the BullMQ queue name. */
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'lowercase letters, digits, - and _'),
@@ -84,6 +105,12 @@ export const QueueFileSchema = z.object({
      */
     textMemoryMb: z.number().int().min(256).default(1024),
   }).strict().prefault({}),
+  /**
+   * OCR of scans: PDF pages without a usable text layer, and images (PNG, JPEG, TIFF, WebP).
+   * tesseract.js in child processes, with language data from @tesseract.js-data packages
+   * (eng ships with docsift; others: npm install @tesseract.js-data/<code>). docs/OCR.md.
+   */
+  ocr: OcrSchema,
   /**
    * Job locks and stall detection. A worker holds a job's lock for lockDurationMs and renews it
    * every half of that from its event loop (never blocked: inference and parsing run elsewhere).

@@ -27,6 +27,8 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
     const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < review.minConfidence);
     if (low.length) reasons.push(`low confidence (< ${review.minConfidence}): ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
+  const ocr = record.text.ocr;
+  if (ocr && ocr.meanConfidence < queue.ocr.minConfidence) reasons.push(`low OCR confidence on page(s) ${ocr.pages.join(', ')}: ${ocr.meanConfidence} (< ocr.minConfidence ${queue.ocr.minConfidence})`);
   if (review.sampleRate > 0) {
     // Deterministic by document id: the same document is sampled on every run and every node.
     const x = createHash('sha256').update(record.documentId).digest().readUInt32BE(0) / 0x1_0000_0000;

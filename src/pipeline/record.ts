@@ -49,7 +49,7 @@ export function makeRecord(parts: {
     chunks: out.chunks,
     checks: out.checks,
     grounding: out.grounding,
-    text: { format: text.format, pages: text.pages.length, chars: text.chars },
+    text: { format: text.format, pages: text.pages.length, chars: text.chars, ocr: text.ocr },
     timings: { textMs: parts.textMs, ...out.timings, totalMs: parts.totalMs },
     tokens: out.tokens,
     attempts: identity.attempt,

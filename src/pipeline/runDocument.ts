@@ -15,6 +15,8 @@ export interface DocumentRun {
   startedAt?: number;
   /** Called as each stage starts, for job progress and logs. */
   onStage?: (stage: 'text' | 'classify' | 'extract', detail?: Record<string, unknown>) => void;
+  /** Called as OCR finishes each page of a scan (job progress). */
+  onOcr?: (done: number, total: number) => void;
   /** Called when the text is read, before the model stage (long jobs show it while they run). */
   onText?: (text: ExtractedText, textMs: number) => void;
 }
@@ -47,7 +49,7 @@ export class DocumentRunner {
   async run(input: DocumentRun): Promise<DocumentOutcome> {
     const textStarted = performance.now();
     input.onStage?.('text');
-    const text = await this.extractor.extract(input.bytes, textLimits(this.queue.limits));
+    const text = await this.extractor.extract(input.bytes, textLimits(this.queue), input.onOcr);
     const textMs = Math.round(performance.now() - textStarted);
     input.onText?.(text, textMs);
     const pipeline = await this.pipeline.run({

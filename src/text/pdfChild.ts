@@ -5,15 +5,18 @@
  * (RLIMIT_DATA) and a V8 heap cap, and kills it on timeout. One request at a time; the parent reuses it for many documents.
  */
 import { PDFParse, VerbosityLevel } from 'pdf-parse';
+import { needsOcr } from './ocr.js';
 
 export interface PdfRequest {
   id: number;
   bytes: Uint8Array;
   maxPages: number;
+  /** Render the pages whose text layer is unusable (needsOcr) as PNG at this dpi, at most maxPages of them. */
+  render?: { dpi: number; minChars: number; maxPages: number };
 }
 
 export type PdfReply =
-  | { id: number; ok: true; pages: string[]; totalPages: number }
+  | { id: number; ok: true; pages: string[]; totalPages: number; images: Array<{ page: number; png: Uint8Array }>; unrendered: number }
   | { id: number; ok: false; code: 'ENCRYPTED' | 'CORRUPT_DOCUMENT' | 'TOO_LARGE'; message: string };
 
 async function parse(request: PdfRequest): Promise<PdfReply> {
@@ -24,7 +27,12 @@ async function parse(request: PdfRequest): Promise<PdfReply> {
     if (result.total > request.maxPages) {
       return { id: request.id, ok: false, code: 'TOO_LARGE', message: `the PDF has ${result.total} pages; the queue allows ${request.maxPages}` };
     }
-    return { id: request.id, ok: true, pages: result.pages.map((p) => p.text), totalPages: result.total };
+    const pages = result.pages.map((p) => p.text);
+    const wanted = request.render ? pages.flatMap((text, i) => (needsOcr(text, request.render!.minChars) ? [i + 1] : [])) : [];
+    const partial = wanted.slice(0, request.render?.maxPages ?? 0);
+    const images = partial.length === 0 ? [] : (await parser.getScreenshot({ partial, scale: request.render!.dpi / 72, imageBuffer: true, imageDataUrl: false })).pages
+      .map((p) => ({ page: p.pageNumber, png: p.data }));
+    return { id: request.id, ok: true, pages, totalPages: result.total, images, unrendered: wanted.length - partial.length };
   } catch (err) {
     const name = (err as Error)?.name ?? '';
     const message = (err as Error)?.message ?? String(err);

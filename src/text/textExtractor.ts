@@ -1,15 +1,18 @@
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DocsiftError } from '../infra/errors.js';
+import { ChildPool, isFailure } from './cappedChild.js';
 import { detectFormat, type DocumentFormat } from './detectFormat.js';
+import { imageKind, imagePages } from './images.js';
+import { OcrPool, type OcrSettings } from './ocr.js';
 import type { PdfReply, PdfRequest } from './pdfChild.js';
 
 export interface ExtractedText {
   format: DocumentFormat;
   /** Text of each page (one page for text and markdown unless split by form feeds). */
   pages: string[];
+  /** Where each page's text came from: the PDF's text layer (or the text file), or OCR. */
+  sources: Array<'text' | 'ocr'>;
+  /** Pages read by OCR (1-based) and their mean word confidence (0–100); null when none were. */
+  ocr: { pages: number[]; meanConfidence: number } | null;
   chars: number;
   warnings: string[];
 }
@@ -19,11 +22,13 @@ export interface TextLimits {
   maxPages: number;
   timeoutMs: number;
   memoryMb: number;
+  ocr: OcrSettings;
 }
 
-/** A queue file's limits as the extractor takes them. */
-export function textLimits(limits: { maxBytes: number; maxPages: number; textTimeoutMs: number; textMemoryMb: number }): TextLimits {
-  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb };
+/** A queue's limits and OCR settings as the extractor takes them. */
+export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
+  const { limits } = queue;
+  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
 }
 
 /** What a parser maps besides V8's heap: Node, pdf.js, buffers (measured ~150 MB on an invoice). */
@@ -32,184 +37,114 @@ const OUTSIDE_HEAP_MB = 192;
 /** A child is replaced after this many documents so that whatever pdf.js keeps does not pile up. */
 const DOCUMENTS_PER_CHILD = 200;
 
-/**
- * The compiled child script. Under vitest this module runs from src/*.ts, but a forked child
- * needs JavaScript: `npm test` compiles to dist/ first, so both cases find dist/.../pdfChild.js.
- */
-function childScript(): string {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return path.join(path.dirname(here), 'pdfChild.js');
-  const compiled = path.join(path.dirname(here), '..', '..', 'dist', 'src', 'text', 'pdfChild.js');
-  if (!fs.existsSync(compiled)) throw new Error(`${compiled} is missing: run 'npm run build' first`);
-  return compiled;
-}
-
-/**
- * Address space this Node maps at start without using it: RLIMIT_DATA counts reservations, and
- * Node 24's V8 reserves ~530 MB it never touches (VmData 575 MB at RSS 43 MB; Node 20: 49 MB at
- * 40 MB), which would leave a 512 MB cap no room to even start. The cap is raised by exactly this,
- * so limits.textMemoryMb keeps meaning the memory the parser may really use. Measured once per
- * process on the same binary; 0 where /proc is missing (the cap is then textMemoryMb as set).
- */
-let reservedMb: number | undefined;
-function runtimeReservationMb(): number {
-  if (reservedMb !== undefined) return reservedMb;
-  try {
-    const probe = "const s = require('fs').readFileSync('/proc/self/status', 'utf8');"
-      + "process.stdout.write(String(/VmData:\\s+(\\d+)/.exec(s)[1] - /VmRSS:\\s+(\\d+)/.exec(s)[1]))";
-    // Synchronous, ~40 ms, once per process, before its first PDF.
-    const out = execFileSync(process.execPath, ['--max-old-space-size=64', '-e', probe], { encoding: 'utf8', timeout: 10_000 });
-    reservedMb = Math.max(0, Math.ceil(Number(out) / 1024));
-  } catch {
-    reservedMb = 0;
-  }
-  return reservedMb;
-}
-
-class PdfChild {
-  readonly process: ChildProcess;
-  served = 0;
-  private stderrTail = '';
-
-  constructor(readonly memoryMb: number) {
-    // --max-old-space-size caps only V8's heap; pdf.js inflates streams into ArrayBuffers outside
-    // it (a 400 KB PDF of Flate-compressed spaces reached 760 MB RSS under a 64 MB heap cap and
-    // returned "ok"). RLIMIT_DATA caps every private writable mapping the process makes, so the
-    // OS refuses what V8 does not count: the same PDF then fails "Array buffer allocation failed"
-    // at 189 MB RSS under 256 MB. The heap cap stays below the OS cap by what Node and pdf.js
-    // map besides the heap (~150 MB): a heap that runs into the OS cap first makes V8 retry
-    // failing allocations for 85 s before it aborts (measured on a text-operator bomb at 128 of
-    // 256 MB), while its own heap limit ends it in 2 s. fork() runs execPath with execArgv before
-    // the script, so the shell sets the limit and execs Node, which keeps the IPC channel.
-    this.process = fork(childScript(), [], {
-      execPath: '/bin/sh',
-      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String((memoryMb + runtimeReservationMb()) * 1024), process.execPath, `--max-old-space-size=${memoryMb - OUTSIDE_HEAP_MB}`],
-      serialization: 'advanced',
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
-    this.process.stderr?.on('data', (chunk: Buffer) => {
-      this.stderrTail = (this.stderrTail + chunk.toString('utf8')).slice(-2000);
-    });
-  }
-
-  get outOfMemory(): boolean {
-    return /heap out of memory|Allocation failed/i.test(this.stderrTail);
-  }
-
-  run(request: PdfRequest, timeoutMs: number, memoryMb: number): Promise<PdfReply> {
-    return new Promise((resolve, reject) => {
-      const onMessage = (reply: PdfReply) => {
-        if (reply.id !== request.id) return;
-        cleanup();
-        resolve(reply);
-      };
-      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
-        cleanup();
-        if (this.outOfMemory || code === 134 || signal === 'SIGABRT' || signal === 'SIGTRAP' || signal === 'SIGSEGV') {
-          reject(new DocsiftError('TOO_LARGE', `parsing the PDF needed more than ${memoryMb} MB (limits.textMemoryMb)`));
-        } else {
-          reject(new DocsiftError('CORRUPT_DOCUMENT', `the PDF parser exited (code ${code}, signal ${signal}) on this document`));
-        }
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        this.process.kill('SIGKILL');
-        reject(new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${timeoutMs} ms (limits.textTimeoutMs)`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.process.off('message', onMessage);
-        this.process.off('exit', onExit);
-      };
-      this.process.on('message', onMessage);
-      this.process.on('exit', onExit);
-      this.process.send(request);
-    });
-  }
-
-  get alive(): boolean {
-    return this.process.exitCode === null && this.process.signalCode === null && this.process.connected;
-  }
-
-  kill(): void {
-    if (this.alive) this.process.kill('SIGKILL');
-  }
-}
+/** Called as OCR finishes each page (job progress). */
+export type OcrProgress = (done: number, total: number) => void;
 
 /**
  * Text extraction behind one call. Plain text is decoded in-process (cheap); PDFs go to a pool
- * of child processes, one per concurrent job, each with a heap cap and a time limit.
+ * of child processes, one per concurrent job, each with a heap cap, an OS memory cap and a time
+ * limit (--max-old-space-size caps only V8's heap; pdf.js inflates streams into ArrayBuffers
+ * outside it: a 400 KB PDF of Flate-compressed spaces reached 760 MB RSS under a 64 MB heap cap,
+ * and under RLIMIT_DATA it fails "Array buffer allocation failed" at 189 MB RSS of 256 MB; the
+ * heap cap stays below the OS cap, since a heap that runs into the OS cap first makes V8 retry
+ * for 85 s before it aborts, while its own heap limit ends it in 2 s). Pages without a usable
+ * text layer, and images, are read by OCR in a bounded pool of their own (ocr.ts).
  */
 export class TextExtractor {
-  private readonly idle: PdfChild[] = [];
-  private readonly all = new Set<PdfChild>();
-  private nextId = 1;
+  private readonly pdf = new ChildPool<PdfRequest, PdfReply>('pdfChild.js', () => Infinity, DOCUMENTS_PER_CHILD, (mb) => mb - OUTSIDE_HEAP_MB);
+  private readonly ocrPool = new OcrPool();
   private closed = false;
 
-  async extract(bytes: Uint8Array, limits: TextLimits): Promise<ExtractedText> {
+  async extract(bytes: Uint8Array, limits: TextLimits, onOcr?: OcrProgress): Promise<ExtractedText> {
+    if (this.closed) throw new DocsiftError('INTERNAL', 'the text extractor is closed');
     if (bytes.length > limits.maxBytes) {
       throw new DocsiftError('TOO_LARGE', `the document has ${bytes.length} bytes; the queue allows ${limits.maxBytes} (limits.maxBytes)`);
     }
     const format = detectFormat(bytes);
     const warnings: string[] = [];
-    let pages: string[];
+    let read: { pages: string[]; sources: Array<'text' | 'ocr'>; confidences: number[] };
     if (format === 'pdf') {
-      pages = await this.extractPdf(bytes, limits);
+      read = await this.extractPdf(bytes, limits, warnings, onOcr);
+    } else if (format === 'image') {
+      read = await this.extractImage(bytes, limits, warnings, onOcr);
     } else {
-      pages = decodeText(bytes, warnings).split('\f');
+      const pages = decodeText(bytes, warnings).split('\f');
       if (pages.length > limits.maxPages) {
         throw new DocsiftError('TOO_LARGE', `the text has ${pages.length} pages (form feeds); the queue allows ${limits.maxPages}`);
       }
+      read = { pages, sources: pages.map(() => 'text'), confidences: [] };
     }
+    const { pages, sources, confidences } = read;
     const chars = pages.reduce((n, p) => n + p.length, 0);
     if (pages.every((p) => p.trim() === '')) {
-      throw new DocsiftError('EMPTY_TEXT', format === 'pdf'
-        ? `the PDF has ${pages.length} page(s) but no text layer (a scan needs OCR, which docsift does not do yet)`
-        : 'the document holds only whitespace');
+      throw new DocsiftError('EMPTY_TEXT', format === 'text' || format === 'markdown'
+        ? 'the document holds only whitespace'
+        : !limits.ocr.enabled
+          ? `the ${format === 'pdf' ? 'PDF' : 'image'} has ${pages.length} page(s) but no text layer, and OCR is off for this queue (ocr.enabled)`
+          : `the ${format === 'pdf' ? 'PDF' : 'image'} has ${pages.length} page(s) and OCR found no text on them`);
     }
-    return { format, pages, chars, warnings };
+    const ocrPages = sources.flatMap((s, i) => (s === 'ocr' ? [i + 1] : []));
+    const ocr = ocrPages.length ? { pages: ocrPages, meanConfidence: Math.round(confidences.reduce((a, b) => a + b, 0) / confidences.length) } : null;
+    return { format, pages, sources, ocr, chars, warnings };
   }
 
-  private async extractPdf(bytes: Uint8Array, limits: TextLimits): Promise<string[]> {
-    if (this.closed) throw new DocsiftError('INTERNAL', 'the text extractor is closed');
-    // A child's heap cap is fixed when it starts, so only one started with this cap will do.
-    const reuse = this.idle.findIndex((c) => c.memoryMb === limits.memoryMb);
-    const child = reuse >= 0 ? this.idle.splice(reuse, 1)[0]! : this.spawn(limits.memoryMb);
-    let reusable = false;
-    try {
-      const reply = await child.run({ id: this.nextId++, bytes, maxPages: limits.maxPages }, limits.timeoutMs, limits.memoryMb);
+  private async extractPdf(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
+    const ocr = limits.ocr;
+    const render = ocr.enabled ? { dpi: ocr.dpi, minChars: ocr.minCharsPerPage, maxPages: ocr.maxPages } : undefined;
+    const reply = await this.pdf.run({ bytes, maxPages: limits.maxPages, ...(render ? { render } : {}) }, {
+      timeoutMs: limits.timeoutMs,
+      memoryMb: limits.memoryMb,
       // A parser that ran into its memory cap is not trusted with another document.
-      reusable = reply.ok || reply.code !== 'TOO_LARGE';
-      if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
-      return reply.pages;
-    } finally {
-      child.served++;
-      if (reusable && child.alive && child.served < DOCUMENTS_PER_CHILD && !this.closed) {
-        this.idle.push(child);
-      } else {
-        child.kill();
-        this.all.delete(child);
-      }
+      keep: (r) => r.ok || r.code !== 'TOO_LARGE',
+    });
+    if (isFailure(reply)) {
+      if (reply.kind === 'timeout') throw new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${limits.timeoutMs} ms (limits.textTimeoutMs)`);
+      if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `parsing the PDF needed more than ${limits.memoryMb} MB (limits.textMemoryMb)`);
+      throw new DocsiftError('CORRUPT_DOCUMENT', `the PDF parser exited (code ${reply.code}, signal ${reply.signal}) on this document`);
     }
+    if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
+    const pages = [...reply.pages];
+    const sources: Array<'text' | 'ocr'> = pages.map(() => 'text');
+    if (reply.unrendered > 0) warnings.push(`OCR_PAGES_SKIPPED: ${reply.unrendered} page(s) without a text layer beyond ocr.maxPages (${ocr.maxPages}) were not read`);
+    const confidences = await this.ocrAll(reply.images.map((i) => ({ image: i.png, page: i.page - 1 })), limits, warnings, onOcr, (page, result) => {
+      pages[page] = result.text;
+      sources[page] = 'ocr';
+    });
+    return { pages, sources, confidences };
   }
 
-  private spawn(memoryMb: number): PdfChild {
-    const child = new PdfChild(memoryMb);
-    this.all.add(child);
-    child.process.on('exit', () => {
-      this.all.delete(child);
-      const i = this.idle.indexOf(child);
-      if (i >= 0) this.idle.splice(i, 1);
+  private async extractImage(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
+    if (!limits.ocr.enabled) throw new DocsiftError('UNSUPPORTED_FORMAT', 'the bytes are an image, and OCR is off for this queue (ocr.enabled)');
+    const sizes = imagePages(bytes, imageKind(bytes)!, Math.min(limits.maxPages, limits.ocr.maxPages));
+    const pages = sizes.map(() => '');
+    const confidences = await this.ocrAll(sizes.map((_, page) => ({ image: bytes, page })), limits, warnings, onOcr, (page, result) => {
+      pages[page] = result.text;
     });
-    return child;
+    return { pages, sources: pages.map(() => 'ocr' as const), confidences };
+  }
+
+  /** Every page through the OCR pool, as many at once as it has workers; confidences in page order. */
+  private async ocrAll(jobs: Array<{ image: Uint8Array; page: number }>, limits: TextLimits, warnings: string[], onOcr: OcrProgress | undefined, done: (page: number, result: { text: string }) => void): Promise<number[]> {
+    let finished = 0;
+    const results = await Promise.all(jobs.map(async (job) => {
+      const result = await this.ocrPool.recognise(job.image, job.page, limits.ocr);
+      if (result.rotation) warnings.push(`OCR_ROTATED: page ${job.page + 1} was read turned ${result.rotation}° clockwise`);
+      done(job.page, result);
+      onOcr?.(++finished, jobs.length);
+      return result.confidence;
+    }));
+    return results;
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const child of this.all) child.kill();
-    this.all.clear();
-    this.idle.length = 0;
+    await Promise.all([this.pdf.close(), this.ocrPool.close()]);
   }
+}
+
+/** Text that needs no extraction (tests, the bench, callers that hold text already). */
+export function plainText(pages: string[]): ExtractedText {
+  return { format: 'text', pages, sources: pages.map(() => 'text'), ocr: null, chars: pages.reduce((n, p) => n + p.length, 0), warnings: [] };
 }
 
 /**

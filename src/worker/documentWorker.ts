@@ -114,7 +114,8 @@ export class DocumentWorker {
           report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
           log.debug({ stage, ...detail }, 'stage');
         },
-        onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms`),
+        onOcr: (done, total) => report.progress({ stage: 'text', percent: STAGE_PERCENT.text, ocrPages: { done, total } }),
+        onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms${text.ocr ? `, OCR on page(s) ${text.ocr.pages.join(', ')} (mean confidence ${text.ocr.meanConfidence})` : ''}`),
       });
       this.observe(outcome, report);
       report.progress({ stage: 'outputs', percent: STAGE_PERCENT.outputs });

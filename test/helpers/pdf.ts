@@ -5,8 +5,8 @@ import { constants, deflateRawSync } from 'node:zlib';
  * password-protected file. Real pdf.js parses them; nothing is mocked.
  */
 export interface PdfOptions {
-  /** One entry per page; null makes a page with no text layer (like a scan). */
-  pages: Array<string | null>;
+  /** One entry per page; null makes a page with no text layer (like a scan); a JPEG fills the page as an image (a scanned page). */
+  pages: Array<string | null | { jpeg: Buffer }>;
   /** Adds a Standard security handler whose user password is not empty, as pdf.js sees it. */
   encrypted?: boolean;
 }
@@ -24,7 +24,14 @@ export function makePdf(options: PdfOptions): Buffer {
   const pageRefs: number[] = [];
   for (const text of options.pages) {
     let content = '';
-    if (text !== null) {
+    let xobject = '';
+    if (text !== null && typeof text === 'object') {
+      // The JPEG's own size from its frame header; DCTDecode hands pdf.js the bytes unchanged.
+      const { width, height } = jpegSize(text.jpeg);
+      add(`<< /Type /XObject /Subtype /Image /Width ${width} /Height ${height} /ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode /Length ${text.jpeg.length} >>\nstream\n${text.jpeg.toString('latin1')}\nendstream`);
+      xobject = ` /XObject << /Im1 ${objects.length} 0 R >>`;
+      content = 'q 612 0 0 792 0 0 cm /Im1 Do Q';
+    } else if (text !== null) {
       const lines = text.split('\n').map((l, i) => `BT /F1 11 Tf 72 ${760 - i * 14} Td (${escapePdfString(l)}) Tj ET`);
       content = lines.join('\n');
     } else {
@@ -32,7 +39,7 @@ export function makePdf(options: PdfOptions): Buffer {
     }
     add(`<< /Length ${Buffer.byteLength(content, 'latin1')} >>\nstream\n${content}\nendstream`);
     const contentRef = objects.length;
-    add(`<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents ${contentRef} 0 R >>`);
+    add(`<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>${xobject} >> /Contents ${contentRef} 0 R >>`);
     pageRefs.push(objects.length);
   }
   objects[1] = `<< /Type /Pages /Kids [${pageRefs.map((r) => `${r} 0 R`).join(' ')}] /Count ${pageRefs.length} >>`;
@@ -54,6 +61,16 @@ export function makePdf(options: PdfOptions): Buffer {
   const id = '<0123456789abcdef0123456789abcdef>';
   out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R${encryptRef ? ` /Encrypt ${encryptRef} 0 R /ID [${id} ${id}]` : ''} >>\nstartxref\n${xref}\n%%EOF\n`;
   return Buffer.from(out, 'latin1');
+}
+
+function jpegSize(jpeg: Buffer): { width: number; height: number } {
+  let p = 2;
+  while (p < jpeg.length) {
+    const marker = jpeg[p + 1]!;
+    if (marker >= 0xc0 && marker <= 0xc3) return { height: jpeg.readUInt16BE(p + 5), width: jpeg.readUInt16BE(p + 7) };
+    p += 2 + jpeg.readUInt16BE(p + 2);
+  }
+  throw new Error('no JPEG frame header');
 }
 
 /**

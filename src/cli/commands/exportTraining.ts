@@ -27,15 +27,15 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
       const record = JSON.parse(raw) as ResultRecord;
       const type = record.documentType ? rt.config.prompts.types.get(record.documentType) : undefined;
       if (!type || !record.fields || !record.review || record.review.status === 'pending') { skipped++; continue; }
-      const { limits } = getQueue(rt.config, record.queue);
+      const queue = getQueue(rt.config, record.queue);
       let bytes: Buffer;
       try {
-        bytes = await loadDocument(redis, storedRef(rt.config.env, rt.keys, record.sha256), { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: limits.maxBytes });
+        bytes = await loadDocument(redis, storedRef(rt.config.env, rt.keys, record.sha256), { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: queue.limits.maxBytes });
       } catch {
         skipped++;
         continue;
       }
-      const text = await extractor.extract(bytes, textLimits(limits));
+      const text = await extractor.extract(bytes, textLimits(queue));
       const { system, user } = renderExtractPrompt(type, documentText(text));
       out.write(JSON.stringify({
         messages: [

@@ -9,7 +9,7 @@ import { TextExtractor, textLimits } from '../../text/index.js';
  */
 export async function extractTextCommand(files: string[], options: { json: boolean; queue: string }): Promise<number> {
   const config = loadConfig();
-  const { limits } = getQueue(config, options.queue);
+  const queue = getQueue(config, options.queue);
   const extractor = new TextExtractor();
   let failed = 0;
   try {
@@ -18,13 +18,13 @@ export async function extractTextCommand(files: string[], options: { json: boole
         const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
           throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
         });
-        const text = await extractor.extract(bytes, textLimits(limits));
+        const text = await extractor.extract(bytes, textLimits(queue));
         if (options.json) {
-          process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n') }) + '\n');
+          process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, sources: text.sources, ocr: text.ocr, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n') }) + '\n');
         } else {
           process.stdout.write(`== ${file} (${text.format}, ${text.pages.length} page(s), ${text.chars} chars)\n`);
           text.warnings.forEach((w) => process.stdout.write(`!! ${w}\n`));
-          text.pages.forEach((page, i) => process.stdout.write(`-- page ${i + 1}\n${page}\n`));
+          text.pages.forEach((page, i) => process.stdout.write(`-- page ${i + 1}${text.sources[i] === 'ocr' ? ' (OCR)' : ''}\n${page}\n`));
         }
       } catch (err) {
         const e = toDocsiftError(err);

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/index.js';
 import { CLASSIFY_QUESTION, documentText, renderExtractPrompt, renderReask, renderSystemPrompt } from '../../../src/pipeline/index.js';
+import { plainText } from '../../../src/text/index.js';
 import { REPO } from '../../helpers/testEnv.js';
 
 const config = loadConfig({ DOCSIFT_HOME: REPO });
-const text = { format: 'pdf' as const, pages: ['Invoice 42\nACME GmbH', 'Total 10.00 EUR'], chars: 35, warnings: [] };
+const text = { ...plainText(['Invoice 42\nACME GmbH', 'Total 10.00 EUR']), format: 'pdf' as const };
 
 describe('prompt rendering', () => {
   it('marks page breaks in multi-page documents', () => {

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { OcrSchema } from '../../../src/config/index.js';
 import { TextExtractor, detectFormat } from '../../../src/text/index.js';
 import { DocsiftError } from '../../../src/infra/errors.js';
 import { corpusFiles, CORPUS } from '../../helpers/testEnv.js';
 import { makeBombPdf, makePdf } from '../../helpers/pdf.js';
 
-const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 60_000, memoryMb: 512 };
+const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 60_000, memoryMb: 512, ocr: OcrSchema.parse({}) };
 const extractor = new TextExtractor();
 afterAll(() => extractor.close());
 
@@ -45,7 +46,8 @@ describe('broken and hostile files get stable codes', () => {
   it('encrypted PDF: ENCRYPTED', async () => expect(await codeOf(makePdf({ pages: ['secret'], encrypted: true }))).toBe('ENCRYPTED'));
   it('PDF without a text layer: EMPTY_TEXT', async () => expect(await codeOf(makePdf({ pages: [null, null] }))).toBe('EMPTY_TEXT'));
   it('binary garbage named .pdf: UNSUPPORTED_FORMAT', async () => expect(await codeOf(Buffer.from([0x13, 0x00, 0xff, 0x10, 0x01]))).toBe('UNSUPPORTED_FORMAT'));
-  it('a PNG: UNSUPPORTED_FORMAT', async () => expect(await codeOf(Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'))).toBe('UNSUPPORTED_FORMAT'));
+  it('a truncated PNG: CORRUPT_DOCUMENT (images are read by OCR, see ocr.test.ts)', async () => expect(await codeOf(Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'))).toBe('CORRUPT_DOCUMENT'));
+  it('a GIF: UNSUPPORTED_FORMAT', async () => expect(await codeOf(Buffer.from('GIF89a\x01\x00\x01\x00', 'latin1'))).toBe('UNSUPPORTED_FORMAT'));
   it('over maxBytes: TOO_LARGE', async () => expect(await codeOf(pdf, { maxBytes: 1000 })).toBe('TOO_LARGE'));
   it('over maxPages: TOO_LARGE', async () => expect(await codeOf(makePdf({ pages: ['a', 'b', 'c'] }), { maxPages: 2 })).toBe('TOO_LARGE'));
   it('over the time limit: EXTRACTION_TIMEOUT, and the next document still parses', async () => {

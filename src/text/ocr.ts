@@ -1,0 +1,101 @@
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { DocsiftError } from '../infra/errors.js';
+import { ChildPool, isFailure } from './cappedChild.js';
+import type { OcrReply, OcrRequest } from './ocrChild.js';
+
+/** A queue's `ocr` section as the text stage takes it (src/config/queues.ts documents each). */
+export interface OcrSettings {
+  enabled: boolean;
+  languages: string[];
+  dpi: number;
+  minCharsPerPage: number;
+  maxPages: number;
+  pageTimeoutMs: number;
+  pageMemoryMb: number;
+  workers: number | 'auto';
+}
+
+/**
+ * Whether a page's text layer is unusable: fewer than minChars non-space characters (a scan,
+ * or a scan with a stray page number), or mostly characters no font maps to text (U+FFFD,
+ * private use, controls: a PDF whose fonts lack a ToUnicode map).
+ */
+export function needsOcr(text: string, minChars: number): boolean {
+  const visible = text.replace(/\s+/g, '');
+  if (visible.length < minChars) return true;
+  const garbage = visible.match(/[\uFFFD\uE000-\uF8FF\u0000-\u001F]/g)?.length ?? 0;
+  return garbage > visible.length * 0.3;
+}
+
+const packageRequire = createRequire(import.meta.url);
+
+/**
+ * The traineddata of a language, from its @tesseract.js-data package (the "best_int" model:
+ * the accurate LSTM, integer-quantised); null when the package is not installed.
+ */
+export function languageFile(code: string): string | null {
+  try {
+    const dir = path.dirname(packageRequire.resolve(`@tesseract.js-data/${code}/package.json`));
+    const file = path.join(dir, '4.0.0_best_int', `${code}.traineddata.gz`);
+    return fs.existsSync(file) ? file : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Languages installed as @tesseract.js-data packages (for doctor and config errors). */
+export function installedLanguages(): string[] {
+  try {
+    const scope = path.dirname(path.dirname(packageRequire.resolve('@tesseract.js-data/eng/package.json')));
+    return fs.readdirSync(scope).filter((code) => languageFile(code) !== null).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Workers for "auto": half the cores, since the model and the PDF parser want the rest. */
+export function ocrWorkers(setting: number | 'auto'): number {
+  return setting === 'auto' ? Math.max(1, Math.floor(os.availableParallelism() / 2)) : setting;
+}
+
+/** tesseract.js grows its memory over many pages and advises recreating workers (~500 pages). */
+const PAGES_PER_CHILD = 200;
+/** What the OCR child maps besides V8's heap: WebAssembly memory, canvases, Node. */
+const OCR_OUTSIDE_HEAP_MB = 384;
+
+export interface OcrPage { text: string; confidence: number; rotation: number }
+
+/**
+ * Page images to text in a bounded pool of child processes (ocrChild.ts), each under an OS
+ * memory cap and killed past the page time limit. At most `workers` pages at once per process,
+ * whatever the number of documents in flight.
+ */
+export class OcrPool {
+  private pool: ChildPool<OcrRequest, OcrReply> | null = null;
+  private workers = 1;
+
+  async recognise(image: Uint8Array, page: number, settings: OcrSettings): Promise<OcrPage> {
+    this.workers = ocrWorkers(settings.workers);
+    this.pool ??= new ChildPool<OcrRequest, OcrReply>('ocrChild.js', () => this.workers, PAGES_PER_CHILD, (mb) => Math.max(128, mb - OCR_OUTSIDE_HEAP_MB));
+    const languages = settings.languages.map((code) => {
+      const file = languageFile(code);
+      if (!file) throw new DocsiftError('OCR_FAILED', `no OCR data for language "${code}" (install @tesseract.js-data/${code}); installed: ${installedLanguages().join(', ') || 'none'}`);
+      return { code, file };
+    });
+    const reply = await this.pool.run({ image, page, languages }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
+    if (isFailure(reply)) {
+      if (reply.kind === 'timeout') throw new DocsiftError('OCR_FAILED', `reading page ${page + 1} took longer than ${settings.pageTimeoutMs} ms (ocr.pageTimeoutMs)`);
+      if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb)`);
+      throw new DocsiftError('OCR_FAILED', `the OCR process exited (code ${reply.code}, signal ${reply.signal}) on page ${page + 1}`);
+    }
+    if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
+    return { text: reply.text, confidence: reply.confidence, rotation: reply.rotation };
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+}
