@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { installedLanguages, languageFile } from './ocrLanguages.js';
 import { ConfigError } from '../infra/errors.js';
 import { firstIssue } from './zodIssue.js';
 
@@ -18,7 +19,9 @@ const RECORD_SECONDS = 30 * 24 * 3600;
 export const OcrSchema = z.object({
   enabled: z.boolean().default(true),
   /** tesseract language codes read together ("eng", "fra"); each needs its package installed. */
-  languages: z.array(z.string().regex(/^[a-z]{3}(_[a-z]+)?$/, 'a tesseract language code such as eng or fra')).min(1).default(['eng']),
+  languages: z.array(z.string().regex(/^[a-z]{3}(_[a-z]+)?$/, 'a tesseract language code such as eng or fra')
+    .refine((code) => languageFile(code) !== null, { error: (issue) => `no OCR data for "${String(issue.input)}": npm install @tesseract.js-data/${String(issue.input)} (installed: ${installedLanguages().join(', ') || 'none'})` }))
+    .min(1).default(['eng']),
   /** Resolution PDF pages are rendered at for OCR; 300 is what scanners use, 200 reads invoices about as well in half the time. */
   dpi: z.number().int().min(72).max(600).default(300),
   /** A PDF page with fewer non-space characters in its text layer (or mostly unmapped glyphs) is OCR'd. */

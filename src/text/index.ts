@@ -2,5 +2,5 @@ export { detectFormat } from './detectFormat.js';
 export type { DocumentFormat } from './detectFormat.js';
 export { TextExtractor, decodeText, plainText, textLimits } from './textExtractor.js';
 export type { ExtractedText, OcrProgress, TextLimits } from './textExtractor.js';
-export { installedLanguages, languageFile, ocrWorkers } from './ocr.js';
+export { ocrWorkers } from './ocr.js';
 export type { OcrSettings } from './ocr.js';

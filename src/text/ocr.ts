@@ -1,7 +1,5 @@
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
-import path from 'node:path';
+import { installedLanguages, languageFile } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
 import { ChildPool, isFailure } from './cappedChild.js';
 import type { OcrReply, OcrRequest } from './ocrChild.js';
@@ -28,32 +26,6 @@ export function needsOcr(text: string, minChars: number): boolean {
   if (visible.length < minChars) return true;
   const garbage = visible.match(/[\uFFFD\uE000-\uF8FF\u0000-\u001F]/g)?.length ?? 0;
   return garbage > visible.length * 0.3;
-}
-
-const packageRequire = createRequire(import.meta.url);
-
-/**
- * The traineddata of a language, from its @tesseract.js-data package (the "best_int" model:
- * the accurate LSTM, integer-quantised); null when the package is not installed.
- */
-export function languageFile(code: string): string | null {
-  try {
-    const dir = path.dirname(packageRequire.resolve(`@tesseract.js-data/${code}/package.json`));
-    const file = path.join(dir, '4.0.0_best_int', `${code}.traineddata.gz`);
-    return fs.existsSync(file) ? file : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Languages installed as @tesseract.js-data packages (for doctor and config errors). */
-export function installedLanguages(): string[] {
-  try {
-    const scope = path.dirname(path.dirname(packageRequire.resolve('@tesseract.js-data/eng/package.json')));
-    return fs.readdirSync(scope).filter((code) => languageFile(code) !== null).sort();
-  } catch {
-    return [];
-  }
 }
 
 /** Workers for "auto": half the cores, since the model and the PDF parser want the rest. */
@@ -91,6 +63,7 @@ export class OcrPool {
       if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb)`);
       throw new DocsiftError('OCR_FAILED', `the OCR process exited (code ${reply.code}, signal ${reply.signal}) on page ${page + 1}`);
     }
+    if (!reply.ok && reply.code === 'TOO_LARGE') throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb): ${reply.message}`);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
     return { text: reply.text, confidence: reply.confidence, rotation: reply.rotation };
   }

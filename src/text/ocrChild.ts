@@ -24,7 +24,7 @@ export interface OcrRequest {
 
 export type OcrReply =
   | { id: number; ok: true; text: string; confidence: number; rotation: number; width: number; height: number }
-  | { id: number; ok: false; code: 'CORRUPT_DOCUMENT' | 'OCR_FAILED'; message: string };
+  | { id: number; ok: false; code: 'CORRUPT_DOCUMENT' | 'OCR_FAILED' | 'TOO_LARGE'; message: string };
 
 /** Below this mean word confidence at 0°, the page is tried at 90°, 180° and 270° too. */
 const UPRIGHT_CONFIDENCE = 60;
@@ -117,7 +117,11 @@ async function recognise(request: OcrRequest): Promise<OcrReply> {
   try {
     canvas = await decode(request);
   } catch (err) {
-    return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the image cannot be decoded: ${(err as Error).message}` };
+    const message = (err as Error).message;
+    // Under the OS memory cap Skia cannot allocate the pixels (measured: "Create skia surface
+    // failed" for an 8000 x 8000 PNG under 512 MB): the page is too large, not corrupt.
+    if (/skia surface|alloc|memory/i.test(message)) return { id: request.id, ok: false, code: 'TOO_LARGE', message };
+    return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the image cannot be decoded: ${message}` };
   }
   const w = await tesseract(request.languages);
   let best: { text: string; confidence: number; rotation: number } | null = null;

@@ -25,6 +25,7 @@ describe('docsift doctor', () => {
     expect(by['binary cpu']!.message).toContain('runs here');
     expect(by['binary cuda']!.message).toMatch(/CUDA 13 runtime; machine code sm_86.*does not run here: no NVIDIA driver/);
     expect(by['backend choice']!.message).toContain('DOCSIFT_GPU=auto: the worker loads cpu');
+    expect(by['ocr documents']!.message).toMatch(/^on: eng \(installed: eng\), 300 dpi, up to \d+ OCR process\(es\) of 1024 MB per worker$/);
   });
 
   it('errors when DOCSIFT_GPU names a backend that cannot run here, with the fix, and exits 1', () => {
@@ -63,6 +64,10 @@ describe('docsift doctor', () => {
     const run = spawnSync(process.execPath, [BIN, 'doctor'], { env: { ...process.env, ...base, DOCSIFT_HOME: home, REDIS_URL }, encoding: 'utf8' });
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/^error config: .*documents\.json: pipeline\.documentType/m);
+    // An OCR language whose data package is not installed fails the configuration, naming the fix.
+    const deu = makeHome({ documents: { pipeline: { mode: 'classify-extract' }, ocr: { languages: ['eng', 'deu'] } } });
+    const ocr = spawnSync(process.execPath, [BIN, 'doctor'], { env: { ...process.env, ...base, DOCSIFT_HOME: deu, REDIS_URL }, encoding: 'utf8' });
+    expect(ocr.stdout).toMatch(/^error config: .*documents\.json: ocr\.languages\.1: no OCR data for "deu": npm install @tesseract\.js-data\/deu \(installed: eng\)/m);
     // A placeholder secret copied from an example file is flagged, naming the variable.
     const placeholder = await runDoctor({ ...base, REDIS_URL, DOCSIFT_WEBHOOK_SECRET: 'change-me-shared-secret' });
     expect(placeholder.find((f) => f.check === 'config')).toMatchObject({ level: 'error', message: expect.stringMatching(/DOCSIFT_WEBHOOK_SECRET: is a placeholder/) });

@@ -1,9 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { createCanvas } from '@napi-rs/canvas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OcrSchema } from '../../src/config/index.js';
 import { DocsiftError } from '../../src/infra/errors.js';
 import { makeValidator } from '../../src/model/index.js';
+import { groundFields } from '../../src/pipeline/index.js';
 import { TextExtractor, type TextLimits } from '../../src/text/index.js';
 import { needsOcr } from '../../src/text/ocr.js';
 import { makePdf } from '../helpers/pdf.js';
@@ -45,6 +47,27 @@ describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () =>
     });
   }
 
+  it('reports each page OCR has read, and reads WebP', async () => {
+    const png = await renderPage(path.join(CORPUS, 'oyo.pdf'), 1, 200);
+    const progress: Array<[number, number]> = [];
+    const { createCanvas: canvasOf, loadImage } = await import('@napi-rs/canvas');
+    const image = await loadImage(png);
+    const canvas = canvasOf(image.width, image.height);
+    canvas.getContext('2d').drawImage(image, 0, 0);
+    const webp = canvas.toBuffer('image/webp', 90);
+    const text = await extractor.extract(webp, limits(), (done, total) => progress.push([done, total]));
+    expect(progress).toEqual([[1, 1]]);
+    expect(recall(popplerWords(path.join(CORPUS, 'oyo.pdf'), 1), text.pages[0]!)).toBeGreaterThanOrEqual(0.95);
+  });
+
+  it('grounding finds labelled values in OCR text, with their page', async () => {
+    const text = await extractor.extract(makePdf({ pages: ['A cover page with a text layer of its own, long enough.', { jpeg: await scanned('AzureInterior.pdf') }] }), limits());
+    const [labels] = JSON.parse(fs.readFileSync(path.join(CORPUS, 'AzureInterior.json'), 'utf8')) as Array<{ invoice_number: string; amount: number; date_due: string }>;
+    const g = groundFields({ invoice_number: labels!.invoice_number, amount: labels!.amount }, text.pages);
+    expect(g.invoice_number).toMatchObject({ page: 2, text: 'INV/2023/03/0008' });
+    expect(g.amount).toMatchObject({ page: 2 });
+  });
+
   it('a mixed PDF is read page by page: the text layer where there is one, OCR where there is not', async () => {
     const text = await extractor.extract(makePdf({ pages: ['Delivery note 17\nThis page has a text layer of its own, kept as it is.', { jpeg: await scanned('oyo.pdf') }] }), limits());
     expect(text.sources).toEqual(['text', 'ocr']);
@@ -81,6 +104,11 @@ describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () =>
     expect(await codeOf(makePdf({ pages: [null] }))).toMatch(/^EMPTY_TEXT: the PDF has 1 page\(s\) and OCR found no text on them/);
     expect(await codeOf(jpeg, limits({ languages: ['deu'] }))).toMatch(/^OCR_FAILED: no OCR data for language "deu" \(install @tesseract.js-data\/deu\); installed: eng/);
     expect(await codeOf(jpeg, limits({ pageTimeoutMs: 1000 }))).toBe('OCR_FAILED: reading page 1 took longer than 1000 ms (ocr.pageTimeoutMs)');
+    // 64 megapixels (under the header limit) in an OCR process capped at 512 MB: the OS refuses the pixels.
+    const canvas = createCanvas(8000, 8000);
+    canvas.getContext('2d').fillStyle = '#ffffff';
+    canvas.getContext('2d').fillRect(0, 0, 8000, 8000);
+    expect(await codeOf(canvas.toBuffer('image/png'), limits({ pageMemoryMb: 512 }))).toMatch(/^TOO_LARGE: reading page 1 needed more than 512 MB \(ocr.pageMemoryMb\)/);
   });
 
   it('decides per page whether the text layer is usable', () => {
@@ -112,5 +140,8 @@ describe('scans through the whole pipeline (worker, generated model, real llama.
       if (record.documentType) expect(makeValidator(stack.config.prompts.types.get(record.documentType)!.schema)(record.fields).ok).toBe(true);
     }
     expect(statuses.map((s) => s.state === 'done' && s.record.text.format)).toEqual(['image', 'pdf']);
+    // The job's log says what OCR read (Bull Board shows it).
+    const { logs } = await stack.queue.getJobLogs(outcomes[0]!.jobId);
+    expect(logs.join('\n')).toMatch(/text: image, 1 page\(s\), \d+ chars in \d+ ms, OCR on page\(s\) 1 \(mean confidence \d+\)/);
   });
 });

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { loadConfig, type Config } from '../../config/index.js';
+import { installedLanguages, loadConfig, type Config } from '../../config/index.js';
+import { ocrWorkers } from '../../text/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
 import { gpuFindings } from '../../model/gpu/report.js';
@@ -23,6 +24,12 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
   try {
     config = loadConfig(env);
     say('ok', 'config', `${config.queues.size} queue(s) and ${config.prompts.types.size} document type(s) in ${config.home} are valid`);
+    for (const queue of config.queues.values()) {
+      const { ocr } = queue;
+      say('ok', `ocr ${queue.name}`, ocr.enabled
+        ? `on: ${ocr.languages.join('+')} (installed: ${installedLanguages().join(', ')}), ${ocr.dpi} dpi, up to ${ocrWorkers(ocr.workers)} OCR process(es) of ${ocr.pageMemoryMb} MB per worker`
+        : 'off: scans fail EMPTY_TEXT and images UNSUPPORTED_FORMAT');
+    }
   } catch (err) {
     say('error', 'config', err instanceof ConfigError ? err.message : (err as Error).message);
     return findings;

@@ -7,9 +7,9 @@ import { REPO } from '../../helpers/testEnv.js';
 const config = loadConfig({ DOCSIFT_HOME: REPO });
 const base = getQueue(config, 'documents');
 
-function record(confidence: Record<string, number>, label: number | null): ResultRecord {
+function record(confidence: Record<string, number>, label: number | null, ocr: { pages: number[]; meanConfidence: number } | null = null): ResultRecord {
   return {
-    documentId: 'd1', fields: { invoice_number: 'A-1', amount: 10 }, confidence, checks: [], grounding: null,
+    documentId: 'd1', fields: { invoice_number: 'A-1', amount: 10 }, confidence, checks: [], grounding: null, text: { format: 'pdf', pages: 2, chars: 900, ocr },
     classification: { label: 'invoice', method: label === null ? 'fixed' : 'model', confidence: label },
   } as unknown as ResultRecord;
 }
@@ -21,6 +21,12 @@ describe('review routing by model confidence', () => {
     const reasons = reviewReasons(queue, record({ invoice_number: 0.97, amount: 0.31, 'lines.0.amount': 0.59 }, 0.99));
     expect(reasons).toEqual(['low confidence (< 0.6): amount 0.31, lines.0.amount 0.59']);
     expect(reviewReasons(queue, record({ invoice_number: 0.97 }, 0.4))).toEqual(['low confidence in the label invoice: 0.4']);
+  });
+
+  it('holds a scan whose OCR read it with low confidence (ocr.minConfidence)', () => {
+    const queue = { ...base, review: { ...base.review, enabled: true, minConfidence: 0 } };
+    expect(reviewReasons(queue, record({}, null, { pages: [2], meanConfidence: 52 }))).toEqual(['low OCR confidence on page(s) 2: 52 (< ocr.minConfidence 70)']);
+    expect(reviewReasons(queue, record({}, null, { pages: [1, 2], meanConfidence: 88 }))).toEqual([]);
   });
 
   it('passes confident results, and minConfidence 0 turns the check off', () => {
