@@ -1,6 +1,6 @@
 /**
  * npm run bench [-- --quick] [-- --sequences 1,2,4,8] [-- --docs N] [-- --shape smollm2-135m|qwen2.5-0.5b|qwen2.5-1.5b]
- *               [-- --tokenizer qwen|llama3] [-- --skip queue,pdf,rss] [-- --only queue|rss]
+ *               [-- --tokenizer qwen|llama3] [-- --skip queue,pdf,ocr,rss] [-- --only queue|rss|ocr]
  *
  * Measures, in one run on this machine, how close docsift gets to what the model alone can do,
  * and what each trick buys. docs/BENCHMARKS.md explains every figure. Prints a table, writes the
@@ -31,6 +31,7 @@ import { spawnWorker } from '../test/helpers/workers.js';
 import { InstantEngine } from './instantEngine.js';
 import { SteeredEngine } from './steeredEngine.js';
 import { invoiceText } from './invoices.js';
+import { popplerWords, recall, renderPage, scan } from '../test/helpers/scans.js';
 
 const run = promisify(execFile);
 const { values: args } = parseArgs({ options: {
@@ -59,7 +60,7 @@ const SHAPE: LlamaShape = quick ? { ...chosen.shape, nLayer: 2 } : chosen.shape;
 const SHAPE_NAME = quick ? `${chosen.name}, 2 of ${chosen.shape.nLayer} layers` : chosen.name;
 /** Parts that can be left out, e.g. on a machine without poppler, or when time is short. */
 const SKIP = new Set(args.skip!.split(',').filter(Boolean));
-for (const part of SKIP) if (!['queue', 'pdf', 'rss'].includes(part)) throw new Error(`--skip takes queue, pdf, rss; got ${part}`);
+for (const part of SKIP) if (!['queue', 'pdf', 'ocr', 'rss'].includes(part)) throw new Error(`--skip takes queue, pdf, ocr, rss; got ${part}`);
 const SEQUENCES = (args.sequences ?? (quick ? '1,2' : '1,2,4,8')).split(',').map(Number);
 const DOCS = Number(args.docs ?? (quick ? 2 : 16));
 // --quick takes one thread, as in CI, where the test suite runs beside it: llama.cpp's threads
@@ -339,6 +340,55 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
 }
 
 /**
+ * docsift's OCR stage against Debian's tesseract CLI on the same page images: scans made from
+ * the corpus (as ocr.test.ts makes them), as many pages at once as there are cores on both sides
+ * (the OCR pool sized to the cores; one single-threaded tesseract process per core, since its
+ * OpenMP threads on busy cores made it 5x slower in SPIKES.md). Both warm: the pool's processes
+ * have their model loaded; tesseract loads its own per page, as it does when used this way.
+ */
+async function ocrStage(): Promise<{ docsiftPagesPerS: number; tesseractPagesPerS: number; pages: number; recall: { docsift: number; tesseract: number } } | { skipped: string }> {
+  try {
+    await run('tesseract', ['--version']);
+  } catch {
+    return { skipped: 'tesseract not installed (apt-get install tesseract-ocr tesseract-ocr-eng)' };
+  }
+  const names = ['oyo.pdf', 'AzureInterior.pdf', 'coolblue1.pdf', 'coolblue2.pdf', 'saeco.pdf', 'SammyMaystoneLinesTest.pdf'].slice(0, quick ? 2 : 6).filter((n) => fs.existsSync(path.join(CORPUS, n)));
+  if (!names.length) return { skipped: `no corpus PDFs in ${CORPUS}` };
+  const dpi = quick ? 200 : 300;
+  const cores = os.availableParallelism();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-bench-ocr-'));
+  const images = await Promise.all(names.map(async (n, i) => {
+    const jpeg = await scan(await renderPage(path.join(CORPUS, n), 1, dpi), { degrees: 1, noise: 0.002, quality: 80, seed: i + 1 });
+    const file = path.join(dir, `${i}.jpg`);
+    fs.writeFileSync(file, jpeg);
+    return { jpeg, file, reference: popplerWords(path.join(CORPUS, n), 1) };
+  }));
+  const extractor = new TextExtractor();
+  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 600_000, memoryMb: 1024, ocr: OcrSchema.parse({ workers: cores, pageTimeoutMs: 600_000 }) };
+  await Promise.all(images.slice(0, cores).map((i) => extractor.extract(i.jpeg, limits))); // start and load the pool
+  let started = performance.now();
+  const ours = await Promise.all(images.map((i) => extractor.extract(i.jpeg, limits)));
+  const docsiftPagesPerS = images.length / ((performance.now() - started) / 1000);
+  await extractor.close();
+  const theirs: string[] = new Array<string>(images.length);
+  let next = 0;
+  started = performance.now();
+  await Promise.all(Array.from({ length: cores }, async () => {
+    while (next < images.length) {
+      const i = next++;
+      theirs[i] = (await run('tesseract', [images[i]!.file, 'stdout', '-l', 'eng'], { env: { ...process.env, OMP_THREAD_LIMIT: '1' }, maxBuffer: 16 << 20 })).stdout;
+    }
+  }));
+  const tesseractPagesPerS = images.length / ((performance.now() - started) / 1000);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return {
+    docsiftPagesPerS, tesseractPagesPerS, pages: images.length,
+    recall: { docsift: mean(images.map((i, k) => recall(i.reference, ours[k]!.pages[0]!))), tesseract: mean(images.map((i, k) => recall(i.reference, theirs[k]!))) },
+  };
+}
+
+/**
  * A real worker process on the tiny test model: its RSS over the documents up to `small` and over
  * the last `small` documents up to `large` (and up to every fifth of the way, so a rise that
  * levels off can be told from a leak). Each figure is the mean of samples taken every 250 ms
@@ -392,7 +442,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ small, large, ...rss, ratio: rss.rssAfterLargeMb / rss.rssAfterSmallMb })}\n`);
     return;
   }
-  if (args.only) throw new Error(`--only takes queue or rss; got ${args.only}`);
+  if (args.only === 'ocr') {
+    process.stdout.write(`${JSON.stringify(await ocrStage())}\n`);
+    return;
+  }
+  if (args.only) throw new Error(`--only takes queue, rss or ocr; got ${args.only}`);
   const startedAll = performance.now();
   const prefix = uniquePrefix('bench');
   const maxSeq = Math.max(...SEQUENCES);
@@ -457,6 +511,13 @@ async function main(): Promise<void> {
   if ('skipped' in pdf) report('text stage vs pdftotext', `skipped: ${pdf.skipped}`);
   else report(`text stage: pages/s, docsift vs pdftotext (${pdf.pages} pages)`, `${pdf.docsifyPagesPerS.toFixed(1)} vs ${pdf.pdftotextPagesPerS.toFixed(1)}`);
 
+  const ocr = SKIP.has('ocr') ? { skipped: '--skip ocr' } : await ocrStage();
+  if ('skipped' in ocr) report('OCR stage vs tesseract', `skipped: ${ocr.skipped}`);
+  else {
+    report(`OCR stage: pages/s, docsift vs tesseract CLI (${ocr.pages} scanned pages, ${os.availableParallelism()} at once)`, `${ocr.docsiftPagesPerS.toFixed(2)} vs ${ocr.tesseractPagesPerS.toFixed(2)}`);
+    report('OCR word recall against pdftotext of the original: docsift vs tesseract CLI', `${ocr.recall.docsift.toFixed(3)} vs ${ocr.recall.tesseract.toFixed(3)}`);
+  }
+
   const [small, large] = RSS_DOCS;
   const rss = SKIP.has('rss') ? { rssAfterSmallMb: NaN, rssAfterLargeMb: NaN } : await rssGrowth(small, large);
   report(`worker RSS (mean) over documents 1-${small} vs ${large - small + 1}-${large}`, SKIP.has('rss') ? 'skipped' : `${rss.rssAfterSmallMb.toFixed(0)} MB vs ${rss.rssAfterLargeMb.toFixed(0)} MB`);
@@ -470,6 +531,8 @@ async function main(): Promise<void> {
     queue_overhead_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bare.jobsPerS) : null,
     queue_overhead_same_io_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bareSameIo.jobsPerS) : null,
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
+    ocr_vs_tesseract: 'skipped' in ocr ? null : round(ocr.docsiftPagesPerS / ocr.tesseractPagesPerS),
+    ocr_recall: 'skipped' in ocr ? null : { docsift: round(ocr.recall.docsift), tesseract: round(ocr.recall.tesseract) },
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
     machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' }, tokenizer: TOKENIZER ?? 'word pieces of the prompts' },
@@ -477,7 +540,7 @@ async function main(): Promise<void> {
     documents_per_run: DOCS,
     seconds: Math.round((performance.now() - startedAll) / 1000),
   };
-  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, queue: queueRuns, pdf, rss, rows };
+  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, queue: queueRuns, pdf, ocr, rss, rows };
   const dir = path.join(REPO, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);

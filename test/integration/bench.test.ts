@@ -21,6 +21,9 @@ describe('npm run bench -- --quick', () => {
     }
     expect(Object.keys(summary.batch_speedup)).toEqual(['1', '2']);
     expect(summary).toHaveProperty('pdf_vs_pdftotext');
+    // test/prerequisites.sh installs tesseract, so the OCR comparison runs.
+    expect(summary.ocr_vs_tesseract).toBeGreaterThan(0);
+    expect(summary.ocr_recall.docsift).toBeGreaterThan(0.9);
     expect(summary.machine).toMatchObject({ backend: 'cpu', model_shape: { nEmbd: 576, nHead: 9, nHeadKv: 3, nFf: 1536 } });
   }, 600_000);
 });
