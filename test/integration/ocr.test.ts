@@ -76,6 +76,12 @@ describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () =>
     expect(text.pages[1]!.toLowerCase()).toContain('oyo');
   });
 
+  it('reads at most ocr.maxPages pages of a PDF by OCR, and says what it left', async () => {
+    const text = await extractor.extract(makePdf({ pages: [{ jpeg: await scanned('oyo.pdf') }, null, null] }), limits({ maxPages: 1 }));
+    expect(text.sources).toEqual(['ocr', 'text', 'text']);
+    expect(text.warnings).toContain('OCR_PAGES_SKIPPED: 2 page(s) without a text layer beyond ocr.maxPages (1) were not read');
+  });
+
   it('orientation: a phone photo with an EXIF rotation tag, a page upside down, a multi-page TIFF', async () => {
     const reference = popplerWords(path.join(CORPUS, 'coolblue1.pdf'), 1);
     const png = await renderPage(path.join(CORPUS, 'coolblue1.pdf'), 1, 200);
