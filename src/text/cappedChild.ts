@@ -23,7 +23,7 @@ export function childScript(name: string): string {
  * process on the same binary; 0 where /proc is missing (the cap is then the limit as set).
  */
 let reservedMb: number | undefined;
-function runtimeReservationMb(): number {
+export function runtimeReservationMb(): number {
   if (reservedMb !== undefined) return reservedMb;
   try {
     const probe = "const s = require('fs').readFileSync('/proc/self/status', 'utf8');"
@@ -52,10 +52,11 @@ export class CappedChild<Request extends { id: number }, Reply extends { id: num
   served = 0;
   private stderrTail = '';
 
-  constructor(script: string, readonly memoryMb: number, heapMb: number) {
+  /** capMb: the OS limit, memoryMb plus what the process reserves without using it. */
+  constructor(script: string, readonly memoryMb: number, capMb: number, heapMb: number) {
     this.process = fork(childScript(script), [], {
       execPath: '/bin/sh',
-      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String((memoryMb + runtimeReservationMb()) * 1024), process.execPath, `--max-old-space-size=${heapMb}`],
+      execArgv: ['-c', 'ulimit -d "$1" && shift && exec "$@"', 'sh', String(capMb * 1024), process.execPath, `--max-old-space-size=${heapMb}`],
       serialization: 'advanced',
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
@@ -118,7 +119,12 @@ export class ChildPool<Request extends { id: number }, Reply extends { id: numbe
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly script: string, private readonly size: () => number, private readonly requestsPerChild: number, private readonly heapMb: (memoryMb: number) => number) {}
+  constructor(
+    private readonly script: string,
+    private readonly size: () => number,
+    private readonly requestsPerChild: number,
+    private readonly limits: (memoryMb: number) => { capMb: number; heapMb: number },
+  ) {}
 
   /** Runs one request; `keep` says whether the child may serve another after this reply. */
   async run(request: Omit<Request, 'id'>, options: { timeoutMs: number; memoryMb: number; keep?: (reply: Reply) => boolean }): Promise<Reply | ChildFailure> {
@@ -145,7 +151,8 @@ export class ChildPool<Request extends { id: number }, Reply extends { id: numbe
   }
 
   private spawn(memoryMb: number): CappedChild<Request, Reply> {
-    const child = new CappedChild<Request, Reply>(this.script, memoryMb, this.heapMb(memoryMb));
+    const { capMb, heapMb } = this.limits(memoryMb);
+    const child = new CappedChild<Request, Reply>(this.script, memoryMb, capMb, heapMb);
     this.all.add(child);
     child.process.on('exit', () => {
       this.all.delete(child);

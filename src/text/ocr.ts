@@ -1,7 +1,10 @@
+import { fork } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
+import { createCanvas } from '@napi-rs/canvas';
 import { installedLanguages, languageFile } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
-import { ChildPool, isFailure } from './cappedChild.js';
+import { childScript, ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
 import type { OcrReply, OcrRequest } from './ocrChild.js';
 
 /** A queue's `ocr` section as the text stage takes it (src/config/queues.ts documents each). */
@@ -41,6 +44,37 @@ const OCR_OUTSIDE_HEAP_MB = 384;
 export interface OcrPage { text: string; confidence: number; rotation: number }
 
 /**
+ * Address space an OCR process reserves without using it, measured once per process on an
+ * uncapped one that has read a blank 32 x 32 image: VmData - VmRSS. RLIMIT_DATA counts
+ * reservations, and this process holds two V8 isolates (tesseract.js runs in a worker thread)
+ * and WebAssembly memory: measured 1,056 MB reserved at 138 MB RSS on Node 20, 2,083 MB at 141
+ * MB on Node 24, whose isolates reserve ~530 MB each. The cap is ocr.pageMemoryMb plus this, so
+ * the setting means memory really used on both. Falls back to Node's own reservation without /proc.
+ */
+async function reservationOf(languages: OcrRequest['languages']): Promise<number> {
+  const blank = createCanvas(32, 32);
+  blank.getContext('2d').fillStyle = '#ffffff';
+  blank.getContext('2d').fillRect(0, 0, 32, 32);
+  const child = fork(childScript('ocrChild.js'), [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  try {
+    const answered = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 60_000);
+      child.once('message', () => { clearTimeout(timer); resolve(true); });
+      child.once('exit', () => { clearTimeout(timer); resolve(false); });
+      child.send({ id: 0, image: blank.toBuffer('image/png'), page: 0, languages } satisfies OcrRequest);
+    });
+    const status = answered ? fs.readFileSync(`/proc/${child.pid}/status`, 'utf8') : '';
+    const data = /VmData:\s+(\d+)/.exec(status)?.[1];
+    const rss = /VmRSS:\s+(\d+)/.exec(status)?.[1];
+    return data && rss ? Math.ceil((Number(data) - Number(rss)) / 1024) : runtimeReservationMb();
+  } catch {
+    return runtimeReservationMb();
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+/**
  * Page images to text in a bounded pool of child processes (ocrChild.ts), each under an OS
  * memory cap and killed past the page time limit. At most `workers` pages at once per process,
  * whatever the number of documents in flight.
@@ -49,14 +83,18 @@ export class OcrPool {
   private pool: ChildPool<OcrRequest, OcrReply> | null = null;
   private workers = 1;
 
+  private reservedMb: Promise<number> | null = null;
+
   async recognise(image: Uint8Array, page: number, settings: OcrSettings): Promise<OcrPage> {
     this.workers = ocrWorkers(settings.workers);
-    this.pool ??= new ChildPool<OcrRequest, OcrReply>('ocrChild.js', () => this.workers, PAGES_PER_CHILD, (mb) => Math.max(128, mb - OCR_OUTSIDE_HEAP_MB));
     const languages = settings.languages.map((code) => {
       const file = languageFile(code);
       if (!file) throw new DocsiftError('OCR_FAILED', `no OCR data for language "${code}" (install @tesseract.js-data/${code}); installed: ${installedLanguages().join(', ') || 'none'}`);
       return { code, file };
     });
+    this.reservedMb ??= reservationOf(languages);
+    const reserved = await this.reservedMb;
+    this.pool ??= new ChildPool<OcrRequest, OcrReply>('ocrChild.js', () => this.workers, PAGES_PER_CHILD, (mb) => ({ capMb: mb + reserved, heapMb: Math.max(128, mb - OCR_OUTSIDE_HEAP_MB) }));
     const reply = await this.pool.run({ image, page, languages }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
     if (isFailure(reply)) {
       if (reply.kind === 'timeout') throw new DocsiftError('OCR_FAILED', `reading page ${page + 1} took longer than ${settings.pageTimeoutMs} ms (ocr.pageTimeoutMs)`);

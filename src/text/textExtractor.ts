@@ -1,5 +1,5 @@
 import { DocsiftError } from '../infra/errors.js';
-import { ChildPool, isFailure } from './cappedChild.js';
+import { ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
 import { detectFormat, type DocumentFormat } from './detectFormat.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
@@ -51,7 +51,7 @@ export type OcrProgress = (done: number, total: number) => void;
  * text layer, and images, are read by OCR in a bounded pool of their own (ocr.ts).
  */
 export class TextExtractor {
-  private readonly pdf = new ChildPool<PdfRequest, PdfReply>('pdfChild.js', () => Infinity, DOCUMENTS_PER_CHILD, (mb) => mb - OUTSIDE_HEAP_MB);
+  private readonly pdf = new ChildPool<PdfRequest, PdfReply>('pdfChild.js', () => Infinity, DOCUMENTS_PER_CHILD, (mb) => ({ capMb: mb + runtimeReservationMb(), heapMb: mb - OUTSIDE_HEAP_MB }));
   private readonly ocrPool = new OcrPool();
   private closed = false;
 
