@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { CORPUS, makeHome, REDIS_URL, REPO, tempDir, uniquePrefix } from '../helpers/testEnv.js';
 import { documentsQueue } from '../helpers/stack.js';
+import { makePdf } from '../helpers/pdf.js';
+import { renderPage, scan } from '../helpers/scans.js';
 
 /** The CLI as a user runs it: the compiled bin, real processes, real signals. */
 const BIN = path.join(REPO, 'dist', 'src', 'cli', 'main.js');
@@ -71,21 +73,25 @@ describe('docsift CLI', () => {
     expect(byFile['Orlen.txt']).toMatchObject({ state: 'done' });
   });
 
-  it('extract-text --json shows pages and text, or the error code, per file', () => {
+  it('extract-text --json shows pages and text, where each page came from, or the error code, per file', async () => {
     fs.writeFileSync(path.join(work, 'garbage.pdf'), Buffer.from([0, 1, 2, 3]));
-    const run = docsift(['extract-text', '--json', path.join(CORPUS, 'QualityHosting.pdf'), path.join(work, 'garbage.pdf')]);
+    const scanJpeg = await scan(await renderPage(path.join(CORPUS, 'oyo.pdf'), 1, 150), { degrees: 1, quality: 80 });
+    fs.writeFileSync(path.join(work, 'mixed.pdf'), makePdf({ pages: ['Cover letter: the scanned invoice follows on the next page.', { jpeg: scanJpeg }] }));
+    const run = docsift(['extract-text', '--json', path.join(CORPUS, 'QualityHosting.pdf'), path.join(work, 'garbage.pdf'), path.join(work, 'mixed.pdf')]);
     expect(run.status).toBe(1);
-    const [good, bad] = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
-    expect(good).toMatchObject({ format: 'pdf' });
+    const [good, bad, mixed] = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(good).toMatchObject({ format: 'pdf', sources: ['text', 'text'], ocr: null });
     expect(good!.pages).toHaveLength(2);
     expect(good!.chars).toBeGreaterThan(1000);
     expect(bad!.error.code).toBe('UNSUPPORTED_FORMAT');
+    expect(mixed).toMatchObject({ format: 'pdf', sources: ['text', 'ocr'], ocr: { pages: [2] } });
+    expect(mixed!.pages[1].toLowerCase()).toContain('oyo');
   });
 
   it('has --help on every command', () => {
     const commands = [[], ['up'], ['worker'], ['enqueue'], ['result'], ['extract-text'], ['api'], ['watch'], ['board'], ['doctor'],
       ['models', 'list'], ['models', 'pull'], ['models', 'inspect'], ['review', 'list'], ['review', 'show'], ['review', 'accept'],
-      ['review', 'correct'], ['eval'], ['export-training'], ['db', 'migrate'], ['deadletter', 'list'], ['deadletter', 'replay'], ['make-test-model']];
+      ['review', 'correct'], ['eval'], ['export-training'], ['db', 'migrate'], ['deadletter', 'list'], ['deadletter', 'replay'], ['make-test-model'], ['gpu', 'build']];
     for (const command of commands) {
       const run = docsift([...command, '--help']);
       expect(run.status, command.join(' ')).toBe(0);
