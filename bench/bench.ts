@@ -15,7 +15,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
 import { Queue, Worker } from 'bullmq';
-import { getQueue, loadConfig, OcrSchema, type Config, type QueueConfig } from '../src/config/index.js';
+import { getQueue, loadConfig, type Config, type QueueConfig } from '../src/config/index.js';
 import { Enqueuer, waitForDocuments } from '../src/ingest/index.js';
 import { createLogger } from '../src/infra/logger.js';
 import { Metrics } from '../src/infra/metrics.js';
@@ -23,7 +23,7 @@ import { makeLlamaModel, ModelEngine, readHfTokenizer, type DecoderKind, type En
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
-import { plainText, TextExtractor } from '../src/text/index.js';
+import { defaultTextLimits, plainText, TextExtractor } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
 import { documentsQueue } from '../test/helpers/stack.js';
 import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, tokenizerDir, TOKENIZERS, uniquePrefix, type TokenizerName } from '../test/helpers/testEnv.js';
@@ -326,7 +326,7 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
   const rounds = quick ? 1 : 3;
   const extractor = new TextExtractor();
   // The queue's defaults; these PDFs have text layers, so OCR never runs.
-  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 500, timeoutMs: 120_000, memoryMb: 1024, ocr: OcrSchema.parse({}) };
+  const limits = defaultTextLimits();
   let pages = 0;
   await extractor.extract(fs.readFileSync(files[0]!), limits); // start the parser child
   let started = performance.now();
@@ -364,7 +364,7 @@ async function ocrStage(): Promise<{ docsiftPagesPerS: number; tesseractPagesPer
     return { jpeg, file, reference: popplerWords(path.join(CORPUS, n), 1) };
   }));
   const extractor = new TextExtractor();
-  const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 600_000, memoryMb: 1024, ocr: OcrSchema.parse({ workers: cores, pageTimeoutMs: 600_000 }) };
+  const limits = defaultTextLimits({ timeoutMs: 600_000, ocr: { workers: cores, pageTimeoutMs: 600_000 } });
   await Promise.all(images.slice(0, cores).map((i) => extractor.extract(i.jpeg, limits))); // start and load the pool
   let started = performance.now();
   const ours = await Promise.all(images.map((i) => extractor.extract(i.jpeg, limits)));

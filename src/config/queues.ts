@@ -99,6 +99,8 @@ export const QueueFileSchema = z.object({
   limits: z.object({
     maxBytes: z.number().int().min(1).default(50 * MB),
     maxPages: z.number().int().min(1).default(500),
+    /** Rows read per spreadsheet sheet (XLSX) or CSV file; more are cut with a ROWS_CUT warning. */
+    maxRows: z.number().int().min(1).default(5000),
     /** Wall-clock limit of text extraction for one document. */
     textTimeoutMs: z.number().int().min(100).default(120_000),
     /**

@@ -5,7 +5,7 @@
  * two in step).
  */
 export const ERROR_CODES = {
-  UNSUPPORTED_FORMAT: { retry: false, http: 415, summary: 'The bytes are not a format docsift reads: PDF, PNG, JPEG, TIFF, WebP (by OCR), plain text or markdown.' },
+  UNSUPPORTED_FORMAT: { retry: false, http: 415, summary: 'The bytes are not a format docsift reads: PDF, PNG, JPEG, TIFF, WebP (by OCR), DOCX, XLSX, HTML, CSV, plain text or markdown; the message says what they are.' },
   CORRUPT_DOCUMENT: { retry: false, http: 400, summary: 'The document claims a format but cannot be parsed as one.' },
   ENCRYPTED: { retry: false, http: 400, summary: 'The PDF is password-protected.' },
   EMPTY_TEXT: { retry: false, http: 400, summary: 'No text to read: a zero-byte file, a whitespace-only text, or a scan in which OCR found no words (or OCR is off for the queue).' },

@@ -26,7 +26,7 @@ export const JobPayload = z.object({
   documentId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/).optional(),
   filename: z.string().max(1024).default('document'),
   /** What the producer detected from the bytes; informational, the worker detects again. */
-  detectedType: z.enum(['pdf', 'image', 'text', 'markdown', 'unknown']).default('unknown'),
+  detectedType: z.enum(['pdf', 'image', 'docx', 'xlsx', 'html', 'csv', 'text', 'markdown', 'unknown']).default('unknown'),
   size: z.number().int().min(0).optional(),
   /**
    * Skip classification and extract this document type (a folder of prompts/), as a watched

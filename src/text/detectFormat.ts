@@ -1,11 +1,13 @@
 import { DocsiftError } from '../infra/errors.js';
 import { imageKind } from './images.js';
+import { officeKind } from './zip.js';
 
-export type DocumentFormat = 'pdf' | 'text' | 'markdown' | 'image';
+export type DocumentFormat = 'pdf' | 'image' | 'docx' | 'xlsx' | 'html' | 'csv' | 'text' | 'markdown';
+
+const SUPPORTED = 'PDF, image (PNG, JPEG, TIFF, WebP), DOCX, XLSX, HTML, CSV, text or markdown';
 
 const MAGIC: Array<[string, number[]]> = [
   ['GIF image (convert it to PNG)', [0x47, 0x49, 0x46, 0x38]],
-  ['ZIP archive (DOCX, XLSX, ODT and similar are not supported yet)', [0x50, 0x4b, 0x03, 0x04]],
   ['OLE2 file (DOC, XLS, MSG are not supported yet)', [0xd0, 0xcf, 0x11, 0xe0]],
   ['gzip archive', [0x1f, 0x8b]],
   ['RAR archive', [0x52, 0x61, 0x72, 0x21]],
@@ -22,17 +24,45 @@ export function detectFormat(bytes: Uint8Array): DocumentFormat {
   const head = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 1024)).toString('latin1');
   if (head.includes('%PDF-')) return 'pdf';
   if (imageKind(bytes)) return 'image';
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) return officeKind(bytes);
   for (const [what, magic] of MAGIC) {
-    if (magic.every((b, i) => bytes[i] === b)) throw new DocsiftError('UNSUPPORTED_FORMAT', `the bytes are a ${what}`);
+    if (magic.every((b, i) => bytes[i] === b)) throw new DocsiftError('UNSUPPORTED_FORMAT', `the bytes are a ${what}; docsift reads ${SUPPORTED}`);
   }
   const sample = bytes.subarray(0, 64 * 1024);
   let control = 0;
   for (const b of sample) {
-    if (b === 0) throw new DocsiftError('UNSUPPORTED_FORMAT', 'binary data (NUL bytes): not a PDF, image (PNG, JPEG, TIFF, WebP), text or markdown document');
+    if (b === 0) throw new DocsiftError('UNSUPPORTED_FORMAT', `binary data (NUL bytes): not a ${SUPPORTED} document`);
     if (b < 0x20 && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x0c) control++;
   }
-  if (control > sample.length * 0.05) throw new DocsiftError('UNSUPPORTED_FORMAT', 'binary data: not a PDF, image (PNG, JPEG, TIFF, WebP), text or markdown document');
-  const text = Buffer.from(sample).toString('utf8');
+  if (control > sample.length * 0.05) throw new DocsiftError('UNSUPPORTED_FORMAT', `binary data: not a ${SUPPORTED} document`);
+  const text = Buffer.from(sample).toString('utf8').replace(/^\uFEFF/, '');
+  if (/^\s*(<!doctype html|<html[\s>]|<\?xml[^>]*>\s*<html)/i.test(text)) return 'html';
+  if (isCsv(text)) return 'csv';
   if (/^#{1,6} \S/m.test(text) || /^\s*\|?\s*:?-{3,}:?\s*\|/m.test(text) || /\[[^\]]+\]\([^)]+\)/.test(text)) return 'markdown';
   return 'text';
+}
+
+
+/**
+ * Comma-, semicolon- or tab-separated values: at least three lines, and every one of the first
+ * twenty has the same number (one or more) of the same separator outside quotes. Plain text
+ * rarely keeps a count that exact; a spreadsheet export always does.
+ */
+function isCsv(text: string): boolean {
+  const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '').slice(0, 20);
+  if (lines.length < 3) return false;
+  return [',', ';', '\t'].some((sep) => {
+    const counts = lines.map((l) => separators(l, sep));
+    return counts[0]! > 0 && counts.every((c) => c === counts[0]);
+  });
+}
+
+function separators(line: string, sep: string): number {
+  let n = 0;
+  let quoted = false;
+  for (const ch of line) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === sep && !quoted) n++;
+  }
+  return n;
 }

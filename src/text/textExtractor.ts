@@ -1,8 +1,10 @@
+import { OcrSchema, QueueFileSchema } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
 import { detectFormat, type DocumentFormat } from './detectFormat.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
+import type { OfficeReply, OfficeRequest } from './officeChild.js';
 import type { PdfReply, PdfRequest } from './pdfChild.js';
 
 export interface ExtractedText {
@@ -20,15 +22,23 @@ export interface ExtractedText {
 export interface TextLimits {
   maxBytes: number;
   maxPages: number;
+  /** Rows read per spreadsheet sheet or CSV file. */
+  maxRows: number;
   timeoutMs: number;
   memoryMb: number;
   ocr: OcrSettings;
 }
 
 /** A queue's limits and OCR settings as the extractor takes them. */
-export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
+export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; maxRows: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
   const { limits } = queue;
-  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
+  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, maxRows: limits.maxRows, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
+}
+
+/** A queue's defaults (src/config/queues.ts), with overrides: for the tests, the bench and callers without a queue. */
+export function defaultTextLimits(overrides: Partial<Omit<TextLimits, 'ocr'>> & { ocr?: Partial<OcrSettings> } = {}): TextLimits {
+  const { ocr, ...rest } = overrides;
+  return { ...textLimits({ limits: QueueFileSchema.shape.limits.parse({}), ocr: { ...OcrSchema.parse({}), ...ocr } }), ...rest };
 }
 
 /** What a parser maps besides V8's heap: Node, pdf.js, buffers (measured ~150 MB on an invoice). */
@@ -52,6 +62,7 @@ export type OcrProgress = (done: number, total: number) => void;
  */
 export class TextExtractor {
   private readonly pdf = new ChildPool<PdfRequest, PdfReply>('pdfChild.js', () => Infinity, DOCUMENTS_PER_CHILD, (mb) => ({ capMb: mb + runtimeReservationMb(), heapMb: mb - OUTSIDE_HEAP_MB }));
+  private readonly office = new ChildPool<OfficeRequest, OfficeReply>('officeChild.js', () => Infinity, DOCUMENTS_PER_CHILD, (mb) => ({ capMb: mb + runtimeReservationMb(), heapMb: mb - OUTSIDE_HEAP_MB }));
   private readonly ocrPool = new OcrPool();
   private closed = false;
 
@@ -67,6 +78,11 @@ export class TextExtractor {
       read = await this.extractPdf(bytes, limits, warnings, onOcr);
     } else if (format === 'image') {
       read = await this.extractImage(bytes, limits, warnings, onOcr);
+    } else if (format === 'docx' || format === 'xlsx' || format === 'html') {
+      read = await this.extractOffice(bytes, format, limits, warnings);
+    } else if (format === 'csv') {
+      const pages = [csvTable(decodeText(bytes, warnings), limits.maxRows, warnings)];
+      read = { pages, sources: ['text'], confidences: [] };
     } else {
       const pages = decodeText(bytes, warnings).split('\f');
       if (pages.length > limits.maxPages) {
@@ -77,8 +93,8 @@ export class TextExtractor {
     const { pages, sources, confidences } = read;
     const chars = pages.reduce((n, p) => n + p.length, 0);
     if (pages.every((p) => p.trim() === '')) {
-      throw new DocsiftError('EMPTY_TEXT', format === 'text' || format === 'markdown'
-        ? 'the document holds only whitespace'
+      throw new DocsiftError('EMPTY_TEXT', format !== 'pdf' && format !== 'image'
+        ? 'the document holds no text'
         : !limits.ocr.enabled
           ? `the ${format === 'pdf' ? 'PDF' : 'image'} has ${pages.length} page(s) but no text layer, and OCR is off for this queue (ocr.enabled)`
           : `the ${format === 'pdf' ? 'PDF' : 'image'} has ${pages.length} page(s) and OCR found no text on them`);
@@ -113,6 +129,19 @@ export class TextExtractor {
     return { pages, sources, confidences };
   }
 
+  private async extractOffice(bytes: Uint8Array, format: 'docx' | 'xlsx' | 'html', limits: TextLimits, warnings: string[]) {
+    const reply = await this.office.run({ bytes, format, maxRows: limits.maxRows }, { timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb, keep: (r) => r.ok });
+    if (isFailure(reply)) {
+      if (reply.kind === 'timeout') throw new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${limits.timeoutMs} ms (limits.textTimeoutMs)`);
+      if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading the ${format.toUpperCase()} needed more than ${limits.memoryMb} MB (limits.textMemoryMb)`);
+      throw new DocsiftError('CORRUPT_DOCUMENT', `the ${format.toUpperCase()} parser exited (code ${reply.code}, signal ${reply.signal}) on this document`);
+    }
+    if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
+    warnings.push(...reply.warnings);
+    if (reply.pages.length > limits.maxPages) throw new DocsiftError('TOO_LARGE', `the workbook has ${reply.pages.length} sheets; the queue allows ${limits.maxPages} pages (limits.maxPages)`);
+    return { pages: reply.pages, sources: reply.pages.map(() => 'text' as const), confidences: [] };
+  }
+
   private async extractImage(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
     if (!limits.ocr.enabled) throw new DocsiftError('UNSUPPORTED_FORMAT', 'the bytes are an image, and OCR is off for this queue (ocr.enabled)');
     const sizes = imagePages(bytes, imageKind(bytes)!, Math.min(limits.maxPages, limits.ocr.maxPages));
@@ -138,8 +167,36 @@ export class TextExtractor {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([this.pdf.close(), this.ocrPool.close()]);
+    await Promise.all([this.pdf.close(), this.office.close(), this.ocrPool.close()]);
   }
+}
+
+/** RFC 4180 values (quotes, doubled quotes, separators and line breaks inside quotes) as rows between pipes. */
+export function csvTable(text: string, maxRows: number, warnings: string[]): string {
+  const lines = text.split(/\r?\n/, 2);
+  const sep = [';', '\t', ','].map((s) => [s, (lines[0] ?? '').split(s).length] as const).sort((a, b) => b[1] - a[1])[0]![0];
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  let total = 0;
+  const endRow = () => {
+    row.push(cell.trim());
+    cell = '';
+    if (row.some((c) => c !== '') && ++total <= maxRows) rows.push(row);
+    row = [];
+  };
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') quoted = false; else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === sep) { row.push(cell.trim()); cell = ''; } else if (ch === '\n') endRow();
+    else if (ch !== '\r') cell += ch;
+  }
+  endRow();
+  if (total > maxRows) warnings.push(`ROWS_CUT: the CSV has ${total} rows; the first ${maxRows} were read`);
+  return rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
 }
 
 /** Text that needs no extraction (tests, the bench, callers that hold text already). */

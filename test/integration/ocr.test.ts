@@ -2,11 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OcrSchema } from '../../src/config/index.js';
 import { DocsiftError } from '../../src/infra/errors.js';
 import { makeValidator } from '../../src/model/index.js';
 import { groundFields } from '../../src/pipeline/index.js';
-import { TextExtractor, type TextLimits } from '../../src/text/index.js';
+import { defaultTextLimits, TextExtractor, type OcrSettings, type TextLimits } from '../../src/text/index.js';
 import { needsOcr } from '../../src/text/ocr.js';
 import { makePdf } from '../helpers/pdf.js';
 import { popplerWords, recall, renderPage, scan, tiff } from '../helpers/scans.js';
@@ -14,7 +13,7 @@ import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { CORPUS, tempDir } from '../helpers/testEnv.js';
 
 // 200 dpi keeps each page at 1-3 s on two cores; the queue default is 300.
-const limits = (ocr: Record<string, unknown> = {}): TextLimits => ({ maxBytes: 50e6, maxPages: 50, timeoutMs: 60_000, memoryMb: 1024, ocr: OcrSchema.parse({ dpi: 200, ...ocr }) });
+const limits = (ocr: Partial<OcrSettings> = {}): TextLimits => defaultTextLimits({ timeoutMs: 60_000, ocr: { dpi: 200, ...ocr } });
 const extractor = new TextExtractor();
 afterAll(() => extractor.close());
 

@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { groundFields } from '../../../src/pipeline/index.js';
-import { OcrSchema } from '../../../src/config/index.js';
-import { TextExtractor } from '../../../src/text/index.js';
+import { defaultTextLimits, TextExtractor } from '../../../src/text/index.js';
 import { CORPUS } from '../../helpers/testEnv.js';
 
 const extractor = new TextExtractor();
@@ -11,7 +10,7 @@ afterAll(() => extractor.close());
 
 describe('grounding fields in the document text', () => {
   it('finds the labelled values of a real invoice, with page and offsets, and not invented ones', async () => {
-    const text = await extractor.extract(fs.readFileSync(path.join(CORPUS, 'AzureInterior.pdf')), { maxBytes: 1e8, maxPages: 50, timeoutMs: 60_000, memoryMb: 512, ocr: OcrSchema.parse({}) });
+    const text = await extractor.extract(fs.readFileSync(path.join(CORPUS, 'AzureInterior.pdf')), defaultTextLimits({ memoryMb: 512 }));
     const g = groundFields({
       invoice_number: 'INV/2023/03/0008', amount: 279.84, date: '2023-03-20', issuer: 'azure   interior',
       iban: 'NL91ABNA0417164300', lines: [{ description: 'Office Chair', amount: 70 }],

@@ -1,12 +1,11 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { OcrSchema } from '../../../src/config/index.js';
-import { TextExtractor, detectFormat } from '../../../src/text/index.js';
+import { TextExtractor, defaultTextLimits, detectFormat } from '../../../src/text/index.js';
 import { DocsiftError } from '../../../src/infra/errors.js';
 import { corpusFiles, CORPUS } from '../../helpers/testEnv.js';
 import { makeBombPdf, makePdf } from '../../helpers/pdf.js';
 
-const limits = { maxBytes: 50 * 1024 * 1024, maxPages: 50, timeoutMs: 60_000, memoryMb: 512, ocr: OcrSchema.parse({}) };
+const limits = defaultTextLimits({ maxPages: 50, timeoutMs: 60_000, memoryMb: 512 });
 const extractor = new TextExtractor();
 afterAll(() => extractor.close());
 
