@@ -1,6 +1,6 @@
 import { OcrSchema, QueueFileSchema } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
-import { ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
+import { ChildPool, isFailure, runtimeReservationMb, type ChildFailure } from './cappedChild.js';
 import { detectFormat, type DocumentFormat } from './detectFormat.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
@@ -113,11 +113,7 @@ export class TextExtractor {
       // A parser that ran into its memory cap is not trusted with another document.
       keep: (r) => r.ok || r.code !== 'TOO_LARGE',
     });
-    if (isFailure(reply)) {
-      if (reply.kind === 'timeout') throw new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${limits.timeoutMs} ms (limits.textTimeoutMs)`);
-      if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `parsing the PDF needed more than ${limits.memoryMb} MB (limits.textMemoryMb)`);
-      throw new DocsiftError('CORRUPT_DOCUMENT', `the PDF parser exited (code ${reply.code}, signal ${reply.signal}) on this document`);
-    }
+    if (isFailure(reply)) throw parserFailure(reply, 'PDF', limits);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
     const pages = [...reply.pages];
     const sources: Array<'text' | 'ocr'> = pages.map(() => 'text');
@@ -131,11 +127,7 @@ export class TextExtractor {
 
   private async extractOffice(bytes: Uint8Array, format: 'docx' | 'xlsx' | 'html', limits: TextLimits, warnings: string[]) {
     const reply = await this.office.run({ bytes, format, maxRows: limits.maxRows }, { timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb, keep: (r) => r.ok });
-    if (isFailure(reply)) {
-      if (reply.kind === 'timeout') throw new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${limits.timeoutMs} ms (limits.textTimeoutMs)`);
-      if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading the ${format.toUpperCase()} needed more than ${limits.memoryMb} MB (limits.textMemoryMb)`);
-      throw new DocsiftError('CORRUPT_DOCUMENT', `the ${format.toUpperCase()} parser exited (code ${reply.code}, signal ${reply.signal}) on this document`);
-    }
+    if (isFailure(reply)) throw parserFailure(reply, format.toUpperCase(), limits);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
     warnings.push(...reply.warnings);
     if (reply.pages.length > limits.maxPages) throw new DocsiftError('TOO_LARGE', `the workbook has ${reply.pages.length} sheets; the queue allows ${limits.maxPages} pages (limits.maxPages)`);
@@ -169,6 +161,13 @@ export class TextExtractor {
     this.closed = true;
     await Promise.all([this.pdf.close(), this.office.close(), this.ocrPool.close()]);
   }
+}
+
+/** A parser process that did not answer: past the time limit, past the memory cap, or dead. */
+function parserFailure(failure: ChildFailure, what: string, limits: TextLimits): DocsiftError {
+  if (failure.kind === 'timeout') return new DocsiftError('EXTRACTION_TIMEOUT', `text extraction took longer than ${limits.timeoutMs} ms (limits.textTimeoutMs)`);
+  if (failure.outOfMemory) return new DocsiftError('TOO_LARGE', `parsing the ${what} needed more than ${limits.memoryMb} MB (limits.textMemoryMb)`);
+  return new DocsiftError('CORRUPT_DOCUMENT', `the ${what} parser exited (code ${failure.code}, signal ${failure.signal}) on this document`);
 }
 
 /** RFC 4180 values (quotes, doubled quotes, separators and line breaks inside quotes) as rows between pipes. */
