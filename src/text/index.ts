@@ -1,6 +1,7 @@
 export { detectFormat } from './detectFormat.js';
 export type { DocumentFormat } from './detectFormat.js';
-export { TextExtractor, decodeText, defaultTextLimits, plainText, textLimits } from './textExtractor.js';
+export { decodeText } from './decode.js';
+export { TextExtractor, defaultTextLimits, plainText, textLimits } from './textExtractor.js';
 export type { ExtractedText, OcrProgress, TextLimits } from './textExtractor.js';
 export { ocrWorkers } from './ocr.js';
 export type { OcrSettings } from './ocr.js';

@@ -1,5 +1,5 @@
 /**
- * Child process that reads DOCX (mammoth), XLSX (exceljs) and HTML (html-to-text). Like the PDF
+ * Child process that reads DOCX (mammoth), XLSX (exceljs), HTML (html-to-text) and CSV. Like the PDF
  * parser it runs outside the worker under an OS memory cap and a time limit: these parsers
  * inflate ZIP entries and build whole DOM trees in memory, and a hostile file can make either
  * huge. Macros and embedded objects are never run or read: only the document's text parts are.
@@ -7,11 +7,12 @@
 import ExcelJS from 'exceljs';
 import { convert } from 'html-to-text';
 import mammoth from 'mammoth';
+import { decodeText } from './decode.js';
 
 export interface OfficeRequest {
   id: number;
   bytes: Uint8Array;
-  format: 'docx' | 'xlsx' | 'html';
+  format: 'docx' | 'xlsx' | 'html' | 'csv';
   /** Rows read per sheet at most; more are cut with a warning. */
   maxRows: number;
 }
@@ -69,11 +70,40 @@ function cellText(value: ExcelJS.CellValue): string {
   return '';
 }
 
+/** RFC 4180 values (quotes, doubled quotes, separators and line breaks inside quotes) as rows between pipes. */
+export function csvTable(text: string, maxRows: number, warnings: string[]): string {
+  const lines = text.split(/\r?\n/, 2);
+  const sep = [';', '\t', ','].map((s) => [s, (lines[0] ?? '').split(s).length] as const).sort((a, b) => b[1] - a[1])[0]![0];
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  let total = 0;
+  const endRow = () => {
+    row.push(cell.trim());
+    cell = '';
+    if (row.some((c) => c !== '') && ++total <= maxRows) rows.push(row);
+    row = [];
+  };
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') quoted = false; else cell += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === sep) { row.push(cell.trim()); cell = ''; } else if (ch === '\n') endRow();
+    else if (ch !== '\r') cell += ch;
+  }
+  endRow();
+  if (total > maxRows) warnings.push(`ROWS_CUT: the CSV has ${total} rows; the first ${maxRows} were read`);
+  return rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
 async function read(request: OfficeRequest): Promise<OfficeReply> {
   const buffer = Buffer.from(request.bytes.buffer, request.bytes.byteOffset, request.bytes.length);
   const warnings: string[] = [];
   try {
-    if (request.format === 'html') return { id: request.id, ok: true, pages: [htmlToText(buffer.toString('utf8'))], warnings };
+    if (request.format === 'html') return { id: request.id, ok: true, pages: [htmlToText(decodeText(buffer, warnings))], warnings };
+    if (request.format === 'csv') return { id: request.id, ok: true, pages: [csvTable(decodeText(buffer, warnings), request.maxRows, warnings)], warnings };
     if (request.format === 'docx') {
       const { value } = await mammoth.convertToHtml({ buffer });
       return { id: request.id, ok: true, pages: [htmlToText(value)], warnings };

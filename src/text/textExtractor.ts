@@ -1,6 +1,7 @@
 import { OcrSchema, QueueFileSchema } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { ChildPool, isFailure, runtimeReservationMb, type ChildFailure } from './cappedChild.js';
+import { decodeText } from './decode.js';
 import { detectFormat, type DocumentFormat } from './detectFormat.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
@@ -78,11 +79,8 @@ export class TextExtractor {
       read = await this.extractPdf(bytes, limits, warnings, onOcr);
     } else if (format === 'image') {
       read = await this.extractImage(bytes, limits, warnings, onOcr);
-    } else if (format === 'docx' || format === 'xlsx' || format === 'html') {
+    } else if (format === 'docx' || format === 'xlsx' || format === 'html' || format === 'csv') {
       read = await this.extractOffice(bytes, format, limits, warnings);
-    } else if (format === 'csv') {
-      const pages = [csvTable(decodeText(bytes, warnings), limits.maxRows, warnings)];
-      read = { pages, sources: ['text'], confidences: [] };
     } else {
       const pages = decodeText(bytes, warnings).split('\f');
       if (pages.length > limits.maxPages) {
@@ -125,7 +123,7 @@ export class TextExtractor {
     return { pages, sources, confidences };
   }
 
-  private async extractOffice(bytes: Uint8Array, format: 'docx' | 'xlsx' | 'html', limits: TextLimits, warnings: string[]) {
+  private async extractOffice(bytes: Uint8Array, format: 'docx' | 'xlsx' | 'html' | 'csv', limits: TextLimits, warnings: string[]) {
     const reply = await this.office.run({ bytes, format, maxRows: limits.maxRows }, { timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb, keep: (r) => r.ok });
     if (isFailure(reply)) throw parserFailure(reply, format.toUpperCase(), limits);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
@@ -170,58 +168,7 @@ function parserFailure(failure: ChildFailure, what: string, limits: TextLimits):
   return new DocsiftError('CORRUPT_DOCUMENT', `the ${what} parser exited (code ${failure.code}, signal ${failure.signal}) on this document`);
 }
 
-/** RFC 4180 values (quotes, doubled quotes, separators and line breaks inside quotes) as rows between pipes. */
-export function csvTable(text: string, maxRows: number, warnings: string[]): string {
-  const lines = text.split(/\r?\n/, 2);
-  const sep = [';', '\t', ','].map((s) => [s, (lines[0] ?? '').split(s).length] as const).sort((a, b) => b[1] - a[1])[0]![0];
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = '';
-  let quoted = false;
-  let total = 0;
-  const endRow = () => {
-    row.push(cell.trim());
-    cell = '';
-    if (row.some((c) => c !== '') && ++total <= maxRows) rows.push(row);
-    row = [];
-  };
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') quoted = false; else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === sep) { row.push(cell.trim()); cell = ''; } else if (ch === '\n') endRow();
-    else if (ch !== '\r') cell += ch;
-  }
-  endRow();
-  if (total > maxRows) warnings.push(`ROWS_CUT: the CSV has ${total} rows; the first ${maxRows} were read`);
-  return rows.map((r) => `| ${r.join(' | ')} |`).join('\n');
-}
-
 /** Text that needs no extraction (tests, the bench, callers that hold text already). */
 export function plainText(pages: string[]): ExtractedText {
   return { format: 'text', pages, sources: pages.map(() => 'text'), ocr: null, chars: pages.reduce((n, p) => n + p.length, 0), warnings: [] };
-}
-
-/**
- * UTF-8 when the bytes are valid UTF-8; otherwise Windows-1252, the usual encoding of text
- * exported by older back-office systems, with a warning on the result.
- */
-export function decodeText(bytes: Uint8Array, warnings: string[]): string {
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
-  } catch {
-    warnings.push('INVALID_UTF8: the text is not valid UTF-8; it was read as Windows-1252');
-    return decodeWindows1252(bytes);
-  }
-}
-
-// Node's TextDecoder('windows-1252') decodes as ISO-8859-1, losing €, curly quotes and dashes
-// (0x80-0x9F); this table restores them. Undefined positions stay as their C1 code points.
-const CP1252_HIGH = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
-
-function decodeWindows1252(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += b >= 0x80 && b <= 0x9f ? CP1252_HIGH[b - 0x80] : String.fromCharCode(b);
-  return out;
 }

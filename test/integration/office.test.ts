@@ -65,6 +65,9 @@ describe('office formats, detected from their bytes', () => {
     const csv = await extractor.extract(Buffer.from('item;qty;price\n"Paper; A4";10;4,50\n"Toner ""XL""";1;89,90\n'), limits);
     expect(csv.format).toBe('csv');
     expect(csv.pages[0]).toBe('| item | qty | price |\n| Paper; A4 | 10 | 4,50 |\n| Toner "XL" | 1 | 89,90 |');
+    const long = await extractor.extract(Buffer.from(Array.from({ length: 40 }, (_, i) => `line ${i},${i}`).join('\n')), { ...limits, maxRows: 5 });
+    expect(long.pages[0]!.split('\n')).toHaveLength(5);
+    expect(long.warnings).toContain('ROWS_CUT: the CSV has 40 rows; the first 5 were read');
   });
 
   it('prose with commas stays text; the corpus text files stay text', () => {
