@@ -19,7 +19,9 @@ import { getQueue, loadConfig, type Config, type QueueConfig } from '../src/conf
 import { Enqueuer, waitForDocuments } from '../src/ingest/index.js';
 import { createLogger } from '../src/infra/logger.js';
 import { Metrics } from '../src/infra/metrics.js';
-import { makeLlamaModel, ModelEngine, readHfTokenizer, type DecoderKind, type Engine, type LlamaShape } from '../src/model/index.js';
+import { LlamaGrammarEvaluationState } from 'node-llama-cpp';
+import { answerGbnf, compileAnswer } from '../src/model/answerGrammar.js';
+import { loadLlama, makeLlamaModel, ModelEngine, readHfTokenizer, toGrammarSchema, type DecoderKind, type Engine, type LlamaShape } from '../src/model/index.js';
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
@@ -340,6 +342,44 @@ async function pdfStage(): Promise<{ docsifyPagesPerS: number; pdftotextPagesPer
 }
 
 /**
+ * Decode speed under docsift's answer grammar (the walk decoder's, for the invoice schema) over
+ * plain sampling, on the same model, prompt and one sequence at temperature 0: the cost of
+ * constraining each sampled token (issue: grammar-constrained sampling is the decode
+ * bottleneck). Only sampled tokens are timed; the prompt is evaluated first, untimed.
+ */
+async function constrainedDecode(config: Config, modelPath: string): Promise<{ constrainedPerS: number; unconstrainedPerS: number; tokens: number }> {
+  const { llama } = await loadLlama({ gpu: config.env.DOCSIFT_GPU, threads: THREADS });
+  const model = await llama.loadModel({ modelPath });
+  const context = await model.createContext({ contextSize: CONTEXT, threads: THREADS, sequences: 1 });
+  const sequence = context.getSequence();
+  const schema = toGrammarSchema(config.prompts.types.get('invoice')!.schema) as Record<string, unknown>;
+  const grammar = await llama.createGrammar({ grammar: answerGbnf(compileAnswer(schema)) });
+  const prompt = model.tokenize(texts[0]!).slice(0, 512);
+  const limit = quick ? 24 : 96;
+  const decode = async (constrained: boolean) => {
+    await sequence.clearHistory();
+    await sequence.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
+    const options = { temperature: 0, ...(constrained ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}) };
+    let tokens = 0;
+    const started = performance.now();
+    for await (const token of sequence.evaluate(prompt.slice(-1), options)) {
+      if (++tokens >= limit || token === model.tokens.eos) break;
+    }
+    return { tokens, seconds: (performance.now() - started) / 1000 };
+  };
+  try {
+    await decode(false); // warm-up
+    const plain = await decode(false);
+    const bound = await decode(true);
+    return { constrainedPerS: bound.tokens / bound.seconds, unconstrainedPerS: plain.tokens / plain.seconds, tokens: Math.min(plain.tokens, bound.tokens) };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+    await llama.dispose();
+  }
+}
+
+/**
  * docsift's OCR stage against Debian's tesseract CLI on the same page images: scans made from
  * the corpus (as ocr.test.ts makes them), as many pages at once as there are cores on both sides
  * (the OCR pool sized to the cores; one single-threaded tesseract process per core, since its
@@ -459,6 +499,8 @@ async function main(): Promise<void> {
   await probe.dispose();
   report('model', `${SHAPE_NAME}, Q8_0, ${(fs.statSync(modelPath).size / 1e6).toFixed(0)} MB, backend ${backend}`);
   report('document text tokens (mean)', docTokens.toFixed(0));
+  const decodeSpeed = await constrainedDecode(config, modelPath);
+  report(`decode tok/s, 1 sequence: under the answer grammar vs unconstrained (${decodeSpeed.tokens}+ tokens)`, `${decodeSpeed.constrainedPerS.toFixed(1)} vs ${decodeSpeed.unconstrainedPerS.toFixed(1)}`);
 
   // Batching, and the raw ceiling at every width.
   const batching: Record<string, RawResult> = {};
@@ -531,6 +573,7 @@ async function main(): Promise<void> {
     queue_overhead_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bare.jobsPerS) : null,
     queue_overhead_same_io_ratio: queueRuns ? round(queueRuns.docsift.jobsPerS / queueRuns.bareSameIo.jobsPerS) : null,
     pdf_vs_pdftotext: 'skipped' in pdf ? null : round(pdf.docsifyPagesPerS / pdf.pdftotextPagesPerS),
+    constrained_decode_ratio: round(decodeSpeed.constrainedPerS / decodeSpeed.unconstrainedPerS),
     ocr_vs_tesseract: 'skipped' in ocr ? null : round(ocr.docsiftPagesPerS / ocr.tesseractPagesPerS),
     ocr_recall: 'skipped' in ocr ? null : { docsift: round(ocr.recall.docsift), tesseract: round(ocr.recall.tesseract) },
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
@@ -540,7 +583,7 @@ async function main(): Promise<void> {
     documents_per_run: DOCS,
     seconds: Math.round((performance.now() - startedAll) / 1000),
   };
-  const full = { summary, docTokens, batching, pipelineDocsPerS, best, noReuse, noJump, queue: queueRuns, pdf, ocr, rss, rows };
+  const full = { summary, docTokens, decodeSpeed, batching, pipelineDocsPerS, best, noReuse, noJump, queue: queueRuns, pdf, ocr, rss, rows };
   const dir = path.join(REPO, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`);

@@ -16,7 +16,7 @@ describe('npm run bench -- --quick', () => {
       cwd: REPO, env: { ...process.env, DOCSIFT_THREADS: '1' }, maxBuffer: 16 * 1024 * 1024, timeout: 600_000,
     });
     const summary = JSON.parse(stdout.trim().split('\n').at(-1)!);
-    for (const key of ['pipeline_vs_raw', 'prefix_reuse_speedup', 'forced_decoding_speedup', 'work_efficiency', 'queue_overhead_ratio', 'queue_overhead_same_io_ratio', 'rss_growth_ratio', 'event_loop_delay_p99_ms']) {
+    for (const key of ['constrained_decode_ratio', 'pipeline_vs_raw', 'prefix_reuse_speedup', 'forced_decoding_speedup', 'work_efficiency', 'queue_overhead_ratio', 'queue_overhead_same_io_ratio', 'rss_growth_ratio', 'event_loop_delay_p99_ms']) {
       expect(summary[key], key).toBeGreaterThan(0);
     }
     expect(Object.keys(summary.batch_speedup)).toEqual(['1', '2']);
