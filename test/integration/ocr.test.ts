@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createCanvas } from '@napi-rs/canvas';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DocsiftError } from '../../src/infra/errors.js';
 import { makeValidator } from '../../src/model/index.js';
 import { groundFields } from '../../src/pipeline/index.js';
 import { defaultTextLimits, TextExtractor, type OcrSettings, type TextLimits } from '../../src/text/index.js';
@@ -11,21 +10,14 @@ import { makePdf } from '../helpers/pdf.js';
 import { popplerWords, recall, renderPage, scan, tiff } from '../helpers/scans.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { CORPUS, tempDir } from '../helpers/testEnv.js';
+import { outcomeOf } from '../helpers/extract.js';
 
 // 200 dpi keeps each page at 1-3 s on two cores; the queue default is 300.
 const limits = (ocr: Partial<OcrSettings> = {}): TextLimits => defaultTextLimits({ timeoutMs: 60_000, ocr: { dpi: 200, ...ocr } });
 const extractor = new TextExtractor();
 afterAll(() => extractor.close());
 
-async function codeOf(bytes: Buffer, l = limits()): Promise<string> {
-  try {
-    await extractor.extract(bytes, l);
-    return 'OK';
-  } catch (err) {
-    expect(err).toBeInstanceOf(DocsiftError);
-    return `${(err as DocsiftError).code}: ${(err as Error).message}`;
-  }
-}
+const codeOf = (bytes: Buffer, l = limits()) => outcomeOf(extractor, bytes, l);
 
 /** A page of a corpus invoice as a scanner would give it back: 200 dpi, turned 1°, speckled, JPEG. */
 const scanned = async (name: string, options: Parameters<typeof scan>[1] = {}) => scan(await renderPage(path.join(CORPUS, name), 1, 200), { degrees: 1, noise: 0.002, quality: 80, ...options });

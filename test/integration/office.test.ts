@@ -1,26 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DocsiftError } from '../../src/infra/errors.js';
 import { makeValidator } from '../../src/model/index.js';
 import { defaultTextLimits, detectFormat, TextExtractor } from '../../src/text/index.js';
 import { makeDocx, makeXlsx, zipClaiming } from '../helpers/office.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 import { tempDir } from '../helpers/testEnv.js';
+import { outcomeOf } from '../helpers/extract.js';
 
 const extractor = new TextExtractor();
 afterAll(() => extractor.close());
 const limits = defaultTextLimits({ timeoutMs: 60_000 });
 
-async function codeOf(bytes: Buffer, l = limits): Promise<string> {
-  try {
-    await extractor.extract(bytes, l);
-    return 'OK';
-  } catch (err) {
-    expect(err).toBeInstanceOf(DocsiftError);
-    return `${(err as DocsiftError).code}: ${(err as Error).message}`;
-  }
-}
+const codeOf = (bytes: Buffer, l = limits) => outcomeOf(extractor, bytes, l);
 
 const invoiceDocx = () => makeDocx([
   { heading: 'Invoice INV-2026-0042' },
