@@ -84,10 +84,10 @@ program.command('result')
   .action(action(resultCommand));
 
 program.command('extract-text')
-  .description('Show what the text stage sees for each file (same extractor and limits as the workers).')
+  .description('Show what the text stage sees for each file (same extractor and limits as the workers); of an e-mail, its body document and each attachment\'s format.')
   .argument('<files...>', 'documents to read')
   .addOption(queueOption())
-  .option('--json', 'one JSON object per file: format, pages, chars, text, or error with code and message', false)
+  .option('--json', 'one JSON object per file: format, pages, chars, text (and attachments for an e-mail), or error with code and message', false)
   .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed.')
   .action(action(extractTextCommand));
 

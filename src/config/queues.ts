@@ -101,6 +101,16 @@ export const QueueFileSchema = z.object({
     maxPages: z.number().int().min(1).default(500),
     /** Rows read per spreadsheet sheet (XLSX) or CSV file; more are cut with a ROWS_CUT warning. */
     maxRows: z.number().int().min(1).default(5000),
+    /**
+     * An e-mail's attachments read at most; more are left out with an ATTACHMENTS_CUT warning on
+     * the mail's record. Each attachment is as large as the mail allows (maxBytes) at most.
+     */
+    maxAttachments: z.number().int().min(0).max(1000).default(50),
+    /**
+     * How deep mail in mail is opened: 1 reads a mail's own attachments; 2 (default) also those of
+     * a mail attached to it (a forwarded message); a mail nested deeper is listed, not read.
+     */
+    maxMailDepth: z.number().int().min(1).max(10).default(2),
     /** Wall-clock limit of text extraction for one document. */
     textTimeoutMs: z.number().int().min(100).default(120_000),
     /**

@@ -5,12 +5,12 @@
  * two in step).
  */
 export const ERROR_CODES = {
-  UNSUPPORTED_FORMAT: { retry: false, http: 415, summary: 'The bytes are not a format docsift reads: PDF, PNG, JPEG, TIFF, WebP (by OCR), DOCX, XLSX, HTML, CSV, plain text or markdown; the message says what they are.' },
+  UNSUPPORTED_FORMAT: { retry: false, http: 415, summary: 'The bytes are not a format docsift reads: PDF, PNG, JPEG, TIFF, WebP (by OCR), DOCX, XLSX, HTML, CSV, e-mail (.eml, Outlook .msg), plain text or markdown; the message says what they are.' },
   CORRUPT_DOCUMENT: { retry: false, http: 400, summary: 'The document claims a format but cannot be parsed as one.' },
   ENCRYPTED: { retry: false, http: 400, summary: 'The PDF is password-protected.' },
   EMPTY_TEXT: { retry: false, http: 400, summary: 'No text to read: a zero-byte file, a whitespace-only text, or a scan in which OCR found no words (or OCR is off for the queue).' },
   OCR_FAILED: { retry: false, http: 400, summary: 'OCR could not read a page: past ocr.pageTimeoutMs, the recogniser exited, or the queue names a language whose @tesseract.js-data package is not installed.' },
-  TOO_LARGE: { retry: false, http: 413, summary: 'Over a limit of the queue: bytes, pages, or parser memory.' },
+  TOO_LARGE: { retry: false, http: 413, summary: 'Over a limit of the queue: bytes, pages, rows, parser memory, or mail nested deeper than limits.maxMailDepth.' },
   EXTRACTION_TIMEOUT: { retry: false, http: 400, summary: 'Text extraction ran past the queue\'s time limit.' },
   DOCUMENT_TOO_LONG: { retry: false, http: 400, summary: 'The text does not fit the model context; it is never cut silently.' },
   MODEL_OUTPUT_INVALID: { retry: false, http: 400, summary: 'The model output failed schema validation after every re-ask.' },

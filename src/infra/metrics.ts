@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Job states reported by docsift_jobs (BullMQ's names). */
-export const JOB_STATES = ['waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized'] as const;
+export const JOB_STATES = ['waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized', 'waiting-children'] as const;
 
 /**
  * Every Prometheus metric docsift exports, in one registry per process. docs/OPERATIONS.md
@@ -23,6 +23,11 @@ export class Metrics {
   readonly documents = new Counter({
     name: 'docsift_documents_total', help: 'Documents finished by this process, by result (completed, retried, failed, duplicate: already done by another job) and error code',
     labelNames: ['queue', 'result', 'code'] as const, registers: [this.registry],
+  });
+  readonly completedBy = new Counter({
+    name: 'docsift_documents_completed_total',
+    help: 'Documents completed by this process, by format read (pdf, image, docx, xlsx, html, csv, eml, msg, text, markdown) and source (its kind: the part before ":", as cli, api, watch, bullmq; "other" for anything else a producer wrote)',
+    labelNames: ['queue', 'format', 'source'] as const, registers: [this.registry],
   });
   readonly tokens = new Counter({
     name: 'docsift_tokens_total', help: 'Model tokens: prompt (evaluated) and generated',
@@ -113,4 +118,10 @@ export async function startMetricsServer(metrics: Metrics, checks: HealthChecks,
 export async function readiness(checks: HealthChecks): Promise<{ ready: boolean; checks: Record<string, boolean> }> {
   const entries = await Promise.all(Object.entries(checks).map(async ([name, check]) => [name, await check().catch(() => false)] as const));
   return { ready: entries.every(([, ok]) => ok), checks: Object.fromEntries(entries) };
+}
+
+/** A source as a metric label: its kind before ":" (watch:/in/invoices -> watch), bounded so that producers cannot grow the series. */
+export function sourceKind(source: string): string {
+  const kind = source.split(':', 1)[0]!;
+  return /^[a-z][a-z0-9_-]{0,31}$/.test(kind) ? kind : 'other';
 }

@@ -32,7 +32,8 @@ export async function documentStatus(queue: DocumentQueue, redis: Redis, keys: K
         state: state === 'active' || state === 'delayed' ? state : 'waiting',
         documentId,
         attempts: job.attemptsMade,
-        stage: state === 'active' ? progress.stage ?? null : null,
+        // An e-mail waiting for its parts (a BullMQ flow's parent) is "waiting" at stage "parts".
+        stage: state === 'active' ? progress.stage ?? null : state === 'waiting-children' ? 'parts' : null,
         progress: state === 'active' ? progress.percent ?? 0 : 0,
       };
     }

@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/index.js';
-import { detectFormat } from '../text/index.js';
-import { documentIdFor, JOB_NAME, JobPayload, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
+import { sniffFormat } from '../text/index.js';
+import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
 
 
 /** Everything about a document but its bytes. */
@@ -125,40 +125,14 @@ export class Enqueuer {
       if (await this.redis.exists(this.keys.result(documentId))) return { documentId, jobId: documentId, sha256, status: 'done' };
       if (await this.queue.getJob(documentId)) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
     }
-    // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
-    const jobId = input.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
-    const payload = JobPayload.safeParse({
-      v: 1,
-      ref: { kind: 'redis', key: this.keys.document(sha256) },
-      sha256,
-      documentId,
-      filename: input.filename,
-      detectedType: detectedType(document.head),
-      size: document.size,
-      source: input.source,
-      metadata: input.metadata ?? {},
+    const { jobId, status } = await addDocumentJob(this.queue, this.redis, this.keys, this.queueConfig, {
+      documentId, sha256, size: document.size, filename: input.filename, source: input.source, metadata: input.metadata ?? {},
+      detectedType: sniffFormat(document.head) ?? 'unknown', store: document.store,
       ...(input.force ? { force: true } : {}),
+      ...(input.priority ? { priority: input.priority } : {}),
       ...(input.documentType ? { documentType: input.documentType } : {}),
       ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
-      enqueuedAt: new Date().toISOString(),
     });
-    // Checked before the bytes are stored: a refused document leaves nothing behind.
-    if (!payload.success) throw new DocsiftError('INVALID_JOB', `the job would break the payload contract: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-    const data = { ...payload.data, ref: await document.store(`${this.queueConfig.name}:${jobId}`) };
-    const job = await this.queue.add(JOB_NAME, data, { jobId, ...(input.priority ? { priority: input.priority } : {}) });
-    const latest = JSON.stringify({ queue: this.queueConfig.name, jobId: job.id ?? jobId });
-    const { recordSeconds } = this.queueConfig.retention;
-    await (recordSeconds > 0 ? this.redis.set(this.keys.latestJob(documentId), latest, 'EX', recordSeconds) : this.redis.set(this.keys.latestJob(documentId), latest));
-    // add() returns the existing job when the id is taken (a concurrent enqueue of the same bytes).
-    const status = job.data.enqueuedAt === data.enqueuedAt ? 'queued' : 'duplicate';
     return { documentId, jobId, sha256, status };
-  }
-}
-
-function detectedType(bytes: Buffer): JobPayload['detectedType'] {
-  try {
-    return detectFormat(bytes);
-  } catch {
-    return 'unknown';
   }
 }

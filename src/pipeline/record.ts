@@ -1,9 +1,9 @@
-import type { ResultRecord } from '@docsift/client';
-import type { ExtractedText } from '../text/index.js';
+import type { MailChild, ResultRecord } from '@docsift/client';
+import type { ExtractedText, MailHeaders } from '../text/index.js';
 import type { PipelineOutput } from './pipeline.js';
 
 /** The records are the client package's: one definition for the worker and its callers. */
-export type { FailureRecord, ResultRecord } from '@docsift/client';
+export type { FailureRecord, MailChild, ResultRecord } from '@docsift/client';
 
 /** Who a document is: checked by the caller (the worker recomputes the id from the bytes). */
 export interface DocumentIdentity {
@@ -15,6 +15,8 @@ export interface DocumentIdentity {
   jobId: string;
   /** This attempt's number, from 1. */
   attempt: number;
+  /** The e-mail the document came out of (its document id). */
+  parent?: string;
 }
 
 /** The record of a completed document, from what each stage returned. */
@@ -58,5 +60,58 @@ export function makeRecord(parts: {
     jobId: identity.jobId,
     completedAt: new Date().toISOString(),
     review: null,
+    ...(identity.parent ? { parent: identity.parent } : {}),
+  };
+}
+
+/**
+ * The record of an e-mail: a container whose body and attachments are documents of their own,
+ * listed with their outcomes. No model ran on it (its body did, as its own document).
+ */
+export function makeMailRecord(parts: {
+  identity: DocumentIdentity;
+  queue: string;
+  pipelineVersion: string;
+  prompts: Record<string, string>;
+  model: { file: string; sha256: string; lora: string[] };
+  /** What the text stage read of the mail itself (its body document, as extract() gives it). */
+  text: { format: string; pages: number; chars: number; warnings: string[] };
+  headers: MailHeaders;
+  children: MailChild[];
+  warnings: string[];
+  textMs: number;
+  totalMs: number;
+}): ResultRecord {
+  const { identity, text } = parts;
+  return {
+    documentId: identity.documentId,
+    sha256: identity.sha256,
+    filename: identity.filename,
+    source: identity.source,
+    metadata: identity.metadata,
+    queue: parts.queue,
+    pipelineVersion: parts.pipelineVersion,
+    prompts: parts.prompts,
+    model: { file: parts.model.file, sha256: parts.model.sha256, lora: parts.model.lora },
+    classification: { label: 'mail', method: 'container', confidence: null },
+    documentType: null,
+    fields: null,
+    confidence: null,
+    fieldPages: null,
+    chunks: 0,
+    checks: [],
+    grounding: null,
+    text: { format: text.format, pages: text.pages, chars: text.chars, ocr: null },
+    timings: { textMs: parts.textMs, classifyMs: 0, extractMs: 0, validateMs: 0, totalMs: parts.totalMs },
+    tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 },
+    attempts: identity.attempt,
+    reasks: 0,
+    warnings: [...text.warnings, ...parts.warnings],
+    jobId: identity.jobId,
+    completedAt: new Date().toISOString(),
+    review: null,
+    mail: parts.headers,
+    children: parts.children,
+    ...(identity.parent ? { parent: identity.parent } : {}),
   };
 }

@@ -7,3 +7,5 @@ export { DocumentRef, JobPayload, documentIdFor, publishPipeline } from './paylo
 export type { JobPayloadInput, PipelineInfo } from './payload.js';
 export { createDocumentStore, documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument, storedRef } from './documentStore.js';
 export type { DocumentStore, StagedDocument } from './documentStore.js';
+export { addDocumentJob } from './addJob.js';
+export type { NewDocumentJob } from './addJob.js';

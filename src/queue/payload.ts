@@ -26,7 +26,7 @@ export const JobPayload = z.object({
   documentId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/).optional(),
   filename: z.string().max(1024).default('document'),
   /** What the producer detected from the bytes; informational, the worker detects again. */
-  detectedType: z.enum(['pdf', 'image', 'docx', 'xlsx', 'html', 'csv', 'text', 'markdown', 'unknown']).default('unknown'),
+  detectedType: z.enum(['pdf', 'image', 'docx', 'xlsx', 'html', 'csv', 'eml', 'msg', 'text', 'markdown', 'unknown']).default('unknown'),
   size: z.number().int().min(0).optional(),
   /**
    * Skip classification and extract this document type (a folder of prompts/), as a watched
@@ -43,6 +43,12 @@ export const JobPayload = z.object({
    * Without it, a job for a document that another job already completed returns that result.
    */
   force: z.boolean().default(false),
+  /**
+   * Set by docsift on a document that came out of an e-mail: the mail's document id, and how many
+   * mails deep the document is (1: attached to a mail; 2: to a mail attached to a mail). A mail
+   * at limits.maxMailDepth is listed by its parent, not opened.
+   */
+  parent: z.object({ documentId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/), depth: z.number().int().min(1).max(10) }).strict().optional(),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
   enqueuedAt: z.string().optional(),

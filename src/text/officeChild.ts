@@ -1,5 +1,6 @@
 /**
- * Child process that reads DOCX (mammoth), XLSX (exceljs), HTML (html-to-text) and CSV. Like the PDF
+ * Child process that reads DOCX (mammoth), XLSX (exceljs), HTML (html-to-text), CSV and e-mail
+ * (.eml by mailparser, .msg by msgreader; mail.ts). Like the PDF
  * parser it runs outside the worker under an OS memory cap and a time limit: these parsers
  * inflate ZIP entries and build whole DOM trees in memory, and a hostile file can make either
  * huge. Macros and embedded objects are never run or read: only the document's text parts are.
@@ -8,17 +9,22 @@ import ExcelJS from 'exceljs';
 import { convert } from 'html-to-text';
 import mammoth from 'mammoth';
 import { decodeText } from './decode.js';
+import { bodyDocument, readEml, readMsg, type MailParts } from './mail.js';
 
 export interface OfficeRequest {
   id: number;
   bytes: Uint8Array;
-  format: 'docx' | 'xlsx' | 'html' | 'csv';
+  format: OfficeFormat;
   /** Rows read per sheet at most; more are cut with a warning. */
   maxRows: number;
+  /** Attachments of a mail returned at most; more are counted, not returned. */
+  maxAttachments: number;
 }
 
+export type OfficeFormat = 'docx' | 'xlsx' | 'html' | 'csv' | 'eml' | 'msg';
+
 export type OfficeReply =
-  | { id: number; ok: true; pages: string[]; warnings: string[] }
+  | { id: number; ok: true; pages: string[]; warnings: string[]; mail?: MailParts }
   | { id: number; ok: false; code: 'CORRUPT_DOCUMENT' | 'TOO_LARGE'; message: string };
 
 /**
@@ -104,6 +110,10 @@ async function read(request: OfficeRequest): Promise<OfficeReply> {
   try {
     if (request.format === 'html') return { id: request.id, ok: true, pages: [htmlToText(decodeText(buffer, warnings))], warnings };
     if (request.format === 'csv') return { id: request.id, ok: true, pages: [csvTable(decodeText(buffer, warnings), request.maxRows, warnings)], warnings };
+    if (request.format === 'eml' || request.format === 'msg') {
+      const mail = request.format === 'eml' ? await readEml(buffer, request.maxAttachments, htmlToText) : readMsg(buffer, request.maxAttachments, htmlToText);
+      return { id: request.id, ok: true, pages: [bodyDocument(mail)], warnings, mail };
+    }
     if (request.format === 'docx') {
       const { value } = await mammoth.convertToHtml({ buffer });
       return { id: request.id, ok: true, pages: [htmlToText(value)], warnings };

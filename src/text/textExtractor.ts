@@ -2,10 +2,11 @@ import { OcrSchema, QueueFileSchema } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { ChildPool, isFailure, runtimeReservationMb, type ChildFailure } from './cappedChild.js';
 import { decodeText } from './decode.js';
-import { detectFormat, type DocumentFormat } from './detectFormat.js';
+import { detectFormat, isMail, type DocumentFormat } from './detectFormat.js';
+import type { MailParts } from './mail.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
-import type { OfficeReply, OfficeRequest } from './officeChild.js';
+import type { OfficeFormat, OfficeReply, OfficeRequest } from './officeChild.js';
 import type { PdfReply, PdfRequest } from './pdfChild.js';
 
 export interface ExtractedText {
@@ -25,15 +26,17 @@ export interface TextLimits {
   maxPages: number;
   /** Rows read per spreadsheet sheet or CSV file. */
   maxRows: number;
+  /** Attachments of a mail read at most. */
+  maxAttachments: number;
   timeoutMs: number;
   memoryMb: number;
   ocr: OcrSettings;
 }
 
 /** A queue's limits and OCR settings as the extractor takes them. */
-export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; maxRows: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
+export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; maxRows: number; maxAttachments: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
   const { limits } = queue;
-  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, maxRows: limits.maxRows, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
+  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, maxRows: limits.maxRows, maxAttachments: limits.maxAttachments, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
 }
 
 /** A queue's defaults (src/config/queues.ts), with overrides: for the tests, the bench and callers without a queue. */
@@ -67,19 +70,34 @@ export class TextExtractor {
   private readonly ocrPool = new OcrPool();
   private closed = false;
 
+  /** The document's text; of a mail, its body document's (the attachments are documents of their own: readMail). */
   async extract(bytes: Uint8Array, limits: TextLimits, onOcr?: OcrProgress): Promise<ExtractedText> {
+    return (await this.read(bytes, limits, onOcr)).text;
+  }
+
+  /**
+   * A mail's parts: headers, body and attachments (at most limits.maxAttachments, the rest
+   * counted), and its body as the text extract() gives. UNSUPPORTED_FORMAT when the bytes are no mail.
+   */
+  async readMail(bytes: Uint8Array, limits: TextLimits): Promise<{ text: ExtractedText; mail: MailParts }> {
+    const { text, mail } = await this.read(bytes, limits);
+    if (!mail) throw new DocsiftError('UNSUPPORTED_FORMAT', `the bytes are ${text.format}, not an e-mail`);
+    return { text, mail };
+  }
+
+  private async read(bytes: Uint8Array, limits: TextLimits, onOcr?: OcrProgress): Promise<{ text: ExtractedText; mail?: MailParts }> {
     if (this.closed) throw new DocsiftError('INTERNAL', 'the text extractor is closed');
     if (bytes.length > limits.maxBytes) {
       throw new DocsiftError('TOO_LARGE', `the document has ${bytes.length} bytes; the queue allows ${limits.maxBytes} (limits.maxBytes)`);
     }
     const format = detectFormat(bytes);
     const warnings: string[] = [];
-    let read: { pages: string[]; sources: Array<'text' | 'ocr'>; confidences: number[] };
+    let read: { pages: string[]; sources: Array<'text' | 'ocr'>; confidences: number[]; mail?: MailParts };
     if (format === 'pdf') {
       read = await this.extractPdf(bytes, limits, warnings, onOcr);
     } else if (format === 'image') {
       read = await this.extractImage(bytes, limits, warnings, onOcr);
-    } else if (format === 'docx' || format === 'xlsx' || format === 'html' || format === 'csv') {
+    } else if (format === 'docx' || format === 'xlsx' || format === 'html' || format === 'csv' || isMail(format)) {
       read = await this.extractOffice(bytes, format, limits, warnings);
     } else {
       const pages = decodeText(bytes, warnings).split('\f');
@@ -88,9 +106,10 @@ export class TextExtractor {
       }
       read = { pages, sources: pages.map(() => 'text'), confidences: [] };
     }
-    const { pages, sources, confidences } = read;
+    const { pages, sources, confidences, mail } = read;
     const chars = pages.reduce((n, p) => n + p.length, 0);
-    if (pages.every((p) => p.trim() === '')) {
+    // A mail's body page holds its headers; a mail with an empty body still has its attachments.
+    if (!mail && pages.every((p) => p.trim() === '')) {
       throw new DocsiftError('EMPTY_TEXT', format !== 'pdf' && format !== 'image'
         ? 'the document holds no text'
         : !limits.ocr.enabled
@@ -99,7 +118,7 @@ export class TextExtractor {
     }
     const ocrPages = sources.flatMap((s, i) => (s === 'ocr' ? [i + 1] : []));
     const ocr = ocrPages.length ? { pages: ocrPages, meanConfidence: Math.round(confidences.reduce((a, b) => a + b, 0) / confidences.length) } : null;
-    return { format, pages, sources, ocr, chars, warnings };
+    return { text: { format, pages, sources, ocr, chars, warnings }, ...(mail ? { mail } : {}) };
   }
 
   private async extractPdf(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
@@ -123,13 +142,14 @@ export class TextExtractor {
     return { pages, sources, confidences };
   }
 
-  private async extractOffice(bytes: Uint8Array, format: 'docx' | 'xlsx' | 'html' | 'csv', limits: TextLimits, warnings: string[]) {
-    const reply = await this.office.run({ bytes, format, maxRows: limits.maxRows }, { timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb, keep: (r) => r.ok });
-    if (isFailure(reply)) throw parserFailure(reply, format.toUpperCase(), limits);
+  private async extractOffice(bytes: Uint8Array, format: OfficeFormat, limits: TextLimits, warnings: string[]) {
+    const reply = await this.office.run({ bytes, format, maxRows: limits.maxRows, maxAttachments: limits.maxAttachments }, { timeoutMs: limits.timeoutMs, memoryMb: limits.memoryMb, keep: (r) => r.ok });
+    if (isFailure(reply)) throw parserFailure(reply, format === 'eml' ? 'e-mail' : format === 'msg' ? 'Outlook item' : format.toUpperCase(), limits);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
     warnings.push(...reply.warnings);
     if (reply.pages.length > limits.maxPages) throw new DocsiftError('TOO_LARGE', `the workbook has ${reply.pages.length} sheets; the queue allows ${limits.maxPages} pages (limits.maxPages)`);
-    return { pages: reply.pages, sources: reply.pages.map(() => 'text' as const), confidences: [] };
+    if (reply.mail?.dropped) warnings.push(`ATTACHMENTS_CUT: the mail has ${reply.mail.attachments.length + reply.mail.dropped} attachments; the first ${limits.maxAttachments} were read (limits.maxAttachments)`);
+    return { pages: reply.pages, sources: reply.pages.map(() => 'text' as const), confidences: [], ...(reply.mail ? { mail: reply.mail } : {}) };
   }
 
   private async extractImage(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {

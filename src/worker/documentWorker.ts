@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config, QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
-import type { Metrics } from '../infra/metrics.js';
+import { sourceKind, type Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { finalOutputs, holdForReview, reviewReasons, type OutputContext, type QueueOutputs } from '../outputs/index.js';
 import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
-import { documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
-import type { TextExtractor } from '../text/index.js';
+import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type DocumentQueue, type Keys } from '../queue/index.js';
+import { isMail, sniffFormat, type TextExtractor } from '../text/index.js';
+import { MailJob } from './mailJob.js';
 
 export interface DocumentWorkerDeps {
   config: Config;
@@ -47,10 +48,18 @@ export class DocumentWorker {
   readonly worker: Worker<JobPayload, ResultRecord>;
   private readonly runner: DocumentRunner;
   private readonly roots: string[];
+  /** The worker's own queue: an e-mail adds its parts' jobs to it. */
+  private readonly documents: DocumentQueue;
+  private readonly mail: MailJob;
 
   constructor(private readonly deps: DocumentWorkerDeps) {
     this.runner = new DocumentRunner(deps.config, deps.queue, deps.engine, deps.extractor);
     this.roots = documentRoots(deps.config.env);
+    this.documents = createDocumentQueue(deps.queue, deps.redis, deps.keys);
+    this.mail = new MailJob({
+      config: deps.config, queue: deps.queue, redis: deps.redis, keys: deps.keys, extractor: deps.extractor, documents: this.documents,
+      store: createDocumentStore(deps.config.env, deps.redis, deps.keys), pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
+    });
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
       prefix: deps.keys.bull,
@@ -105,6 +114,13 @@ export class DocumentWorker {
         await this.release(job, checked.payload.ref);
         return stored;
       }
+      if (isMail(sniffFormat(checked.bytes))) {
+        const record = await this.mail.run(job, token, checked.bytes, checked.payload, checked.identity, startedAt, log);
+        const outputsMs = await this.deliver(job, record, checked.payload, report.take());
+        await this.mail.forget(record.documentId);
+        log.info({ parts: record.children?.length, outputsMs }, 'mail done');
+        return record;
+      }
       log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
       const outcome = await this.runner.run({
         identity: checked.identity, bytes: checked.bytes, startedAt,
@@ -124,6 +140,8 @@ export class DocumentWorker {
       return outcome.record;
     } catch (thrown) {
       report.end();
+      // A mail waiting for its parts: BullMQ runs it again when they are done.
+      if (thrown instanceof WaitingChildrenError || thrown instanceof DelayedError) throw thrown;
       const log = this.deps.logger.child({ ...bindings, documentId: checked?.identity.documentId ?? job.id });
       if (signal?.aborted && signal.reason === SHUTDOWN && token) {
         // Hand the job back untouched for another worker (or this one after restart).
@@ -160,7 +178,10 @@ export class DocumentWorker {
     }
     return {
       payload, bytes,
-      identity: { documentId, sha256, filename: payload.filename, source: payload.source, metadata: payload.metadata, jobId: job.id ?? documentId, attempt: job.attemptsMade + 1 },
+      identity: {
+        documentId, sha256, filename: payload.filename, source: payload.source, metadata: payload.metadata, jobId: job.id ?? documentId, attempt: job.attemptsMade + 1,
+        ...(payload.parent ? { parent: payload.parent.documentId } : {}),
+      },
     };
   }
 
@@ -217,6 +238,7 @@ export class DocumentWorker {
     const outputsMs = Math.round(performance.now() - started);
     this.deps.metrics.stageSeconds.observe({ queue: this.deps.queue.name, stage: 'outputs' }, outputsMs / 1000);
     this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: 'completed', code: '' });
+    this.deps.metrics.completedBy.inc({ queue: this.deps.queue.name, format: record.text.format, source: sourceKind(record.source) });
     // A held record keeps its bytes: export-training reads reviewed documents again.
     if (record.review?.status !== 'pending') await this.release(job, payload.ref);
     return outputsMs;
@@ -282,6 +304,7 @@ export class DocumentWorker {
       await closing;
     } finally {
       clearTimeout(timer);
+      await this.documents.close();
     }
   }
 }

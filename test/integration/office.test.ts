@@ -73,7 +73,7 @@ describe('office formats, detected from their bytes', () => {
     expect(await codeOf(zipClaiming([{ name: 'photo.jpg', compressed: 10, size: 10 }]))).toMatch(/^UNSUPPORTED_FORMAT: a ZIP archive that is not a DOCX or XLSX document/);
     expect(await codeOf(zipClaiming([{ name: 'mimetype', compressed: 10, size: 10 }, { name: 'content.xml', compressed: 10, size: 10 }]))).toMatch(/^UNSUPPORTED_FORMAT: an OpenDocument file/);
     expect(await codeOf((await invoiceDocx()).subarray(0, 300))).toMatch(/^CORRUPT_DOCUMENT/);
-    expect(await codeOf(Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]))).toMatch(/^UNSUPPORTED_FORMAT: the bytes are a OLE2 file .*; docsift reads PDF, image \(PNG, JPEG, TIFF, WebP\), DOCX, XLSX, HTML, CSV, text or markdown/);
+    expect(await codeOf(Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]))).toMatch(/^UNSUPPORTED_FORMAT: the bytes are an OLE2 file .*; docsift reads PDF, image \(PNG, JPEG, TIFF, WebP\), DOCX, XLSX, HTML, CSV, e-mail \(\.eml, Outlook \.msg\), text or markdown/);
   });
 
   it('a DOCX whose parts are not what they claim: CORRUPT_DOCUMENT', async () => {

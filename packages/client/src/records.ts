@@ -14,8 +14,11 @@ export interface ResultRecord {
   prompts: Record<string, string>;
   /** The model file and hash, and the LoRA adapters applied (queue model.lora). */
   model: { file: string; sha256: string; lora: string[] };
-  /** confidence: the probability of the label's least likely token (docs/RESULTS.md); null when the label was fixed. */
-  classification: { label: string; method: 'model' | 'fixed'; confidence: number | null };
+  /**
+   * confidence: the probability of the label's least likely token (docs/RESULTS.md); null when the
+   * label was fixed. An e-mail is a container (label "mail"): its body and attachments are classified as documents of their own.
+   */
+  classification: { label: string; method: 'model' | 'fixed' | 'container'; confidence: number | null };
   documentType: string | null;
   fields: Record<string, unknown> | null;
   /**
@@ -53,6 +56,30 @@ export interface ResultRecord {
     at?: string;
     changes?: Array<{ field: string; from: unknown; to: unknown }>;
   } | null;
+  /** On an e-mail's record (text.format eml or msg): its headers. */
+  mail?: { from: string; to: string[]; cc: string[]; subject: string; date: string | null; messageId: string | null };
+  /** On an e-mail's record: the documents it holds, its body first, then its attachments in order, and how each ended. */
+  children?: MailChild[];
+  /** On a document that came out of an e-mail: that mail's document id (of the first mail that brought it, when several did). */
+  parent?: string;
+}
+
+/** One part of an e-mail and what became of it (docs/RESULTS.md). */
+export interface MailChild {
+  /** The part's own document id (its result is read like any other); null when it was skipped before it had one. */
+  documentId: string | null;
+  filename: string;
+  role: 'body' | 'attachment';
+  /** As detected from its bytes; null when no format docsift reads. */
+  format: string | null;
+  bytes: number;
+  /** done: it has a result. failed: it failed for good (code, message). skipped: not read (code, message say why). */
+  status: 'done' | 'failed' | 'skipped';
+  /** Of a done part: its label and document type. */
+  label?: string;
+  documentType?: string | null;
+  code?: string | null;
+  message?: string;
 }
 
 /** What a failed document leaves in Redis under <prefix>:failure:<documentId>. */

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import { getQueue, loadConfig } from '../../config/index.js';
 import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
-import { TextExtractor, textLimits } from '../../text/index.js';
+import { detectFormat, isMail, sniffFormat, TextExtractor, textLimits, type MailParts } from '../../text/index.js';
 
 /**
  * What the text stage sees, for operators debugging a document: the same extractor and the
@@ -18,13 +18,17 @@ export async function extractTextCommand(files: string[], options: { json: boole
         const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
           throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
         });
-        const text = await extractor.extract(bytes, textLimits(queue));
+        const limits = textLimits(queue);
+        // A mail's parts are documents of their own: its body is shown, its attachments listed.
+        const { text, mail } = isMail(sniffFormat(bytes)) ? await extractor.readMail(bytes, limits) : { text: await extractor.extract(bytes, limits), mail: undefined };
+        const attachments = mail ? describeAttachments(mail) : undefined;
         if (options.json) {
-          process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, sources: text.sources, ocr: text.ocr, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n') }) + '\n');
+          process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, sources: text.sources, ocr: text.ocr, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n'), ...(attachments ? { attachments } : {}) }) + '\n');
         } else {
           process.stdout.write(`== ${file} (${text.format}, ${text.pages.length} page(s), ${text.chars} chars)\n`);
           text.warnings.forEach((w) => process.stdout.write(`!! ${w}\n`));
-          text.pages.forEach((page, i) => process.stdout.write(`-- page ${i + 1}${text.sources[i] === 'ocr' ? ' (OCR)' : ''}\n${page}\n`));
+          text.pages.forEach((page, i) => process.stdout.write(`-- ${mail ? 'body' : `page ${i + 1}`}${text.sources[i] === 'ocr' ? ' (OCR)' : ''}\n${page}\n`));
+          attachments?.forEach((a, i) => process.stdout.write(`-- attachment ${i + 1}: ${a.filename} (${a.contentType}, ${a.bytes} bytes): ${a.inline ? 'shown in the body, not read' : a.format ?? a.error}\n`));
         }
       } catch (err) {
         const e = toDocsiftError(err);
@@ -37,4 +41,17 @@ export async function extractTextCommand(files: string[], options: { json: boole
     await extractor.close();
   }
   return failed > 0 ? 1 : 0;
+}
+
+/** Each attachment as the worker would treat it: its format, or why it would not be read. */
+function describeAttachments(mail: MailParts): Array<{ filename: string; contentType: string; bytes: number; inline: boolean; format?: string; error?: string }> {
+  return mail.attachments.map((a) => {
+    const base = { filename: a.filename, contentType: a.contentType, bytes: a.bytes.length, inline: a.inline };
+    try {
+      return { ...base, format: detectFormat(a.bytes) };
+    } catch (err) {
+      const e = toDocsiftError(err);
+      return { ...base, error: `${e.code}: ${e.message}` };
+    }
+  });
 }

@@ -31,7 +31,7 @@ describe('configuration', () => {
   it('fills every default of an absent block from the option itself', () => {
     const q = getQueue(loadConfig({ DOCSIFT_HOME: makeHome({ minimal: validQueue }) }), 'minimal');
     expect(q.model).toMatchObject({ contextSize: 8192, maxTokens: 1024, reasks: 1, chunking: { enabled: true, maxChunks: 16, overlapChars: 400 } });
-    expect(q.limits).toEqual({ maxBytes: 50 * 1024 * 1024, maxPages: 500, maxRows: 5000, textTimeoutMs: 120_000, textMemoryMb: 1024 });
+    expect(q.limits).toEqual({ maxBytes: 50 * 1024 * 1024, maxPages: 500, maxRows: 5000, maxAttachments: 50, maxMailDepth: 2, textTimeoutMs: 120_000, textMemoryMb: 1024 });
     expect(q.retention).toEqual({ completed: 1000, failed: 10000, recordSeconds: 30 * 24 * 3600, deleteBytesWhenFinal: true });
     expect(q.worker).toEqual({ lockDurationMs: 30_000, stalledIntervalMs: 30_000, maxStalledCount: 1 });
     // A partial block keeps the other defaults.
