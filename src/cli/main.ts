@@ -10,6 +10,7 @@ const resultCommand = async (...a: Parameters<typeof import('./commands/result.j
 const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
 const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
 const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js').watchCommand>) => (await import('./commands/watch.js')).watchCommand(...a);
+const mailCommand = async (...a: Parameters<typeof import('./commands/mail.js').mailCommand>) => (await import('./commands/mail.js')).mailCommand(...a);
 const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrateCommand();
 const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
 const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
@@ -102,6 +103,17 @@ Environment:
 ${envHelp(['DOCSIFT_API_TOKENS', 'DOCSIFT_API_ROOTS', 'DOCSIFT_API_MAX_REQUEST_BYTES', 'DOCSIFT_API_MAX_FILES', 'DOCSIFT_CALLBACK_HOSTS'])}
 Every route but /healthz and /readyz needs a token (16+ characters) when tokens are set.`)
   .action(action(apiCommand));
+
+program.command('mail')
+  .description('Read IMAP mailboxes (DOCSIFT_HOME/mailboxes.json) into their queues: each message a rule takes is enqueued exactly once, as an e-mail document or as its attachments, then marked seen, flagged or moved.')
+  .option('--account <name>', 'only this account of mailboxes.json')
+  .option('--once', 'read each folder once and exit (cron); without it, follow new mail (IMAP IDLE, and a poll every pollSeconds)', false)
+  .addHelpText('after', `
+Accounts, rules, after-actions, TLS and credentials (password or XOAUTH2 token, from an environment
+variable or a file) are described in docs/MAIL.md. Several docsift mail processes may read the same
+mailbox: each message is claimed in Redis before it is fetched and recorded done (per UIDVALIDITY)
+once its documents are enqueued. docsift up reads the mailboxes too when mailboxes.json exists.`)
+  .action(action(mailCommand));
 
 program.command('watch')
   .description('Watch a folder: files dropped into DIR/inbox are processed and moved to DIR/done (with NAME.result.json) or DIR/failed (with NAME.error.json).')

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../infra/errors.js';
 import { parseEnv, type Env } from './env.js';
+import { loadMailboxes, type Mailboxes } from './mailboxes.js';
 import { loadPrompts, type Prompts } from './prompts.js';
 import { loadQueues, type QueueConfig } from './queues.js';
 
@@ -12,6 +13,8 @@ export interface Config {
   readonly home: string;
   readonly prompts: Prompts;
   readonly queues: ReadonlyMap<string, QueueConfig>;
+  /** IMAP accounts docsift mail (and docsift up) read, from <home>/mailboxes.json; null without that file. */
+  readonly mailboxes: Mailboxes | null;
 }
 
 /** The folder of docsift's own package.json, found from this file in src/ or dist/src/. */
@@ -55,7 +58,14 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
       throw new ConfigError(queue.file, 'pipeline.documentType', `"${queue.pipeline.documentType}" has no folder in prompts/ (known: ${[...prompts.types.keys()].join(', ')})`);
     }
   }
-  return deepFreeze({ env, home, prompts, queues });
+  const mailboxes = loadMailboxes(path.join(home, 'mailboxes.json'));
+  mailboxes?.accounts.forEach((account, i) => {
+    if (!queues.has(account.queue)) throw new ConfigError(mailboxes.file, `accounts.${i}.queue`, `no such queue "${account.queue}" (known: ${[...queues.keys()].join(', ')})`);
+    account.rules.forEach((rule, j) => {
+      if (rule.documentType && !prompts.types.has(rule.documentType)) throw new ConfigError(mailboxes.file, `accounts.${i}.rules.${j}.documentType`, `"${rule.documentType}" has no folder in prompts/`);
+    });
+  });
+  return deepFreeze({ env, home, prompts, queues, mailboxes });
 }
 
 export function getQueue(config: Config, name: string): QueueConfig {

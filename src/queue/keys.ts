@@ -28,6 +28,13 @@ export function keys(prefix: string) {
     reviewDone: `${prefix}:review:done`,
     /** What an e-mail split into (its parts and their document ids, JSON), from the mail job's first run to its record. */
     mailPlan: (documentId: string) => `${prefix}:mail:${documentId}`,
+    /**
+     * IMAP: the UIDs of a mailbox folder whose documents are enqueued (a set, one per UIDVALIDITY:
+     * a new one means the server renumbered the folder), and the claim one ingester holds on a
+     * message while it enqueues it (expires, so a dead ingester's message is taken by another).
+     */
+    mailboxDone: (account: string, folder: string, uidValidity: string) => `${prefix}:imap:${account}:${encodeURIComponent(folder)}:${uidValidity}:done`,
+    mailboxClaim: (account: string, folder: string, uidValidity: string, uid: number) => `${prefix}:imap:${account}:${encodeURIComponent(folder)}:${uidValidity}:claim:${uid}`,
     /** The failure record of a document that ended failed, JSON; removed when a re-run succeeds. */
     failure: (documentId: string) => `${prefix}:failure:${documentId}`,
     /**

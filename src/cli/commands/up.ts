@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../../config/index.js';
 import { FolderWatcher } from '../../ingest/folder/index.js';
+import { startMailboxes } from '../../ingest/mail/index.js';
 import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
 import { createLogger, type Logger } from '../../infra/logger.js';
 import { localModels } from '../../model/index.js';
@@ -98,7 +99,12 @@ export async function upCommand(options: UpOptions): Promise<number> {
     }, logger.child({ component: 'watch' }));
     await watcher.start();
   }
+  // The section of up's configuration for mail: mailboxes.json, when it exists.
+  const mailboxes = config.mailboxes
+    ? await startMailboxes(config, new Map([...queues].map(([name, q]) => [name, q.enqueuer])), redis, rt.keys, logger)
+    : undefined;
   logger.info({
+    mailboxes: config.mailboxes?.accounts.map((a) => a.name) ?? 'off',
     api: address, board: `${address}/board`, docs: `${address}/docs`, metrics: `${address}/metrics`,
     inbox: watcher ? path.resolve(options.watchDir, 'inbox') : 'off', redis: redactUrl(config.env.REDIS_URL), model: path.basename(modelPath),
   }, 'docsift is up');
@@ -106,6 +112,7 @@ export async function upCommand(options: UpOptions): Promise<number> {
   await untilStopSignal();
   logger.info('shutting down');
   await watcher?.stop();
+  await mailboxes?.stop();
   await app.close();
   await running.stop(30_000);
   for (const q of queues.values()) await q.queue.close();
