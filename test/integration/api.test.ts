@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertSafeBind, buildApi } from '../../src/ingest/http/apiServer.js';
 import { createLogger } from '../../src/infra/logger.js';
 import { Metrics } from '../../src/infra/metrics.js';
+import { makeEml } from '../helpers/mail.js';
 import { CORPUS, tempDir } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
@@ -94,6 +95,28 @@ describe('HTTP API', () => {
     expect(again.status).toBe(202);
     expect(again.body.documents[0].documentId).toBe(first.documentId);
     expect(again.body.documents[0].status).toBe('done'); // after completion, as API.md says
+  });
+
+  it('an uploaded e-mail is waiting at stage "parts" until its attachments are done; its result lists them', async () => {
+    const eml = await makeEml({ from: 'billing@saeco.test', to: ['ap@example.test'], subject: 'Saeco invoice', text: 'See attachment.', messageId: '<api-1@saeco.test>', attachments: [{ filename: 'saeco.pdf', content: fs.readFileSync(path.join(CORPUS, 'oyo.pdf')), contentType: 'application/pdf' }] });
+    const res = await api('POST', '/v1/documents', { body: upload([['saeco.eml', eml]]) });
+    expect(res.status).toBe(202);
+    const id = res.body.documents[0].documentId;
+    let sawParts = false;
+    for (let i = 0; i < 600 && !sawParts; i++) {
+      const s = await api('GET', `/v1/documents/${id}`);
+      if (s.body.state === 'waiting' && s.body.stage === 'parts') sawParts = true;
+      if (s.body.state === 'done') break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await waitDone(id)).state).toBe('done');
+    const result = await api('GET', `/v1/documents/${id}/result`);
+    expect(result.body).toMatchObject({ classification: { label: 'mail', method: 'container' }, mail: { subject: 'Saeco invoice' }, text: { format: 'eml' } });
+    expect(result.body.children.map((c: { role: string; status: string }) => [c.role, c.status])).toEqual([['body', 'done'], ['attachment', 'done']]);
+    const part = await api('GET', `/v1/documents/${result.body.children[1].documentId}/result`);
+    expect(part.body).toMatchObject({ filename: 'saeco.pdf', parent: id, source: 'api' });
+    // Its parts take the model a second or more; looks 20 ms apart see the mail waiting for them.
+    expect(sawParts).toBe(true);
   });
 
   it('enqueues a file by path under an allowed root, and refuses traversal, outside paths and symlinks out', async () => {

@@ -7,6 +7,7 @@ import { buildApi } from '../../src/ingest/http/apiServer.js';
 import { formatJobData } from '../../src/ingest/http/board.js';
 import { createLogger } from '../../src/infra/logger.js';
 import { Metrics } from '../../src/infra/metrics.js';
+import { makeEml } from '../helpers/mail.js';
 import { corpusFiles, REPO } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
 
@@ -74,6 +75,28 @@ describe('Bull Board in real Chromium', () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'board.png'), fullPage: false });
     expect(fs.statSync(path.join(ARTIFACTS, 'board.png')).size).toBeGreaterThan(10_000);
+    await context.close();
+  });
+
+  it("shows an e-mail's flow: the mail's job with its parts as children", async () => {
+    const mail = await stack.enqueuer.enqueue({
+      bytes: await makeEml({ from: 'billing@azure.test', to: ['ap@example.test'], subject: 'Azure Interior invoice', text: 'Attached.', messageId: '<board@azure.test>', attachments: [{ filename: 'azure.pdf', content: fs.readFileSync(corpusFiles().find((f) => f.endsWith('oyo.pdf'))!), contentType: 'application/pdf' }] }),
+      filename: 'azure.eml', source: 'test',
+    });
+    await stack.waitAll([mail]);
+    const mailId = mail.documentId;
+    const basic = { authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` };
+    const flow = JSON.stringify(await (await fetch(`${base}/board/api/queues/documents/${mailId}/flow`, { headers: basic })).json());
+    const children = JSON.parse((await stack.redis.get(stack.keys.result(mailId)))!).children as Array<{ documentId: string }>;
+    for (const child of children) expect(flow).toContain(child.documentId);
+    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD }, viewport: { width: 1400, height: 1000 } });
+    const page = await context.newPage();
+    await page.goto(`${base}/board/queue/documents/${mailId}`);
+    // Bull Board's flow view: the mail's node with "2 done", and a node per part.
+    await page.getByText('Job flow').first().waitFor({ timeout: 30_000 });
+    await page.getByText(`${children.length} done`).first().waitFor({ timeout: 30_000 });
+    await page.getByText('Job flow').first().scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'board-mail-flow.png'), fullPage: true });
     await context.close();
   });
 });

@@ -5,6 +5,7 @@ import { FolderWatcher, freeName, isIgnored, type FolderWatcherOptions } from '.
 import { createLogger } from '../../src/infra/logger.js';
 import { CORPUS, tempDir, until } from '../helpers/testEnv.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+import { makeMsg } from '../helpers/mail.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -99,6 +100,23 @@ describe('watched folder lifecycle', () => {
       expect(second.documentId).toBe(first.documentId);
       expect(second.completedAt).toBe(first.completedAt);
       expect((await stack.queue.getJobs(['completed'])).length).toBe(jobsBefore);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('an Outlook .msg dropped into inbox/invoice/: done when its parts are, its attachment extracted as an invoice', async () => {
+    const dir = tempDir('watch');
+    const w = watcher(dir);
+    await w.start();
+    try {
+      fs.mkdirSync(path.join(dir, 'inbox', 'invoice'));
+      const pdf = fs.readFileSync(path.join(CORPUS, 'SammyMaystoneLinesTest.pdf'));
+      fs.writeFileSync(path.join(dir, 'inbox', 'invoice', 'from-outlook.msg'), makeMsg({ from: 'Sammy <ar@sammy.test>', to: ['ap@example.test'], subject: 'Invoice', text: 'Attached.', attachments: [{ filename: 'sammy.pdf', content: pdf, contentType: 'application/pdf' }] }));
+      await until(() => list(path.join(dir, 'done', 'invoice')).length === 2, 120_000);
+      const record = JSON.parse(fs.readFileSync(path.join(dir, 'done', 'invoice', 'from-outlook.msg.result.json'), 'utf8'));
+      expect(record.text.format).toBe('msg');
+      expect(record.children.map((c: { filename: string; status: string; documentType: string | null }) => [c.filename, c.status, c.documentType])).toEqual([['from-outlook.msg (body).txt', 'done', expect.anything()], ['sammy.pdf', 'done', 'invoice']]);
     } finally {
       await w.stop();
     }
