@@ -39,7 +39,9 @@ export interface MailParts {
  * (no Message-ID, MIME-Version or Received line), so a body never reads as a mail again.
  */
 export function bodyDocument(mail: Pick<MailParts, 'headers' | 'body'>): string {
-  const { headers } = mail;
+  // One line per header, whatever line breaks a hostile header decodes to.
+  const line = (v: string) => v.replace(/\s+/g, ' ').trim();
+  const headers = { ...mail.headers, from: line(mail.headers.from), to: mail.headers.to.map(line), cc: mail.headers.cc.map(line), subject: line(mail.headers.subject) };
   const lines = [`From: ${headers.from}`];
   if (headers.to.length) lines.push(`To: ${headers.to.join(', ')}`);
   if (headers.cc.length) lines.push(`Cc: ${headers.cc.join(', ')}`);
@@ -48,12 +50,18 @@ export function bodyDocument(mail: Pick<MailParts, 'headers' | 'body'>): string 
   return `${lines.join('\n')}\n\n${mail.body.trim()}\n`;
 }
 
+/** An attachment's name as a file name: no control characters or path, at most 255 characters. */
+function fileName(name: string | undefined, fallback: string): string {
+  const clean = (name ?? '').replace(/[\u0000-\u001f\u007f]/g, '').split(/[\\/]/).pop()!.trim().slice(-255);
+  return clean || fallback;
+}
+
 export async function readEml(buffer: Buffer, maxAttachments: number, htmlToText: (html: string) => string): Promise<MailParts> {
   // message/rfc822 parts stay attachments (a forwarded mail is a child document of its own).
   const parsed = await simpleParser(buffer, { skipImageLinks: true, skipTextLinks: true, skipTextToHtml: true });
   const addresses = (a: AddressObject | AddressObject[] | undefined) => (Array.isArray(a) ? a : a ? [a] : []).flatMap((o) => o.value.map((v) => (v.name ? `${v.name} <${v.address ?? ''}>` : v.address ?? '')));
   const files = parsed.attachments.map((a) => ({
-    filename: a.filename ?? (a.contentType === 'message/rfc822' ? 'attached-message.eml' : 'attachment'),
+    filename: fileName(a.filename, a.contentType === 'message/rfc822' ? 'attached-message.eml' : 'attachment'),
     contentType: a.contentType,
     bytes: new Uint8Array(a.content.buffer, a.content.byteOffset, a.content.length),
     inline: a.related === true || (a.contentDisposition === 'inline' && a.cid !== undefined),
@@ -85,9 +93,9 @@ export function readMsg(buffer: Buffer, maxAttachments: number, htmlToText: (htm
   const html = data.bodyHtml ?? (data.html ? Buffer.from(data.html).toString('utf8') : undefined);
   const listed = data.attachments ?? [];
   const files = listed.slice(0, maxAttachments).map((a) => {
-    const { fileName, content } = reader.getAttachment(a);
+    const { fileName: name, content } = reader.getAttachment(a);
     return {
-      filename: fileName || a.fileName || 'attachment',
+      filename: fileName(name || a.fileName, 'attachment'),
       contentType: a.innerMsgContent ? 'application/vnd.ms-outlook' : a.attachMimeTag ?? 'application/octet-stream',
       bytes: content,
       inline: a.attachmentHidden === true || (a.pidContentId !== undefined && html?.includes(`cid:${a.pidContentId}`) === true),

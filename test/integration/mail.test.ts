@@ -68,6 +68,18 @@ describe('e-mail formats, detected from their bytes', () => {
     expect(await outcomeOf(extractor, broken, limits)).toMatch(/^CORRUPT_DOCUMENT: the MSG document cannot be read/);
   });
 
+  it('hostile names and headers: attachment names lose paths and are cut to 255 characters; a header stays one line', async () => {
+    const eml = await makeEml(invoiceMail({ html: undefined, subject: 'Invoice\r\nFrom: ceo@victim.test', attachments: [
+      { filename: '../../etc/passwd', content: Buffer.from('root:x:0:0') },
+      { filename: `${'a'.repeat(2000)}.pdf`, content: invoicePdf },
+    ] }));
+    const { text, mail } = await extractor.readMail(eml, limits);
+    expect(mail.attachments.map((a) => a.filename.length <= 255 && !a.filename.includes('/'))).toEqual([true, true]);
+    expect(mail.attachments[0]!.filename).toBe('passwd');
+    expect(mail.attachments[1]!.filename.endsWith('aaa.pdf')).toBe(true);
+    expect(text.pages[0]!.split('\n').filter((l) => l.startsWith('From:'))).toHaveLength(1);
+  });
+
   it('attachments beyond limits.maxAttachments are counted, not read', async () => {
     const many = await makeEml(invoiceMail({ html: undefined, attachments: Array.from({ length: 5 }, (_, i) => ({ filename: `n${i}.txt`, content: Buffer.from(`note ${i}`) })) }));
     const { text, mail } = await extractor.readMail(many, { ...limits, maxAttachments: 2 });
