@@ -54,6 +54,7 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
     if (queue.outputs.postgres && !env.DOCSIFT_DATABASE_URL) {
       throw new ConfigError(queue.file, 'outputs.postgres', 'needs DOCSIFT_DATABASE_URL in the environment');
     }
+    if (queue.escalate) checkTiers(queue, queues, prompts);
     if (queue.pipeline.mode === 'extract' && !prompts.types.has(queue.pipeline.documentType)) {
       throw new ConfigError(queue.file, 'pipeline.documentType', `"${queue.pipeline.documentType}" has no folder in prompts/ (known: ${[...prompts.types.keys()].join(', ')})`);
     }
@@ -66,6 +67,19 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
     });
   });
   return deepFreeze({ env, home, prompts, queues, mailboxes });
+}
+
+/** The next tier exists, is not the queue itself, and the chain ends; escalated types exist. */
+function checkTiers(queue: QueueConfig, queues: ReadonlyMap<string, QueueConfig>, prompts: Prompts): void {
+  const seen = [queue.name];
+  for (let next = queue.escalate; next; next = queues.get(next.to)?.escalate) {
+    if (!queues.has(next.to)) throw new ConfigError(queue.file, 'escalate.to', `no such queue "${next.to}" (known: ${[...queues.keys()].join(', ')})`);
+    if (seen.includes(next.to)) throw new ConfigError(queue.file, 'escalate.to', `the tiers go round in a circle: ${[...seen, next.to].join(' -> ')}`);
+    seen.push(next.to);
+  }
+  for (const type of queue.escalate!.when.documentTypes) {
+    if (!prompts.types.has(type)) throw new ConfigError(queue.file, 'escalate.when.documentTypes', `"${type}" has no folder in prompts/`);
+  }
 }
 
 export function getQueue(config: Config, name: string): QueueConfig {
@@ -103,6 +117,8 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
     classify: queue.pipeline.mode === 'classify-extract'
       ? { version: config.prompts.classify.version, labels: config.prompts.classify.labels, instructions: config.prompts.classify.instructions }
       : null,
+    // A queue that escalates returns the next tier's results: that tier's version is part of this one's.
+    escalate: queue.escalate ? { when: queue.escalate.when, to: pipelineVersion(config, getQueue(config, queue.escalate.to)) } : null,
     types: used.map((name) => {
       const t = config.prompts.types.get(name)!;
       return { name, version: t.version, instructions: t.instructions, schema: t.schema, rules: t.rules };

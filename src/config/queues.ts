@@ -155,6 +155,28 @@ export const QueueFileSchema = z.object({
     minConfidence: z.number().min(0).max(1).default(0.5),
     sampleRate: z.number().min(0).max(1).default(0),
   }).strict().prefault({}),
+  /**
+   * Model tiers: a document this queue's model is doubtful about goes on to the queue `to`, whose
+   * workers load a larger model (possibly on bigger nodes), and its final record is that tier's,
+   * with the path it took (docs/TIERS.md). Each condition under `when` escalates when it holds.
+   */
+  escalate: z.object({
+    to: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
+    when: z.object({
+      /** The output failed the schema after every re-ask (MODEL_OUTPUT_INVALID). */
+      invalidOutput: z.boolean().default(true),
+      /** The document does not fit this model's context: escalated instead of read in chunks. */
+      tooLong: z.boolean().default(true),
+      /** A business rule of the document type failed. */
+      failedChecks: z.boolean().default(true),
+      /** A field's value appears nowhere in the document text. */
+      ungroundedFields: z.boolean().default(false),
+      /** A field's (or the label's) confidence is below this; 0 turns it off. */
+      minConfidence: z.number().min(0).max(1).default(0),
+      /** Document types always read by the next tier (the small model only classifies them). */
+      documentTypes: z.array(z.string().regex(/^[a-z][a-z0-9_]*$/)).default([]),
+    }).strict().prefault({}),
+  }).strict().optional(),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */

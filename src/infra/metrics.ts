@@ -29,6 +29,10 @@ export class Metrics {
     help: 'Documents completed by this process, by format read (pdf, image, docx, xlsx, html, csv, eml, msg, text, markdown) and source (its kind: the part before ":", as cli, api, watch, bullmq; "other" for anything else a producer wrote)',
     labelNames: ['queue', 'format', 'source'] as const, registers: [this.registry],
   });
+  readonly escalations = new Counter({
+    name: 'docsift_escalations_total', help: 'Documents a tier handed on to the next (larger) model tier, by reason: invalid_output, too_long, failed_check, ungrounded, low_confidence, document_type',
+    labelNames: ['queue', 'to', 'reason'] as const, registers: [this.registry],
+  });
   readonly tokens = new Counter({
     name: 'docsift_tokens_total', help: 'Model tokens: prompt (evaluated) and generated',
     labelNames: ['queue', 'kind'] as const, registers: [this.registry],

@@ -2,7 +2,7 @@ export { Pipeline } from './pipeline.js';
 export type { PipelineInput, PipelineOutput } from './pipeline.js';
 export { CLASSIFY_QUESTION, documentText, extractQuestion, renderDocument, renderExtractPrompt, renderReask, renderSystemPrompt } from './prompts.js';
 export { makeMailRecord, makeRecord } from './record.js';
-export type { DocumentIdentity, FailureRecord, MailChild, ResultRecord } from './record.js';
+export type { DocumentIdentity, FailureRecord, MailChild, ResultRecord, TierStep } from './record.js';
 export { DocumentRunner } from './runDocument.js';
 export type { DocumentOutcome, DocumentRun } from './runDocument.js';
 export { checkRules, ibanValid, vatIdValid } from './rules.js';

@@ -37,6 +37,8 @@ export interface PipelineInput {
   /** Extract this type without classifying, whatever the queue's pipeline says. */
   documentType?: string;
   signal?: AbortSignal;
+  /** A document that does not fit the context whole fails DOCUMENT_TOO_LONG instead of being read in chunks (it goes to a larger tier). */
+  refuseChunks?: boolean;
   /** Called when a stage starts, for job progress and logs. */
   onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
 }
@@ -124,7 +126,11 @@ export class Pipeline {
     const { enabled, maxChunks } = this.queue.model.chunking;
     const contextSize = this.engine.info.contextSize;
     const hopeless = full.length / MAX_CHARS_PER_TOKEN > (contextSize - fixedTokens - maxTokens) * (enabled ? maxChunks : 1);
-    const reading = !enabled || hopeless || fixedTokens + this.engine.countTokens(full) + maxTokens <= contextSize
+    const whole = !enabled || hopeless || fixedTokens + this.engine.countTokens(full) + maxTokens <= contextSize;
+    if (!whole && input.refuseChunks) {
+      throw new DocsiftError('DOCUMENT_TOO_LONG', `the document does not fit this model's context of ${contextSize} tokens whole, and the queue escalates such documents instead of reading them in chunks (escalate.when.tooLong)`);
+    }
+    const reading = whole
       ? await this.engine.withSequence((seq) => this.readWhole(seq, system, full, fixedType, input))
       : await this.readInChunks(system, fixedTokens, fixedType, input);
     const { usage, extraction } = reading;

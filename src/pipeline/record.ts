@@ -3,7 +3,7 @@ import type { ExtractedText, MailHeaders } from '../text/index.js';
 import type { PipelineOutput } from './pipeline.js';
 
 /** The records are the client package's: one definition for the worker and its callers. */
-export type { FailureRecord, MailChild, ResultRecord } from '@docsift/client';
+export type { FailureRecord, MailChild, ResultRecord, TierStep } from '@docsift/client';
 
 /** Who a document is: checked by the caller (the worker recomputes the id from the bytes). */
 export interface DocumentIdentity {

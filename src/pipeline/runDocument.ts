@@ -11,6 +11,8 @@ export interface DocumentRun {
   /** Extract this type without classifying (a watched folder's inbox/<type>/, a job's documentType). */
   documentType?: string;
   signal?: AbortSignal;
+  /** Fail DOCUMENT_TOO_LONG rather than read in chunks (a queue that escalates long documents). */
+  refuseChunks?: boolean;
   /** performance.now() when the caller started on the document; the record's totalMs counts from it. */
   startedAt?: number;
   /** Called as each stage starts, for job progress and logs. */
@@ -56,6 +58,7 @@ export class DocumentRunner {
       text,
       ...(input.documentType ? { documentType: input.documentType } : {}),
       ...(input.signal ? { signal: input.signal } : {}),
+      ...(input.refuseChunks ? { refuseChunks: true } : {}),
       ...(input.onStage ? { onStage: input.onStage } : {}),
     });
     const record = makeRecord({

@@ -26,6 +26,8 @@ export function keys(prefix: string) {
     reviewCallback: (documentId: string) => `${prefix}:review:callback:${documentId}`,
     /** Documents a person accepted or corrected: a sorted set of document ids, scored by when (newest DOCSIFT_REVIEW_HISTORY_MAX kept). */
     reviewDone: `${prefix}:review:done`,
+    /** A document handed on to the next model tier: the first tier's result and reasons (JSON), until the final record is written. */
+    escalation: (documentId: string) => `${prefix}:escalation:${documentId}`,
     /** What an e-mail split into (its parts and their document ids, JSON), from the mail job's first run to its record. */
     mailPlan: (documentId: string) => `${prefix}:mail:${documentId}`,
     /**

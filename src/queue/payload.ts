@@ -49,6 +49,16 @@ export const JobPayload = z.object({
    * at limits.maxMailDepth is listed by its parent, not opened.
    */
   parent: z.object({ documentId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/), depth: z.number().int().min(1).max(10) }).strict().optional(),
+  /**
+   * Set by docsift on a document handed on to a larger model's tier: the first tier's document
+   * and queue, and why. Its result goes to the store of record only; the first tier's job writes
+   * the final record to every output.
+   */
+  escalation: z.object({
+    from: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
+    queue: z.string().max(128),
+    reasons: z.array(z.string().max(2000)).max(100),
+  }).strict().optional(),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
   enqueuedAt: z.string().optional(),

@@ -1,15 +1,17 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Config, QueueConfig } from '../config/index.js';
+import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { sourceKind, type Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { finalOutputs, holdForReview, reviewReasons, type OutputContext, type QueueOutputs } from '../outputs/index.js';
 import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
-import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type DocumentQueue, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
 import { isMail, sniffFormat, type TextExtractor } from '../text/index.js';
+import { ChildJobs } from './childJobs.js';
+import { Escalation, escalationReasons } from './escalation.js';
 import { MailJob } from './mailJob.js';
 
 export interface DocumentWorkerDeps {
@@ -48,18 +50,27 @@ export class DocumentWorker {
   readonly worker: Worker<JobPayload, ResultRecord>;
   private readonly runner: DocumentRunner;
   private readonly roots: string[];
-  /** The worker's own queue: an e-mail adds its parts' jobs to it. */
-  private readonly documents: DocumentQueue;
+  private readonly children: ChildJobs;
   private readonly mail: MailJob;
+  private readonly escalation: Escalation | undefined;
 
   constructor(private readonly deps: DocumentWorkerDeps) {
     this.runner = new DocumentRunner(deps.config, deps.queue, deps.engine, deps.extractor);
     this.roots = documentRoots(deps.config.env);
-    this.documents = createDocumentQueue(deps.queue, deps.redis, deps.keys);
+    // The queues this worker adds child jobs to: its own (an e-mail's parts) and its next tier's.
+    const queues = new Map([[deps.queue.name, { queue: createDocumentQueue(deps.queue, deps.redis, deps.keys), config: deps.queue }]]);
+    const next = deps.queue.escalate ? getQueue(deps.config, deps.queue.escalate.to) : undefined;
+    if (next) queues.set(next.name, { queue: createDocumentQueue(next, deps.redis, deps.keys), config: next });
+    this.children = new ChildJobs(deps.redis, deps.keys, queues);
+    const store = createDocumentStore(deps.config.env, deps.redis, deps.keys);
     this.mail = new MailJob({
-      config: deps.config, queue: deps.queue, redis: deps.redis, keys: deps.keys, extractor: deps.extractor, documents: this.documents,
-      store: createDocumentStore(deps.config.env, deps.redis, deps.keys), pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
+      config: deps.config, queue: deps.queue, redis: deps.redis, keys: deps.keys, extractor: deps.extractor, children: this.children,
+      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
     });
+    this.escalation = deps.queue.escalate ? new Escalation({
+      config: deps.config, queue: { ...deps.queue, escalate: deps.queue.escalate }, redis: deps.redis, keys: deps.keys, children: this.children,
+      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
+    }) : undefined;
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
       prefix: deps.keys.bull,
@@ -114,30 +125,16 @@ export class DocumentWorker {
         await this.release(job, checked.payload.ref);
         return stored;
       }
-      if (isMail(sniffFormat(checked.bytes))) {
-        const record = await this.mail.run(job, token, checked.bytes, checked.payload, checked.identity, startedAt, log);
-        const outputsMs = await this.deliver(job, record, checked.payload, report.take());
-        await this.mail.forget(record.documentId);
-        log.info({ parts: record.children?.length, outputsMs }, 'mail done');
-        return record;
-      }
-      log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
-      const outcome = await this.runner.run({
-        identity: checked.identity, bytes: checked.bytes, startedAt,
-        ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
-        ...(signal ? { signal } : {}),
-        onStage: (stage, detail) => {
-          report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
-          log.debug({ stage, ...detail }, 'stage');
-        },
-        onOcr: (done, total) => report.progress({ stage: 'text', percent: STAGE_PERCENT.text, ocrPages: { done, total } }),
-        onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms${text.ocr ? `, OCR on page(s) ${text.ocr.pages.join(', ')} (mean confidence ${text.ocr.meanConfidence})` : ''}`),
-      });
-      this.observe(outcome, report);
+      const mail = isMail(sniffFormat(checked.bytes));
+      const record = mail
+        ? await this.mail.run(job, token, checked.bytes, checked.payload, checked.identity, startedAt, log)
+        : await this.runTiered(job, token, checked, { startedAt, report, log, ...(signal ? { signal } : {}) });
       report.progress({ stage: 'outputs', percent: STAGE_PERCENT.outputs });
-      const outputsMs = await this.deliver(job, outcome.record, checked.payload, report.take());
-      log.info({ label: outcome.record.classification.label, tokens: outcome.record.tokens, totalMs: outcome.record.timings.totalMs, outputsMs }, 'document done');
-      return outcome.record;
+      const outputsMs = await this.deliver(job, record, checked.payload, report.take());
+      // What a flow kept between its runs goes once the record is written.
+      await (mail ? this.mail.forget(record.documentId) : this.escalation?.forget(record.documentId));
+      log.info({ label: record.classification.label, parts: record.children?.length, tiers: record.tiers?.map((t) => t.queue), tokens: record.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
+      return record;
     } catch (thrown) {
       report.end();
       // A mail waiting for its parts: BullMQ runs it again when they are done.
@@ -151,6 +148,45 @@ export class DocumentWorker {
       }
       throw await this.fail(job, toDocsiftError(thrown), checked, log);
     }
+  }
+
+  /**
+   * The document through this queue's model, and on to the next tier when this one is doubtful
+   * (escalate): the final record, or WaitingChildrenError while the next tier works.
+   */
+  private async runTiered(job: Job<JobPayload, ResultRecord>, token: string | undefined, checked: CheckedJob, run: { startedAt: number; report: JobReport; log: Logger; signal?: AbortSignal }): Promise<ResultRecord> {
+    const { escalation } = this;
+    const handover = await escalation?.pending(checked.identity.documentId);
+    if (escalation && handover) return escalation.finish(job, token, handover, checked.identity);
+    const { report, log } = run;
+    log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
+    const when = this.deps.queue.escalate?.when;
+    let outcome: DocumentOutcome | undefined;
+    let failure: DocsiftError | null = null;
+    try {
+      outcome = await this.runner.run({
+        identity: checked.identity, bytes: checked.bytes, startedAt: run.startedAt,
+        ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
+        ...(run.signal ? { signal: run.signal } : {}),
+        ...(when?.tooLong ? { refuseChunks: true } : {}),
+        onStage: (stage, detail) => {
+          report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
+          log.debug({ stage, ...detail }, 'stage');
+        },
+        onOcr: (done, total) => report.progress({ stage: 'text', percent: STAGE_PERCENT.text, ocrPages: { done, total } }),
+        onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms${text.ocr ? `, OCR on page(s) ${text.ocr.pages.join(', ')} (mean confidence ${text.ocr.meanConfidence})` : ''}`),
+      });
+      this.observe(outcome, report);
+    } catch (thrown) {
+      failure = toDocsiftError(thrown);
+      if (!when || escalationReasons(when, null, failure).length === 0) throw failure;
+    }
+    const reasons = when ? escalationReasons(when, outcome?.record ?? null, failure) : [];
+    if (!escalation || reasons.length === 0) return outcome!.record;
+    for (const r of reasons) this.deps.metrics.escalations.inc({ queue: this.deps.queue.name, to: escalation.to, reason: r.kind });
+    log.info({ to: escalation.to, reasons: reasons.map((r) => r.text) }, 'handed on to the next tier');
+    report.log(`escalated to ${escalation.to}: ${reasons.map((r) => r.text).join('; ')}`);
+    return escalation.handOn(job, token, { bytes: checked.bytes, payload: checked.payload, identity: checked.identity, record: outcome?.record ?? null, failure, reasons, startedAt: run.startedAt });
   }
 
   /**
@@ -228,10 +264,12 @@ export class DocumentWorker {
 
   /** The review hold, then every output (or Redis alone while held), then the bytes go. Returns the outputs' time. */
   private async deliver(job: Job, record: ResultRecord, payload: JobPayload, heldLine: string | undefined): Promise<number> {
-    const reasons = reviewReasons(this.deps.queue, record);
+    // A tier's result for the tier below: that tier reviews and delivers the final record.
+    const handedUp = payload.escalation !== undefined;
+    const reasons = handedUp ? [] : reviewReasons(this.deps.queue, record);
     if (reasons.length) record.review = { status: 'pending', reasons };
     const started = performance.now();
-    await this.writeOutputs(record, {
+    await this.writeOutputs(record, handedUp, {
       ...(payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {}),
       ...(heldLine ? { jobLog: { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } } : {}),
     });
@@ -262,11 +300,11 @@ export class DocumentWorker {
     return err.retryable ? new Error(reason) : new UnrecoverableError(reason);
   }
 
-  private async writeOutputs(record: ResultRecord, context: OutputContext): Promise<void> {
+  private async writeOutputs(record: ResultRecord, handedUp: boolean, context: OutputContext): Promise<void> {
     // A record held for review reaches the store of record alone until a person makes it final.
     const held = record.review?.status === 'pending';
     if (held) await holdForReview(this.deps.redis, this.deps.keys, record, context);
-    for (const output of held ? [this.deps.outputs.storeOfRecord] : finalOutputs(this.deps.outputs)) {
+    for (const output of held || handedUp ? [this.deps.outputs.storeOfRecord] : finalOutputs(this.deps.outputs)) {
       try {
         await output.write(record, context);
       } catch (err) {
@@ -304,7 +342,7 @@ export class DocumentWorker {
       await closing;
     } finally {
       clearTimeout(timer);
-      await this.documents.close();
+      await this.children.close();
     }
   }
 }

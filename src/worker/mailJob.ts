@@ -1,15 +1,13 @@
 import { createHash } from 'node:crypto';
-import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { promptVersions, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
-import { makeMailRecord, type DocumentIdentity, type FailureRecord, type MailChild, type ResultRecord } from '../pipeline/index.js';
-import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
+import { makeMailRecord, type DocumentIdentity, type MailChild, type ResultRecord } from '../pipeline/index.js';
+import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
 import { bodyDocument, detectFormat, isMail, textLimits, type MailHeaders, type TextExtractor } from '../text/index.js';
-
-/** How often a mail looks again for a part that another producer's job is processing (BullMQ cannot make it wait on that job). */
-const POLL_MS = 10_000;
+import type { ChildJobs } from './childJobs.js';
 
 /** What a mail split into, kept in Redis between the mail job's first run and its last. */
 interface MailPlan {
@@ -26,8 +24,8 @@ export interface MailJobDeps {
   redis: Redis;
   keys: Keys;
   extractor: TextExtractor;
-  /** The worker's own queue, for the parts' jobs. */
-  documents: DocumentQueue;
+  /** Adds the parts' jobs to the worker's own queue and reads their outcomes. */
+  children: ChildJobs;
   store: DocumentStore;
   pipelineVersion: string;
   model: { file: string; sha256: string; lora: string[] };
@@ -60,16 +58,18 @@ export class MailJob {
       await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(plan), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(plan)));
       log.info({ parts: plan.children.length, skipped: plan.children.filter((c) => c.status === 'skipped').length }, 'mail split into its parts');
     }
-    if (token && (await job.moveToWaitingChildren(token))) throw new WaitingChildrenError();
-    const children = await Promise.all(plan.children.map((c) => this.outcome(c)));
-    if (children.includes(null)) {
-      // A part whose job another producer added first: BullMQ waits only on the mail's own children.
-      if (token) await job.moveToDelayed(Date.now() + POLL_MS, token);
-      throw new DelayedError();
-    }
+    const read = plan.children.filter((c) => c.documentId !== null);
+    const outcomes = await this.deps.children.outcomes(job, token, read.map((c) => ({ documentId: c.documentId!, queue: this.deps.queue.name })));
+    const children = plan.children.map((c) => {
+      if (c.documentId === null) return c;
+      const outcome = outcomes[read.indexOf(c)]!;
+      return outcome.status === 'done'
+        ? { ...c, status: 'done' as const, label: outcome.record.classification.label, documentType: outcome.record.documentType }
+        : { ...c, status: 'failed' as const, code: outcome.code, message: outcome.message };
+    });
     return makeMailRecord({
       identity, queue: this.deps.queue.name, pipelineVersion: this.deps.pipelineVersion, prompts: this.prompts, model: this.deps.model,
-      text: plan.text, headers: plan.headers, children: children as MailChild[], warnings: [],
+      text: plan.text, headers: plan.headers, children, warnings: [],
       textMs: plan.textMs, totalMs: Math.round(performance.now() - startedAt),
     });
   }
@@ -125,39 +125,17 @@ export class MailJob {
     return { headers: mail.headers, text: { format: text.format, pages: text.pages.length, chars: text.chars, warnings: text.warnings }, textMs, children };
   }
 
-  /**
-   * A part's job, a child of the mail's: none when the part already has a result, or a job
-   * that some other producer added (the mail polls for that one).
-   */
+  /** A part's job, a child of the mail's (none when the part already has a result or a job). */
   private async enqueue(job: Job, bytes: Buffer, part: { filename: string; format: string; payload: JobPayload; depth: number; parentId: string; documentType?: string }): Promise<string> {
-    const { redis, keys, documents } = this.deps;
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const documentId = documentIdFor(sha256, this.deps.pipelineVersion, part.documentType);
-    if (await redis.exists(keys.result(documentId))) return documentId;
-    if (await documents.getJob(documentId)) return documentId;
-    await addDocumentJob(documents, redis, keys, this.deps.queue, {
+    await this.deps.children.add(job, this.deps.queue.name, {
       documentId, sha256, size: bytes.length, filename: part.filename, source: part.payload.source, metadata: part.payload.metadata,
       detectedType: part.format as JobPayload['detectedType'],
       parent: { documentId: part.parentId, depth: part.depth },
-      flowParent: { id: job.id!, queue: job.queueQualifiedName },
       ...(part.documentType ? { documentType: part.documentType } : {}),
       store: (holder) => this.deps.store.put(sha256, bytes, holder),
     });
     return documentId;
-  }
-
-  /** A planned part as it ended, from its result or failure record; null while it is still in work. */
-  private async outcome(child: MailChild): Promise<MailChild | null> {
-    if (child.status === 'skipped' || child.documentId === null) return child;
-    const { redis, keys, documents } = this.deps;
-    const [result, failure] = await Promise.all([redis.get(keys.result(child.documentId)), redis.get(keys.failure(child.documentId))]);
-    if (result) {
-      const record = JSON.parse(result) as ResultRecord;
-      return { ...child, status: 'done', label: record.classification.label, documentType: record.documentType };
-    }
-    const failed = failure ? (JSON.parse(failure) as FailureRecord) : null;
-    if (failed && !failed.willRetry) return { ...child, status: 'failed', code: failed.code, message: failed.message };
-    if (await documents.getJob(child.documentId)) return null;
-    return { ...child, status: 'failed', code: 'DOCUMENT_MISSING', message: 'the part has neither a result nor a job (its records expired, or its job was removed)' };
   }
 }

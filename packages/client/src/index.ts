@@ -4,7 +4,7 @@
  */
 export { DocumentFailedError, WaitTimeoutError } from './client.js';
 export type { DocsiftClient, DocumentInput, DocumentState, Enqueued, EnqueueOptions } from './client.js';
-export type { FailureRecord, MailChild, ResultRecord } from './records.js';
+export type { FailureRecord, MailChild, ResultRecord, TierStep } from './records.js';
 export { DocsiftHttpError, HttpClient } from './httpClient.js';
 export { RedisClient } from './redisClient.js';
 export type { RedisClientOptions } from './redisClient.js';

@@ -62,6 +62,26 @@ export interface ResultRecord {
   children?: MailChild[];
   /** On a document that came out of an e-mail: that mail's document id (of the first mail that brought it, when several did). */
   parent?: string;
+  /**
+   * When the document went on to a larger model's tier (a queue's escalate): every tier in order,
+   * with why each handed it on; the fields are the last tier's (docs/TIERS.md).
+   */
+  tiers?: TierStep[];
+}
+
+/** One tier a document went through. */
+export interface TierStep {
+  queue: string;
+  /** The model file of that tier. */
+  model: string;
+  /** The label it gave; null when it failed before one (code says why). */
+  label: string | null;
+  /** Why it handed the document on; empty for the tier whose result the record holds. */
+  reasons: string[];
+  totalMs: number;
+  tokens: { prompt: number; reused: number; generated: number; forced: number };
+  /** The error that made it hand the document on (MODEL_OUTPUT_INVALID, DOCUMENT_TOO_LONG), or the next tier's failure. */
+  code?: string;
 }
 
 /** One part of an e-mail and what became of it (docs/RESULTS.md). */

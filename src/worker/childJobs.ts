@@ -1,0 +1,60 @@
+import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { QueueConfig } from '../config/index.js';
+import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
+import { addDocumentJob, type DocumentQueue, type Keys, type NewDocumentJob } from '../queue/index.js';
+
+/** How often a parent looks again for a child that another producer's job is processing (BullMQ cannot make it wait on that job). */
+const POLL_MS = 10_000;
+
+/** How a child document ended, read from its records. */
+export type ChildOutcome =
+  | { status: 'done'; record: ResultRecord }
+  | { status: 'failed'; code: string; message: string };
+
+/**
+ * Documents a job hands on and waits for, as a BullMQ flow: an e-mail's parts, a document
+ * escalated to a larger model's queue. A child is added as a child job of the parent's unless
+ * its document already has a result (nothing to do) or a job (another producer's: the parent
+ * polls for it). When BullMQ runs the parent again, each child's outcome is read back by its
+ * document id, which derives from its bytes: the same parent makes the same children.
+ */
+export class ChildJobs {
+  constructor(private readonly redis: Redis, private readonly keys: Keys, private readonly queues: ReadonlyMap<string, { queue: DocumentQueue; config: QueueConfig }>) {}
+
+  async add(parent: Job, queueName: string, child: Omit<NewDocumentJob, 'flowParent'>): Promise<void> {
+    const target = this.queues.get(queueName)!;
+    if (await this.redis.exists(this.keys.result(child.documentId))) return;
+    if (await target.queue.getJob(child.documentId)) return;
+    await addDocumentJob(target.queue, this.redis, this.keys, target.config, { ...child, flowParent: { id: parent.id!, queue: parent.queueQualifiedName } });
+  }
+
+  /**
+   * Every child's outcome, in order. Throws WaitingChildrenError while the parent's own child
+   * jobs are unfinished (BullMQ runs the parent again when they are), and DelayedError while a
+   * child owned by another producer is.
+   */
+  async outcomes(parent: Job, token: string | undefined, children: Array<{ documentId: string; queue: string }>): Promise<ChildOutcome[]> {
+    if (token && (await parent.moveToWaitingChildren(token))) throw new WaitingChildrenError();
+    const outcomes = await Promise.all(children.map((c) => this.outcome(c)));
+    if (outcomes.includes(null)) {
+      if (token) await parent.moveToDelayed(Date.now() + POLL_MS, token);
+      throw new DelayedError();
+    }
+    return outcomes as ChildOutcome[];
+  }
+
+  /** null while the child is still in work. */
+  private async outcome(child: { documentId: string; queue: string }): Promise<ChildOutcome | null> {
+    const [result, failure] = await Promise.all([this.redis.get(this.keys.result(child.documentId)), this.redis.get(this.keys.failure(child.documentId))]);
+    if (result) return { status: 'done', record: JSON.parse(result) as ResultRecord };
+    const failed = failure ? (JSON.parse(failure) as FailureRecord) : null;
+    if (failed && !failed.willRetry) return { status: 'failed', code: failed.code, message: failed.message };
+    if (await this.queues.get(child.queue)?.queue.getJob(child.documentId)) return null;
+    return { status: 'failed', code: 'DOCUMENT_MISSING', message: 'the document has neither a result nor a job (its records expired, or its job was removed)' };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.queue.close()));
+  }
+}

@@ -1,0 +1,120 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getQueue, loadConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/infra/logger.js';
+import { Enqueuer, waitForDocuments } from '../../src/ingest/index.js';
+import { makeValidator } from '../../src/model/index.js';
+import { createDocumentQueue, type DocumentQueue } from '../../src/queue/index.js';
+import { startWorker, type RunningWorker } from '../../src/worker/index.js';
+import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
+import { corpusFiles, makeHome, REDIS_URL, testModelPath, tokenizerModelPath } from '../helpers/testEnv.js';
+
+const invoice = () => fs.readFileSync(corpusFiles().find((f) => f.endsWith('AmazonWebServices.pdf'))!);
+const extract = { pipeline: { mode: 'extract', documentType: 'invoice' } };
+
+/**
+ * Two tiers of generated models: the small queues run the byte-vocabulary test model, the large
+ * ones a larger model with Qwen2.5's real 151k-token vocabulary. Each small queue escalates on one
+ * condition. All workers run in this process, each with its own model.
+ */
+const queues = {
+  always: documentsQueue({ ...extract, escalate: { to: 'large', when: { documentTypes: ['invoice'] } } }),
+  doubt: documentsQueue({ ...extract, escalate: { to: 'large', when: { minConfidence: 1, failedChecks: false } } }),
+  invalid: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'large', when: { failedChecks: false } } }),
+  long: documentsQueue({ ...extract, model: { contextSize: 4096, maxTokens: 256 }, escalate: { to: 'large', when: { failedChecks: false } } }),
+  doomed: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'broken', when: { failedChecks: false } } }),
+  weak: documentsQueue({ ...extract, escalate: { to: 'broken', when: { documentTypes: ['invoice'] } } }),
+  large: documentsQueue({ ...extract, model: { contextSize: 8192 } }),
+  broken: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 } }),
+};
+
+let stack: Stack;
+const workers: RunningWorker[] = [];
+const bull = new Map<string, DocumentQueue>();
+
+beforeAll(async () => {
+  stack = await startStack(queues, 'always');
+  const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', destination: 'stderr' });
+  for (const [name, modelPath] of [['doubt', testModelPath()], ['invalid', testModelPath()], ['long', testModelPath()], ['doomed', testModelPath()], ['weak', testModelPath()], ['large', tokenizerModelPath('qwen')], ['broken', tokenizerModelPath('qwen')]] as const) {
+    workers.push(await startWorker({ config: stack.config, queueName: name, keys: stack.keys, logger, modelPath }));
+  }
+  for (const name of Object.keys(queues)) bull.set(name, createDocumentQueue(getQueue(stack.config, name), stack.redis, stack.keys));
+}, 120_000);
+afterAll(async () => {
+  for (const w of workers) await w.stop(5_000).catch(() => undefined);
+  for (const q of bull.values()) {
+    await q.obliterate({ force: true });
+    await q.close();
+  }
+  await stack?.close();
+});
+
+/** Enqueues bytes to a queue (through its own enqueuer, as every producer does) and waits for the outcome. */
+async function run(queue: string, bytes: Buffer, filename = 'invoice.pdf') {
+  const enqueuer = new Enqueuer(stack.config, getQueue(stack.config, queue), bull.get(queue)!, stack.redis, stack.keys, stack.enqueuer.store);
+  const outcome = await enqueuer.enqueue({ bytes, filename, source: 'test' });
+  const [status] = await waitForDocuments(bull.get(queue)!, stack.redis, stack.keys, [outcome], { timeoutMs: 180_000, pollMs: 100, onSettled: () => undefined });
+  return { outcome, status: status! };
+}
+
+const invoiceSchema = () => makeValidator(stack.config.prompts.types.get('invoice')!.schema);
+
+describe('model tiers: a doubtful document goes on to the larger model, and its record shows the path', () => {
+  it('a document type listed as always large: the final record is the large tier\'s, under the small tier\'s id', async () => {
+    const { outcome, status } = await run('always', invoice());
+    expect(status.state, JSON.stringify(status)).toBe('done');
+    if (status.state !== 'done') return;
+    const record = status.record;
+    expect(record.documentId).toBe(outcome.documentId);
+    expect(record.queue).toBe('always');
+    expect(record.model.file).toBe(path.basename(tokenizerModelPath('qwen')));
+    expect(invoiceSchema()(record.fields).ok).toBe(true);
+    expect(record.tiers!.map((t) => [t.queue, t.model, t.reasons])).toEqual([
+      ['always', path.basename(testModelPath()), ['invoice is always read by the next tier']],
+      ['large', path.basename(tokenizerModelPath('qwen')), []],
+    ]);
+    expect(record.tiers![0]!.tokens.generated).toBeGreaterThan(0);
+    // Escalations are counted by reason.
+    expect(await stack.worker.metrics.registry.getSingleMetricAsString('docsift_escalations_total')).toContain('docsift_escalations_total{queue="always",to="large",reason="document_type"} 1');
+    // The same document again: done, nothing new in either tier.
+    const large = await bull.get('large')!.getJobCounts('completed', 'waiting', 'active');
+    const { outcome: again } = await run('always', invoice(), 'again.pdf');
+    expect(again.status).toBe('done');
+    expect(await bull.get('large')!.getJobCounts('completed', 'waiting', 'active')).toEqual(large);
+    // The large tier's own record is in the store of record only; the outbox has the final one.
+    expect(fs.existsSync(path.join(stack.outbox, `${record.documentId}.json`))).toBe(true);
+  });
+
+  it('escalates on low confidence, on output invalid after re-asks, and on a document too long for the small context', async () => {
+    const long = Buffer.from(Array.from({ length: 40 }, (_, i) => `Invoice INV-88 line ${i + 1}: item ${i} delivered, 12.50 EUR. ${'Terms apply. '.repeat(6)}`).join('\n'));
+    const outcomes = await Promise.all([run('doubt', invoice()), run('invalid', invoice()), run('long', long, 'long.txt')]);
+    for (const { status } of outcomes) expect(status.state, JSON.stringify(status)).toBe('done');
+    const [doubt, invalid, tooLong] = outcomes.map(({ status }) => (status.state === 'done' ? status.record : null));
+    expect(doubt!.tiers![0]!.reasons[0]).toMatch(/^confidence below 1: /);
+    expect(invalid!.tiers![0]).toMatchObject({ queue: 'invalid', label: null, code: 'MODEL_OUTPUT_INVALID' });
+    expect(tooLong!.tiers![0]).toMatchObject({ queue: 'long', code: 'DOCUMENT_TOO_LONG' });
+    expect(tooLong!.tiers![0]!.reasons[0]).toMatch(/does not fit this model's context of 4096 tokens whole/);
+    expect(tooLong!.chunks).toBe(1);
+    for (const r of [doubt, invalid, tooLong]) expect(invoiceSchema()(r!.fields).ok).toBe(true);
+  });
+
+  it('when the next tier fails too: a doubtful result stands with a warning; a failure fails with the next tier\'s code', async () => {
+    const [weak, doomed] = await Promise.all([run('weak', invoice()), run('doomed', invoice())]);
+    expect(weak.status.state).toBe('done');
+    if (weak.status.state === 'done') {
+      expect(weak.status.record.model.file).toBe(path.basename(testModelPath()));
+      expect(weak.status.record.warnings.some((w) => w.startsWith('ESCALATION_FAILED: MODEL_OUTPUT_INVALID'))).toBe(true);
+      expect(weak.status.record.tiers!.map((t) => [t.queue, t.code ?? null])).toEqual([['weak', null], ['broken', 'MODEL_OUTPUT_INVALID']]);
+    }
+    expect(doomed.status).toMatchObject({ state: 'failed', code: 'MODEL_OUTPUT_INVALID' });
+    if (doomed.status.state === 'failed') expect(doomed.status.message).toMatch(/the next tier \(broken\) failed too/);
+  });
+
+  it('refuses tiers that go round in a circle or name no queue, naming the file and key', () => {
+    const circle = makeHome({ a: documentsQueue({ escalate: { to: 'b' } }), b: documentsQueue({ escalate: { to: 'a' } }) });
+    expect(() => loadConfig({ DOCSIFT_HOME: circle, REDIS_URL })).toThrow(/a\.json: escalate\.to: the tiers go round in a circle: a -> b -> a/);
+    const nowhere = makeHome({ a: documentsQueue({ escalate: { to: 'huge' } }) });
+    expect(() => loadConfig({ DOCSIFT_HOME: nowhere, REDIS_URL })).toThrow(/escalate\.to: no such queue "huge"/);
+  });
+});
