@@ -5,7 +5,7 @@ export { checkSchemaSubset, loadPrompts } from './prompts.js';
 export type { QueueConfig } from './queues.js';
 export { OcrSchema, QueueFileSchema, loadQueues } from './queues.js';
 export { installedLanguages, languageFile } from './ocrLanguages.js';
-export { NORMALISERS, Rule, RulesFile } from './rules.js';
+export { NORMALISERS, Rule, ruleFields, RulesFile } from './rules.js';
 export type { Normaliser } from './rules.js';
 export { loadMailboxes, MailAccount, MailboxesFile, readSecret } from './mailboxes.js';
 export type { Mailboxes, SecretSource } from './mailboxes.js';

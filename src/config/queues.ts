@@ -162,6 +162,13 @@ export const QueueFileSchema = z.object({
    */
   escalate: z.object({
     to: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
+    /**
+     * all: the next tier reads the whole document again. doubtful: it re-extracts only the fields
+     * in doubt (low confidence, ungrounded, read by a failed rule) and this tier keeps the rest;
+     * a doubt about the whole document (its label, its type, invalid output, its length) still
+     * sends all of it.
+     */
+    fields: z.enum(['all', 'doubtful']).default('all'),
     when: z.object({
       /** The output failed the schema after every re-ask (MODEL_OUTPUT_INVALID). */
       invalidOutput: z.boolean().default(true),

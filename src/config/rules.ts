@@ -20,6 +20,16 @@ export const Rule = z.discriminatedUnion('rule', [
 export type Rule = z.infer<typeof Rule>;
 export const RulesFile = z.array(Rule);
 
+/** The top-level fields a rule reads: what a failed rule puts in doubt. */
+export function ruleFields(rule: Rule): string[] {
+  switch (rule.rule) {
+    case 'items_sum': return [rule.items, rule.equals];
+    case 'fields_sum': return [...rule.fields, rule.equals];
+    case 'date_order': return [rule.first, rule.then];
+    case 'iban': case 'vat_id': return [rule.field];
+  }
+}
+
 
 /** Normalisers a schema field may name with x-normalize (src/pipeline/normalise.ts applies them). */
 export const NORMALISERS = ['amount', 'date', 'currency', 'string'] as const;

@@ -39,6 +39,8 @@ export interface PipelineInput {
   signal?: AbortSignal;
   /** A document that does not fit the context whole fails DOCUMENT_TOO_LONG instead of being read in chunks (it goes to a larger tier). */
   refuseChunks?: boolean;
+  /** Extract only these top-level fields of the type (a tier re-extracting what the tier below doubted). */
+  onlyFields?: readonly string[];
   /** Called when a stage starts, for job progress and logs. */
   onStage?: (stage: 'classify' | 'extract', detail?: Record<string, unknown>) => void;
 }
@@ -110,6 +112,8 @@ const TEMPLATE_MARGIN = 128;
  */
 export class Pipeline {
   private readonly validators = new Map<string, Validator>();
+  /** Types narrowed to some of their fields (onlyFields), by type and fields, with their validators. */
+  private readonly narrowed = new Map<string, { type: DocTypePrompt; validate: Validator }>();
   private readonly systems = new Map<string, { system: string; fixedTokens: number }>();
   private classifyQuestion: { schema: Record<string, unknown>; maxTokens: number } | undefined;
 
@@ -183,6 +187,30 @@ export class Pipeline {
     return type;
   }
 
+  /** The type to extract: the prompt's, or narrowed to some of its fields (its schema's properties and required list cut to them). */
+  private extractionType(label: string, only: readonly string[] | undefined): DocTypePrompt {
+    const type = this.typeOf(label);
+    if (!only) return type;
+    const key = `${type.name}|${[...only].sort().join(',')}`;
+    let entry = this.narrowed.get(key);
+    if (!entry) {
+      const schema = type.schema as { properties?: Record<string, unknown>; required?: string[] };
+      const narrow = {
+        ...type.schema,
+        properties: Object.fromEntries(Object.entries(schema.properties ?? {}).filter(([k]) => only.includes(k))),
+        required: (schema.required ?? []).filter((k) => only.includes(k)),
+      };
+      entry = { type: { ...type, schema: narrow }, validate: makeValidator(narrow) };
+      this.narrowed.set(key, entry);
+    }
+    return entry.type;
+  }
+
+  private validatorFor(type: DocTypePrompt): Validator {
+    for (const entry of this.narrowed.values()) if (entry.type === type) return entry.validate;
+    return this.validators.get(type.name)!;
+  }
+
   /** One conversation: [classify], extract; no extraction for "other". */
   private async readWhole(seq: ModelSequence, system: string, full: string, fixedType: string | undefined, input: PipelineInput): Promise<Reading> {
     const document = renderDocument(full);
@@ -198,7 +226,7 @@ export class Pipeline {
       if (!this.config.prompts.types.has(classified.classification.label)) return otherReading(classified); // "other"
       turns.push({ role: 'model', text: classified.answer }, { role: 'user', text: extractQuestion(this.typeOf(classified.classification.label)) });
     }
-    const type = this.typeOf(classified.classification.label);
+    const type = this.extractionType(classified.classification.label, input.onlyFields);
     input.onStage?.('extract', { documentType: type.name });
     const started = performance.now();
     const extracted = await this.extractOn(seq, type, turns, input);
@@ -257,7 +285,7 @@ export class Pipeline {
       if (opening.length < full.length) classified.usage = { ...classified.usage, warnings: [`CLASSIFIED_ON_OPENING: the classifier read the first ${classifyChars} characters`] };
       if (!this.config.prompts.types.has(classified.classification.label)) return otherReading(classified);
     }
-    const type = this.typeOf(classified.classification.label);
+    const type = this.extractionType(classified.classification.label, input.onlyFields);
     input.onStage?.('extract', { documentType: type.name });
     const started = performance.now();
     const budget = this.engine.info.contextSize - fixedTokens - maxTokens;
@@ -280,7 +308,7 @@ export class Pipeline {
         merged.fields[key] = value.slice(0, max);
       }
     }
-    const checked = this.validators.get(type.name)!(merged.fields);
+    const checked = this.validatorFor(type)(merged.fields);
     if (!checked.ok) throw new DocsiftError('MODEL_OUTPUT_INVALID', `the merged chunk results do not validate: ${checked.error}`);
     const usage = [classified.usage, { ...NO_USAGE, warnings: [chunked] }, ...results.map((r) => r.usage), { ...NO_USAGE, warnings }].reduce(addUsage);
     return {
@@ -295,7 +323,7 @@ export class Pipeline {
 
   /** The fields of one conversation, validated against the type's schema, re-asking with the error a bounded number of times. */
   private async extractOn(seq: ModelSequence, type: DocTypePrompt, turns: ChatTurn[], input: PipelineInput): Promise<Extracted> {
-    const validate = this.validators.get(type.name)!;
+    const validate = this.validatorFor(type);
     const { maxTokens, temperature, reasks, decoder } = this.queue.model;
     this.ensureFits(seq, turns, maxTokens, 'extraction');
     let usage = NO_USAGE;

@@ -13,6 +13,8 @@ export interface DocumentRun {
   signal?: AbortSignal;
   /** Fail DOCUMENT_TOO_LONG rather than read in chunks (a queue that escalates long documents). */
   refuseChunks?: boolean;
+  /** Extract only these top-level fields (a tier re-extracting the doubtful fields of the tier below). */
+  onlyFields?: readonly string[];
   /** performance.now() when the caller started on the document; the record's totalMs counts from it. */
   startedAt?: number;
   /** Called as each stage starts, for job progress and logs. */
@@ -59,6 +61,7 @@ export class DocumentRunner {
       ...(input.documentType ? { documentType: input.documentType } : {}),
       ...(input.signal ? { signal: input.signal } : {}),
       ...(input.refuseChunks ? { refuseChunks: true } : {}),
+      ...(input.onlyFields ? { onlyFields: input.onlyFields } : {}),
       ...(input.onStage ? { onStage: input.onStage } : {}),
     });
     const record = makeRecord({

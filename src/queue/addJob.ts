@@ -21,7 +21,7 @@ export interface NewDocumentJob {
   /** The mail this document came out of, and how many mails deep it is. */
   parent?: { documentId: string; depth: number };
   /** The tier that handed this document on, and why. */
-  escalation?: { from: string; queue: string; reasons: string[] };
+  escalation?: { from: string; queue: string; reasons: string[]; fields?: string[] };
   /** The mail's BullMQ job, which waits for this one (a flow: BullMQ moves it on when its children are done). */
   flowParent?: { id: string; queue: string };
   /** Stores the bytes for the job (holder: `<queue>:<jobId>`); called once the payload is valid. */

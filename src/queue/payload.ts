@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Keys } from './keys.js';
@@ -58,6 +59,8 @@ export const JobPayload = z.object({
     from: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
     queue: z.string().max(128),
     reasons: z.array(z.string().max(2000)).max(100),
+    /** Re-extract only these top-level fields (escalate.fields "doubtful"); the first tier keeps the rest. */
+    fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1).max(200).optional(),
   }).strict().optional(),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
@@ -67,9 +70,13 @@ export const JobPayload = z.object({
 export type JobPayload = z.infer<typeof JobPayload>;
 export type JobPayloadInput = z.input<typeof JobPayload>;
 
-/** documentId = first 32 hex of sha256 + pipeline version (+ fixed type): same bytes, same pipeline, same id. */
-export function documentIdFor(sha256: string, pipelineVersion: string, documentType?: string): string {
-  return `${sha256.slice(0, 32)}-${pipelineVersion}${documentType ? `-${documentType}` : ''}`;
+/**
+ * documentId = first 32 hex of sha256 + pipeline version (+ fixed type) (+ a hash of the fields a
+ * tier re-extracts alone): same bytes, same pipeline, same question, same id.
+ */
+export function documentIdFor(sha256: string, pipelineVersion: string, documentType?: string, onlyFields?: readonly string[]): string {
+  const fields = onlyFields ? `-f${createHash('sha256').update([...onlyFields].sort().join(',')).digest('hex').slice(0, 8)}` : '';
+  return `${sha256.slice(0, 32)}-${pipelineVersion}${documentType ? `-${documentType}` : ''}${fields}`;
 }
 
 /** What a foreign producer needs to name a queue's documents as docsift does (keys.pipeline). */

@@ -1,6 +1,7 @@
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { QueueConfig } from '../config/index.js';
+import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
 import { addDocumentJob, type DocumentQueue, type Keys, type NewDocumentJob } from '../queue/index.js';
 
@@ -50,7 +51,12 @@ export class ChildJobs {
     if (result) return { status: 'done', record: JSON.parse(result) as ResultRecord };
     const failed = failure ? (JSON.parse(failure) as FailureRecord) : null;
     if (failed && !failed.willRetry) return { status: 'failed', code: failed.code, message: failed.message };
-    if (await this.queues.get(child.queue)?.queue.getJob(child.documentId)) return null;
+    const job = await this.queues.get(child.queue)?.queue.getJob(child.documentId);
+    if (job) {
+      // Failed for good before its failure record could name it: its job says why.
+      if (await job.isFailed()) return { status: 'failed', ...parseFailure(job.failedReason) };
+      return null;
+    }
     return { status: 'failed', code: 'DOCUMENT_MISSING', message: 'the document has neither a result nor a job (its records expired, or its job was removed)' };
   }
 

@@ -169,6 +169,7 @@ export class DocumentWorker {
         ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
         ...(run.signal ? { signal: run.signal } : {}),
         ...(when?.tooLong ? { refuseChunks: true } : {}),
+        ...(checked.payload.escalation?.fields ? { onlyFields: checked.payload.escalation.fields } : {}),
         onStage: (stage, detail) => {
           report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
           log.debug({ stage, ...detail }, 'stage');
@@ -181,7 +182,8 @@ export class DocumentWorker {
       failure = toDocsiftError(thrown);
       if (!when || escalationReasons(when, null, failure).length === 0) throw failure;
     }
-    const reasons = when ? escalationReasons(when, outcome?.record ?? null, failure) : [];
+    const rules = outcome?.record.documentType ? this.deps.config.prompts.types.get(outcome.record.documentType)?.rules : undefined;
+    const reasons = when ? escalationReasons(when, outcome?.record ?? null, failure, rules) : [];
     if (!escalation || reasons.length === 0) return outcome!.record;
     for (const r of reasons) this.deps.metrics.escalations.inc({ queue: this.deps.queue.name, to: escalation.to, reason: r.kind });
     log.info({ to: escalation.to, reasons: reasons.map((r) => r.text) }, 'handed on to the next tier');
@@ -208,7 +210,7 @@ export class DocumentWorker {
     if (payload.documentType && !this.deps.config.prompts.types.has(payload.documentType)) {
       throw new DocsiftError('INVALID_JOB', `documentType "${payload.documentType}" has no folder in prompts/`);
     }
-    const documentId = documentIdFor(sha256, this.runner.pipelineVersion, payload.documentType);
+    const documentId = documentIdFor(sha256, this.runner.pipelineVersion, payload.documentType, payload.escalation?.fields);
     if (payload.documentId && payload.documentId !== documentId) {
       throw new DocsiftError('DOCUMENT_ID_MISMATCH', `the job says documentId ${payload.documentId}; its bytes and this worker's pipeline give ${documentId}`);
     }
@@ -243,7 +245,9 @@ export class DocumentWorker {
     const data = (job.data ?? {}) as Record<string, unknown>;
     const sha256 = typeof data.sha256 === 'string' && /^[0-9a-f]{64}$/.test(data.sha256) ? data.sha256 : undefined;
     const type = typeof data.documentType === 'string' && /^[a-z][a-z0-9_]*$/.test(data.documentType) ? data.documentType : undefined;
-    return sha256 ? documentIdFor(sha256, this.runner.pipelineVersion, type) : job.id ?? 'unknown';
+    const escalation = data.escalation as { fields?: unknown } | undefined;
+    const fields = Array.isArray(escalation?.fields) && escalation.fields.every((f) => typeof f === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(f)) ? (escalation.fields as string[]) : undefined;
+    return sha256 ? documentIdFor(sha256, this.runner.pipelineVersion, type, fields) : job.id ?? 'unknown';
   }
 
   /** Stage times, tokens and the job's log lines for people watching. */

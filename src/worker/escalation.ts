@@ -1,8 +1,8 @@
 import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { getQueue, pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
+import { getQueue, pipelineVersion, ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
-import type { DocumentIdentity, ResultRecord, TierStep } from '../pipeline/index.js';
+import { checkRules, type DocumentIdentity, type ResultRecord, type TierStep } from '../pipeline/index.js';
 import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
 import type { ChildJobs } from './childJobs.js';
 
@@ -12,6 +12,8 @@ type When = NonNullable<QueueConfig['escalate']>['when'];
 export interface Reason {
   kind: 'invalid_output' | 'too_long' | 'failed_check' | 'ungrounded' | 'low_confidence' | 'document_type';
   text: string;
+  /** The top-level fields in doubt; undefined when the doubt is about the whole document. */
+  fields?: string[];
 }
 
 /** The failures a tier may hand on instead of failing: the next, larger model may succeed. */
@@ -20,27 +22,33 @@ const HANDED_ON: Partial<Record<ErrorCode, { flag: keyof When; kind: Reason['kin
   DOCUMENT_TOO_LONG: { flag: 'tooLong', kind: 'too_long' },
 };
 
-/** Why this tier's result (or failure) goes on to the next tier; empty when it stands. */
-export function escalationReasons(when: When, record: ResultRecord | null, failure: DocsiftError | null): Reason[] {
+/** Why this tier's result (or failure) goes on to the next tier; empty when it stands. rules: the document type's, in the order of record.checks. */
+export function escalationReasons(when: When, record: ResultRecord | null, failure: DocsiftError | null, rules: readonly Rule[] = []): Reason[] {
   if (failure) {
     const handed = HANDED_ON[failure.code];
     return handed && when[handed.flag] ? [{ kind: handed.kind, text: `${failure.code}: ${failure.message}` }] : [];
   }
   if (!record || record.fields === null) return [];
   const reasons: Reason[] = [];
+  const top = (paths: string[]) => [...new Set(paths.map((p) => p.split('.')[0]!))];
   if (record.documentType && when.documentTypes.includes(record.documentType)) reasons.push({ kind: 'document_type', text: `${record.documentType} is always read by the next tier` });
   if (when.failedChecks) {
-    for (const c of record.checks) if (c.status === 'failed') reasons.push({ kind: 'failed_check', text: `check ${c.rule} failed: ${c.message}` });
+    record.checks.forEach((c, i) => {
+      const rule = rules[i];
+      if (c.status === 'failed') reasons.push({ kind: 'failed_check', text: `check ${c.rule} failed: ${c.message}`, ...(rule ? { fields: ruleFields(rule) } : {}) });
+    });
   }
   if (when.ungroundedFields && record.grounding) {
     const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
-    if (missing.length) reasons.push({ kind: 'ungrounded', text: `not found in the document: ${missing.join(', ')}` });
+    if (missing.length) reasons.push({ kind: 'ungrounded', text: `not found in the document: ${missing.join(', ')}`, fields: top(missing) });
   }
   if (when.minConfidence > 0) {
     const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < when.minConfidence);
     const label = record.classification.confidence;
-    if (label !== null && label < when.minConfidence) low.unshift(['label', label]);
-    if (low.length) reasons.push({ kind: 'low_confidence', text: `confidence below ${when.minConfidence}: ${low.map(([k, v]) => `${k} ${v}`).join(', ')}` });
+    const lowLabel = label !== null && label < when.minConfidence;
+    if (lowLabel) low.unshift(['label', label]);
+    // A doubtful label puts the whole reading in doubt.
+    if (low.length) reasons.push({ kind: 'low_confidence', text: `confidence below ${when.minConfidence}: ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`, ...(lowLabel ? {} : { fields: top(low.map(([k]) => k)) }) });
   }
   return reasons;
 }
@@ -48,6 +56,8 @@ export function escalationReasons(when: When, record: ResultRecord | null, failu
 /** What the first tier knew, kept in Redis while the next tier works. */
 interface Handover {
   next: { queue: string; documentId: string };
+  /** The fields the next tier re-extracts alone; null: the whole document. */
+  fields: string[] | null;
   /** This tier's record, when it had one (a doubtful result); null when it failed. */
   record: ResultRecord | null;
   step: TierStep;
@@ -89,20 +99,25 @@ export class Escalation {
   /** Hands the document on; returns the final record at once when the next tier already has one, else throws WaitingChildrenError. */
   async handOn(job: Job, token: string | undefined, input: { bytes: Buffer; payload: JobPayload; identity: DocumentIdentity; record: ResultRecord | null; failure: DocsiftError | null; reasons: Reason[]; startedAt: number }): Promise<ResultRecord> {
     const { identity, payload, record, failure } = input;
-    const next = { queue: this.to, documentId: documentIdFor(identity.sha256, this.nextVersion, payload.documentType) };
+    // Field by field only when every reason names its fields; the next tier then reads this tier's type.
+    const fields = this.deps.queue.escalate.fields === 'doubtful' && record?.documentType && input.reasons.every((r) => r.fields)
+      ? [...new Set(input.reasons.flatMap((r) => r.fields!))].sort()
+      : null;
+    const documentType = fields ? record!.documentType! : payload.documentType;
+    const next = { queue: this.to, documentId: documentIdFor(identity.sha256, this.nextVersion, documentType, fields ?? undefined) };
     const reasons = input.reasons.map((r) => r.text);
     const step: TierStep = record
       ? { ...stepOf(record), reasons }
       : { queue: this.deps.queue.name, model: this.deps.model.file, label: null, reasons, totalMs: Math.round(performance.now() - input.startedAt), tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, code: failure?.code ?? 'INTERNAL' };
-    const handover: Handover = { next, record, step };
+    const handover: Handover = { next, fields, record, step };
     const seconds = this.deps.queue.retention.recordSeconds;
     const key = this.deps.keys.escalation(identity.documentId);
     await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(handover), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(handover)));
     await this.deps.children.add(job, this.to, {
       documentId: next.documentId, sha256: identity.sha256, size: input.bytes.length, filename: identity.filename, source: identity.source, metadata: identity.metadata,
       detectedType: payload.detectedType,
-      escalation: { from: identity.documentId, queue: this.deps.queue.name, reasons },
-      ...(payload.documentType ? { documentType: payload.documentType } : {}),
+      escalation: { from: identity.documentId, queue: this.deps.queue.name, reasons, ...(fields ? { fields } : {}) },
+      ...(documentType ? { documentType } : {}),
       store: (holder) => this.deps.store.put(identity.sha256, input.bytes, holder),
     });
     return this.finish(job, token, handover, identity);
@@ -118,13 +133,36 @@ export class Escalation {
     };
     if (outcome!.status === 'done') {
       const next = outcome!.record;
-      return { ...next, ...own, tiers: [handover.step, ...(next.tiers ?? [stepOf(next)])] };
+      const tiers = [handover.step, ...(next.tiers ?? [{ ...stepOf(next), ...(handover.fields ? { fields: handover.fields } : {}) }])];
+      if (handover.fields && handover.record) return { ...this.merge(handover.record, next, handover.fields), ...own, tiers };
+      return { ...next, ...own, tiers };
     }
     const { code, message } = outcome!;
     const failedStep: TierStep = { queue: this.to, model: '', label: null, reasons: [], totalMs: 0, tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, code };
     // The next tier failed: this tier's own (doubtful) result stands, marked; without one, the document fails with the next tier's code.
     if (handover.record) return { ...handover.record, ...own, warnings: [...handover.record.warnings, `ESCALATION_FAILED: ${code}: ${message}`], tiers: [handover.step, failedStep] };
     throw new DocsiftError(code in ERROR_CODES ? (code as ErrorCode) : 'INTERNAL', `the next tier (${this.to}) failed too: ${message}`);
+  }
+
+  /**
+   * This tier's record with the next tier's values for the doubted fields: their values,
+   * confidence, grounding and pages replaced, and the type's rules run again on the whole.
+   */
+  private merge(first: ResultRecord, next: ResultRecord, fields: string[]): ResultRecord {
+    const ours = (path: string) => !fields.includes(path.split('.')[0]!);
+    const pick = <T>(a: Record<string, T> | null, b: Record<string, T> | null): Record<string, T> | null =>
+      a === null && b === null ? null : { ...Object.fromEntries(Object.entries(a ?? {}).filter(([k]) => ours(k))), ...Object.fromEntries(Object.entries(b ?? {}).filter(([k]) => !ours(k))) };
+    const merged = pick(first.fields, next.fields)!;
+    const rules = this.deps.config.prompts.types.get(first.documentType!)?.rules ?? [];
+    return {
+      ...first,
+      fields: merged,
+      confidence: pick(first.confidence, next.confidence),
+      grounding: pick(first.grounding, next.grounding),
+      fieldPages: pick(first.fieldPages, next.fieldPages),
+      checks: checkRules(rules, merged),
+      warnings: [...first.warnings, ...next.warnings],
+    };
   }
 
   async forget(documentId: string): Promise<void> {

@@ -23,6 +23,7 @@ const queues = {
   doubt: documentsQueue({ ...extract, escalate: { to: 'large', when: { minConfidence: 1, failedChecks: false } } }),
   invalid: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'large', when: { failedChecks: false } } }),
   long: documentsQueue({ ...extract, model: { contextSize: 4096, maxTokens: 256 }, escalate: { to: 'large', when: { failedChecks: false } } }),
+  fieldwise: documentsQueue({ ...extract, escalate: { to: 'large', fields: 'doubtful', when: { minConfidence: 1, failedChecks: false } } }),
   doomed: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'broken', when: { failedChecks: false } } }),
   weak: documentsQueue({ ...extract, escalate: { to: 'broken', when: { documentTypes: ['invoice'] } } }),
   large: documentsQueue({ ...extract, model: { contextSize: 8192 } }),
@@ -36,7 +37,7 @@ const bull = new Map<string, DocumentQueue>();
 beforeAll(async () => {
   stack = await startStack(queues, 'always');
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', destination: 'stderr' });
-  for (const [name, modelPath] of [['doubt', testModelPath()], ['invalid', testModelPath()], ['long', testModelPath()], ['doomed', testModelPath()], ['weak', testModelPath()], ['large', tokenizerModelPath('qwen')], ['broken', tokenizerModelPath('qwen')]] as const) {
+  for (const [name, modelPath] of [['doubt', testModelPath()], ['invalid', testModelPath()], ['fieldwise', testModelPath()], ['long', testModelPath()], ['doomed', testModelPath()], ['weak', testModelPath()], ['large', tokenizerModelPath('qwen')], ['broken', tokenizerModelPath('qwen')]] as const) {
     workers.push(await startWorker({ config: stack.config, queueName: name, keys: stack.keys, logger, modelPath }));
   }
   for (const name of Object.keys(queues)) bull.set(name, createDocumentQueue(getQueue(stack.config, name), stack.redis, stack.keys));
@@ -97,6 +98,28 @@ describe('model tiers: a doubtful document goes on to the larger model, and its 
     expect(tooLong!.tiers![0]!.reasons[0]).toMatch(/does not fit this model's context of 4096 tokens whole/);
     expect(tooLong!.chunks).toBe(1);
     for (const r of [doubt, invalid, tooLong]) expect(invoiceSchema()(r!.fields).ok).toBe(true);
+  });
+
+  it('fields "doubtful": the large tier re-extracts only the doubted fields, the small tier keeps the rest', async () => {
+    const { status } = await run('fieldwise', invoice());
+    expect(status.state, JSON.stringify(status)).toBe('done');
+    if (status.state !== 'done') return;
+    const record = status.record;
+    const doubted = record.tiers![1]!.fields!;
+    expect(doubted.length).toBeGreaterThan(0);
+    expect(record.tiers![1]!.queue).toBe('large');
+    // The large tier's job asked for those fields alone, and answered only them.
+    const job = (await bull.get('large')!.getJobs(['completed'])).find((j) => j.data.escalation?.from === record.documentId)!;
+    expect(job.data.escalation!.fields).toEqual(doubted);
+    expect(job.data.documentType).toBe('invoice');
+    const large = job.returnvalue as { fields: Record<string, unknown> };
+    expect(Object.keys(large.fields).sort()).toEqual([...doubted].sort());
+    // The final record has every field of the type: the doubted ones from the large tier.
+    const schema = stack.config.prompts.types.get('invoice')!.schema as { properties: Record<string, unknown> };
+    expect(Object.keys(record.fields!).sort()).toEqual(Object.keys(schema.properties).sort());
+    for (const k of doubted) expect(record.fields![k]).toEqual(large.fields[k]);
+    expect(invoiceSchema()(record.fields).ok).toBe(true);
+    expect(record.model.file).toBe(path.basename(testModelPath()));
   });
 
   it('when the next tier fails too: a doubtful result stands with a warning; a failure fails with the next tier\'s code', async () => {

@@ -82,6 +82,8 @@ export interface TierStep {
   tokens: { prompt: number; reused: number; generated: number; forced: number };
   /** The error that made it hand the document on (MODEL_OUTPUT_INVALID, DOCUMENT_TOO_LONG), or the next tier's failure. */
   code?: string;
+  /** The fields this tier re-extracted alone (escalate.fields "doubtful"); the tier before kept the others. */
+  fields?: string[];
 }
 
 /** One part of an e-mail and what became of it (docs/RESULTS.md). */

@@ -37,8 +37,20 @@ describe('when a tier hands a document on', () => {
       'confidence below 0.5: label 0.3, amount 0.42',
     ]);
     expect(kinds(reasons)).toEqual(['document_type', 'failed_check', 'ungrounded', 'low_confidence']);
+    // A doubt about the label or the type is about the whole document; no fields named.
+    expect(reasons.map((r) => r.fields)).toEqual([undefined, undefined, ['invoice_number'], undefined]);
     // Each condition has its switch.
     expect(escalationReasons(when({ failedChecks: false }), doubtful, null)).toEqual([]);
+  });
+
+  it('names the fields in doubt: those a failed rule reads, ungrounded ones, low-confidence ones (array items by their array)', () => {
+    const rules = [{ rule: 'fields_sum', fields: ['amount_untaxed', 'amount_tax'], equals: 'amount', tolerance: 0.02 }, { rule: 'iban', field: 'iban' }] as const;
+    const doubtful = record({
+      checks: [{ rule: 'fields_sum', status: 'failed', message: 'x' }, { rule: 'iban', status: 'passed', message: 'ok' }],
+      confidence: { invoice_number: 0.97, 'lines.0.amount': 0.2, 'lines.1.amount': 0.3 },
+    });
+    const reasons = escalationReasons(when({ minConfidence: 0.5 }), doubtful, null, [...rules]);
+    expect(reasons.map((r) => r.fields)).toEqual([['amount_untaxed', 'amount_tax', 'amount'], ['lines']]);
   });
 
   it('hands on invalid output and a document too long for the context, and nothing else that failed', () => {
