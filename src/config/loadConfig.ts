@@ -55,6 +55,11 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
       throw new ConfigError(queue.file, 'outputs.postgres', 'needs DOCSIFT_DATABASE_URL in the environment');
     }
     if (queue.escalate) checkTiers(queue, queues, prompts);
+    if (queue.challenge) {
+      if (!queues.has(queue.challenge.queue) || queue.challenge.queue === queue.name) throw new ConfigError(queue.file, 'challenge.queue', `must name another queue (known: ${[...queues.keys()].filter((q) => q !== queue.name).join(', ')})`);
+      if (queue.challenge.onDisagreement === 'escalate' && !queue.escalate) throw new ConfigError(queue.file, 'challenge.onDisagreement', '"escalate" needs escalate.to: the queue disagreements go to');
+      if (queues.get(queue.challenge.queue)!.challenge) throw new ConfigError(queue.file, 'challenge.queue', `${queue.challenge.queue} has a challenger of its own; a challenger answers, it is not challenged`);
+    }
     if (queue.pipeline.mode === 'extract' && !prompts.types.has(queue.pipeline.documentType)) {
       throw new ConfigError(queue.file, 'pipeline.documentType', `"${queue.pipeline.documentType}" has no folder in prompts/ (known: ${[...prompts.types.keys()].join(', ')})`);
     }
@@ -118,7 +123,8 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
       ? { version: config.prompts.classify.version, labels: config.prompts.classify.labels, instructions: config.prompts.classify.instructions }
       : null,
     // A queue that escalates returns the next tier's results: that tier's version is part of this one's.
-    escalate: queue.escalate ? { when: queue.escalate.when, to: pipelineVersion(config, getQueue(config, queue.escalate.to)) } : null,
+    escalate: queue.escalate ? { fields: queue.escalate.fields, when: queue.escalate.when, to: pipelineVersion(config, getQueue(config, queue.escalate.to)) } : null,
+    challenge: queue.challenge ? { onDisagreement: queue.challenge.onDisagreement, by: pipelineVersion(config, getQueue(config, queue.challenge.queue)) } : null,
     types: used.map((name) => {
       const t = config.prompts.types.get(name)!;
       return { name, version: t.version, instructions: t.instructions, schema: t.schema, rules: t.rules };

@@ -184,6 +184,15 @@ export const QueueFileSchema = z.object({
       documentTypes: z.array(z.string().regex(/^[a-z][a-z0-9_]*$/)).default([]),
     }).strict().prefault({}),
   }).strict().optional(),
+  /**
+   * A challenger check: a second model (the workers of queue `queue`) answers the same fields;
+   * fields on which the two disagree become null and a review reason (onDisagreement "null"), or
+   * go to the next tier (onDisagreement "escalate", which needs escalate). docs/TIERS.md.
+   */
+  challenge: z.object({
+    queue: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
+    onDisagreement: z.enum(['null', 'escalate']).default('null'),
+  }).strict().optional(),
   /** Redis is always written; these are extra. */
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */

@@ -27,6 +27,7 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
     const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < review.minConfidence);
     if (low.length) reasons.push(`low confidence (< ${review.minConfidence}): ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
+  if (record.challenge?.disagreed.length) reasons.push(`the challenger model (${record.challenge.model}) disagreed on: ${record.challenge.disagreed.join(', ')}`);
   const ocr = record.text.ocr;
   if (ocr && ocr.meanConfidence < queue.ocr.minConfidence) reasons.push(`low OCR confidence on page(s) ${ocr.pages.join(', ')}: ${ocr.meanConfidence} (< ocr.minConfidence ${queue.ocr.minConfidence})`);
   if (review.sampleRate > 0) {

@@ -22,6 +22,8 @@ export interface NewDocumentJob {
   parent?: { documentId: string; depth: number };
   /** The tier that handed this document on, and why. */
   escalation?: { from: string; queue: string; reasons: string[]; fields?: string[] };
+  /** The document whose fields this one's answer checks (a challenger's job). */
+  challenge?: { from: string; queue: string };
   /** The mail's BullMQ job, which waits for this one (a flow: BullMQ moves it on when its children are done). */
   flowParent?: { id: string; queue: string };
   /** Stores the bytes for the job (holder: `<queue>:<jobId>`); called once the payload is valid. */
@@ -51,6 +53,7 @@ export async function addDocumentJob(queue: DocumentQueue, redis: Redis, keys: K
     ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
     ...(input.parent ? { parent: input.parent } : {}),
     ...(input.escalation ? { escalation: input.escalation } : {}),
+    ...(input.challenge ? { challenge: input.challenge } : {}),
     enqueuedAt: new Date().toISOString(),
   });
   if (!payload.success) throw new DocsiftError('INVALID_JOB', `the job would break the payload contract: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

@@ -28,6 +28,8 @@ export function keys(prefix: string) {
     reviewDone: `${prefix}:review:done`,
     /** A document handed on to the next model tier: the first tier's result and reasons (JSON), until the final record is written. */
     escalation: (documentId: string) => `${prefix}:escalation:${documentId}`,
+    /** A document whose fields a challenger model is answering: its own record (JSON), until the final record is written. */
+    challenge: (documentId: string) => `${prefix}:challenge:${documentId}`,
     /** What an e-mail split into (its parts and their document ids, JSON), from the mail job's first run to its record. */
     mailPlan: (documentId: string) => `${prefix}:mail:${documentId}`,
     /**

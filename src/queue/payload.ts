@@ -62,6 +62,8 @@ export const JobPayload = z.object({
     /** Re-extract only these top-level fields (escalate.fields "doubtful"); the first tier keeps the rest. */
     fields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).min(1).max(200).optional(),
   }).strict().optional(),
+  /** Set by docsift on a document a challenger model answers: the document whose fields it checks. Its result goes to the store of record only. */
+  challenge: z.object({ from: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/), queue: z.string().max(128) }).strict().optional(),
   /** Caller metadata, copied onto the result untouched. */
   metadata: z.record(z.string(), z.unknown()).default({}),
   enqueuedAt: z.string().optional(),

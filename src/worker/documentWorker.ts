@@ -11,7 +11,8 @@ import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type Failu
 import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
 import { isMail, sniffFormat, type TextExtractor } from '../text/index.js';
 import { ChildJobs } from './childJobs.js';
-import { Escalation, escalationReasons } from './escalation.js';
+import { Challenge } from './challenge.js';
+import { Escalation, escalationReasons, type Reason } from './escalation.js';
 import { MailJob } from './mailJob.js';
 
 export interface DocumentWorkerDeps {
@@ -34,6 +35,14 @@ const SHUTDOWN = 'docsift worker shutting down';
 /** The job's progress as each stage starts (Bull Board and GET /v1/documents/:id show it). */
 const STAGE_PERCENT = { text: 10, classify: 30, extract: 60, outputs: 90 } as const;
 
+/** What a job's run carries through its steps. */
+interface Run {
+  startedAt: number;
+  report: JobReport;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
 /** A job as far as it can be trusted: its payload, its bytes, and who the document is. */
 interface CheckedJob {
   payload: JobPayload;
@@ -53,14 +62,18 @@ export class DocumentWorker {
   private readonly children: ChildJobs;
   private readonly mail: MailJob;
   private readonly escalation: Escalation | undefined;
+  private readonly challenge: Challenge | undefined;
 
   constructor(private readonly deps: DocumentWorkerDeps) {
     this.runner = new DocumentRunner(deps.config, deps.queue, deps.engine, deps.extractor);
     this.roots = documentRoots(deps.config.env);
     // The queues this worker adds child jobs to: its own (an e-mail's parts) and its next tier's.
     const queues = new Map([[deps.queue.name, { queue: createDocumentQueue(deps.queue, deps.redis, deps.keys), config: deps.queue }]]);
-    const next = deps.queue.escalate ? getQueue(deps.config, deps.queue.escalate.to) : undefined;
-    if (next) queues.set(next.name, { queue: createDocumentQueue(next, deps.redis, deps.keys), config: next });
+    for (const name of [deps.queue.escalate?.to, deps.queue.challenge?.queue]) {
+      if (!name) continue;
+      const next = getQueue(deps.config, name);
+      queues.set(name, { queue: createDocumentQueue(next, deps.redis, deps.keys), config: next });
+    }
     this.children = new ChildJobs(deps.redis, deps.keys, queues);
     const store = createDocumentStore(deps.config.env, deps.redis, deps.keys);
     this.mail = new MailJob({
@@ -70,6 +83,9 @@ export class DocumentWorker {
     this.escalation = deps.queue.escalate ? new Escalation({
       config: deps.config, queue: { ...deps.queue, escalate: deps.queue.escalate }, redis: deps.redis, keys: deps.keys, children: this.children,
       store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
+    }) : undefined;
+    this.challenge = deps.queue.challenge ? new Challenge({
+      config: deps.config, queue: { ...deps.queue, challenge: deps.queue.challenge }, redis: deps.redis, keys: deps.keys, children: this.children, store,
     }) : undefined;
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
@@ -132,7 +148,7 @@ export class DocumentWorker {
       report.progress({ stage: 'outputs', percent: STAGE_PERCENT.outputs });
       const outputsMs = await this.deliver(job, record, checked.payload, report.take());
       // What a flow kept between its runs goes once the record is written.
-      await (mail ? this.mail.forget(record.documentId) : this.escalation?.forget(record.documentId));
+      await (mail ? this.mail.forget(record.documentId) : Promise.all([this.escalation?.forget(record.documentId), this.challenge?.forget(record.documentId)]));
       log.info({ label: record.classification.label, parts: record.children?.length, tiers: record.tiers?.map((t) => t.queue), tokens: record.tokens, totalMs: record.timings.totalMs, outputsMs }, 'document done');
       return record;
     } catch (thrown) {
@@ -154,17 +170,33 @@ export class DocumentWorker {
    * The document through this queue's model, and on to the next tier when this one is doubtful
    * (escalate): the final record, or WaitingChildrenError while the next tier works.
    */
-  private async runTiered(job: Job<JobPayload, ResultRecord>, token: string | undefined, checked: CheckedJob, run: { startedAt: number; report: JobReport; log: Logger; signal?: AbortSignal }): Promise<ResultRecord> {
-    const { escalation } = this;
-    const handover = await escalation?.pending(checked.identity.documentId);
-    if (escalation && handover) return escalation.finish(job, token, handover, checked.identity);
+  private async runTiered(job: Job<JobPayload, ResultRecord>, token: string | undefined, checked: CheckedJob, run: Run): Promise<ResultRecord> {
+    const id = checked.identity.documentId;
+    // BullMQ runs a job again once the step it handed on is done: finish that step.
+    const handover = await this.escalation?.pending(id);
+    if (handover) return this.escalation!.finish(job, token, handover, checked.identity);
+    const asked = await this.challenge?.pending(id);
+    if (asked) return this.afterChallenge(job, token, checked, run, await this.challenge!.verdict(job, token, asked));
+    const { record, failure } = await this.runOwn(checked, run);
+    const when = this.deps.queue.escalate?.when;
+    const rules = record?.documentType ? this.deps.config.prompts.types.get(record.documentType)?.rules : undefined;
+    const reasons = when ? escalationReasons(when, record, failure, rules) : [];
+    if (reasons.length) return this.handOn(job, token, checked, run, record, failure, reasons);
+    if (!record) throw failure!;
+    if (this.challenge && record.fields !== null) {
+      run.report.log(`asking the challenger (${this.deps.queue.challenge!.queue})`);
+      return this.afterChallenge(job, token, checked, run, await this.challenge.ask(job, token, { bytes: checked.bytes, payload: checked.payload, identity: checked.identity, record }));
+    }
+    return record;
+  }
+
+  /** The document through this worker's model: its record, or the failure a next tier may take over. */
+  private async runOwn(checked: CheckedJob, run: Run): Promise<{ record: ResultRecord | null; failure: DocsiftError | null }> {
     const { report, log } = run;
     log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
     const when = this.deps.queue.escalate?.when;
-    let outcome: DocumentOutcome | undefined;
-    let failure: DocsiftError | null = null;
     try {
-      outcome = await this.runner.run({
+      const outcome = await this.runner.run({
         identity: checked.identity, bytes: checked.bytes, startedAt: run.startedAt,
         ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
         ...(run.signal ? { signal: run.signal } : {}),
@@ -178,17 +210,27 @@ export class DocumentWorker {
         onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms${text.ocr ? `, OCR on page(s) ${text.ocr.pages.join(', ')} (mean confidence ${text.ocr.meanConfidence})` : ''}`),
       });
       this.observe(outcome, report);
+      return { record: outcome.record, failure: null };
     } catch (thrown) {
-      failure = toDocsiftError(thrown);
+      const failure = toDocsiftError(thrown);
       if (!when || escalationReasons(when, null, failure).length === 0) throw failure;
+      return { record: null, failure };
     }
-    const rules = outcome?.record.documentType ? this.deps.config.prompts.types.get(outcome.record.documentType)?.rules : undefined;
-    const reasons = when ? escalationReasons(when, outcome?.record ?? null, failure, rules) : [];
-    if (!escalation || reasons.length === 0) return outcome!.record;
+  }
+
+  /** With the challenger's verdict: disagreements go to the next tier when the queue says so. */
+  private async afterChallenge(job: Job<JobPayload, ResultRecord>, token: string | undefined, checked: CheckedJob, run: Run, record: ResultRecord): Promise<ResultRecord> {
+    const disagreed = record.challenge?.disagreed ?? [];
+    if (disagreed.length === 0 || this.challenge?.onDisagreement !== 'escalate') return record;
+    return this.handOn(job, token, checked, run, record, null, [{ kind: 'disagreement', text: `the challenger (${record.challenge!.model}) disagreed on ${disagreed.join(', ')}`, fields: disagreed }]);
+  }
+
+  private handOn(job: Job<JobPayload, ResultRecord>, token: string | undefined, checked: CheckedJob, run: Run, record: ResultRecord | null, failure: DocsiftError | null, reasons: Reason[]): Promise<ResultRecord> {
+    const escalation = this.escalation!;
     for (const r of reasons) this.deps.metrics.escalations.inc({ queue: this.deps.queue.name, to: escalation.to, reason: r.kind });
-    log.info({ to: escalation.to, reasons: reasons.map((r) => r.text) }, 'handed on to the next tier');
-    report.log(`escalated to ${escalation.to}: ${reasons.map((r) => r.text).join('; ')}`);
-    return escalation.handOn(job, token, { bytes: checked.bytes, payload: checked.payload, identity: checked.identity, record: outcome?.record ?? null, failure, reasons, startedAt: run.startedAt });
+    run.log.info({ to: escalation.to, reasons: reasons.map((r) => r.text) }, 'handed on to the next tier');
+    run.report.log(`escalated to ${escalation.to}: ${reasons.map((r) => r.text).join('; ')}`);
+    return escalation.handOn(job, token, { bytes: checked.bytes, payload: checked.payload, identity: checked.identity, record, failure, reasons, startedAt: run.startedAt });
   }
 
   /**
@@ -269,7 +311,7 @@ export class DocumentWorker {
   /** The review hold, then every output (or Redis alone while held), then the bytes go. Returns the outputs' time. */
   private async deliver(job: Job, record: ResultRecord, payload: JobPayload, heldLine: string | undefined): Promise<number> {
     // A tier's result for the tier below: that tier reviews and delivers the final record.
-    const handedUp = payload.escalation !== undefined;
+    const handedUp = payload.escalation !== undefined || payload.challenge !== undefined;
     const reasons = handedUp ? [] : reviewReasons(this.deps.queue, record);
     if (reasons.length) record.review = { status: 'pending', reasons };
     const started = performance.now();

@@ -10,7 +10,7 @@ type When = NonNullable<QueueConfig['escalate']>['when'];
 
 /** Why a tier hands a document on: a kind for metrics, a sentence for people. */
 export interface Reason {
-  kind: 'invalid_output' | 'too_long' | 'failed_check' | 'ungrounded' | 'low_confidence' | 'document_type';
+  kind: 'invalid_output' | 'too_long' | 'failed_check' | 'ungrounded' | 'low_confidence' | 'document_type' | 'disagreement';
   text: string;
   /** The top-level fields in doubt; undefined when the doubt is about the whole document. */
   fields?: string[];

@@ -24,6 +24,9 @@ const queues = {
   invalid: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'large', when: { failedChecks: false } } }),
   long: documentsQueue({ ...extract, model: { contextSize: 4096, maxTokens: 256 }, escalate: { to: 'large', when: { failedChecks: false } } }),
   fieldwise: documentsQueue({ ...extract, escalate: { to: 'large', fields: 'doubtful', when: { minConfidence: 1, failedChecks: false } } }),
+  challenged: documentsQueue({ ...extract, challenge: { queue: 'challenger' }, review: { enabled: true, minConfidence: 0, failedChecks: false, ungroundedFields: false } }),
+  contested: documentsQueue({ ...extract, challenge: { queue: 'challenger', onDisagreement: 'escalate' }, escalate: { to: 'large', fields: 'doubtful', when: { failedChecks: false } } }),
+  challenger: documentsQueue({ ...extract }),
   doomed: documentsQueue({ ...extract, model: { maxTokens: 16, reasks: 0 }, escalate: { to: 'broken', when: { failedChecks: false } } }),
   weak: documentsQueue({ ...extract, escalate: { to: 'broken', when: { documentTypes: ['invoice'] } } }),
   large: documentsQueue({ ...extract, model: { contextSize: 8192 } }),
@@ -37,7 +40,7 @@ const bull = new Map<string, DocumentQueue>();
 beforeAll(async () => {
   stack = await startStack(queues, 'always');
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', destination: 'stderr' });
-  for (const [name, modelPath] of [['doubt', testModelPath()], ['invalid', testModelPath()], ['fieldwise', testModelPath()], ['long', testModelPath()], ['doomed', testModelPath()], ['weak', testModelPath()], ['large', tokenizerModelPath('qwen')], ['broken', tokenizerModelPath('qwen')]] as const) {
+  for (const [name, modelPath] of [['doubt', testModelPath()], ['invalid', testModelPath()], ['fieldwise', testModelPath()], ['challenged', testModelPath()], ['contested', testModelPath()], ['challenger', tokenizerModelPath('llama3')], ['long', testModelPath()], ['doomed', testModelPath()], ['weak', testModelPath()], ['large', tokenizerModelPath('qwen')], ['broken', tokenizerModelPath('qwen')]] as const) {
     workers.push(await startWorker({ config: stack.config, queueName: name, keys: stack.keys, logger, modelPath }));
   }
   for (const name of Object.keys(queues)) bull.set(name, createDocumentQueue(getQueue(stack.config, name), stack.redis, stack.keys));
@@ -120,6 +123,29 @@ describe('model tiers: a doubtful document goes on to the larger model, and its 
     for (const k of doubted) expect(record.fields![k]).toEqual(large.fields[k]);
     expect(invoiceSchema()(record.fields).ok).toBe(true);
     expect(record.model.file).toBe(path.basename(testModelPath()));
+  });
+
+  it('a challenger model answers the same fields: disagreements become null and a review reason, or go to the next tier', async () => {
+    const [challenged, contested] = await Promise.all([run('challenged', invoice()), run('contested', invoice())]);
+    for (const { status } of [challenged, contested]) expect(status.state, JSON.stringify(status)).toBe('done');
+    if (challenged.status.state !== 'done' || contested.status.state !== 'done') return;
+    const held = challenged.status.record;
+    const llama = path.basename(tokenizerModelPath('llama3'));
+    // Two random-weight models agree on little: the verdict lists the fields, each set to null, and review holds the record.
+    expect(held.challenge).toMatchObject({ queue: 'challenger', model: llama });
+    expect(held.challenge!.disagreed.length).toBeGreaterThan(0);
+    for (const k of held.challenge!.disagreed) expect(held.fields![k]).toBeNull();
+    expect(held.review?.status).toBe('pending');
+    expect(held.review?.reasons).toContain(`the challenger model (${llama}) disagreed on: ${held.challenge!.disagreed.join(', ')}`);
+    expect(held.warnings.some((w) => w.startsWith('CHALLENGE_DISAGREED: '))).toBe(true);
+    const asked = (await bull.get('challenger')!.getJobs(['completed'])).find((j) => j.data.challenge?.from === held.documentId)!;
+    expect(asked.data).toMatchObject({ documentType: 'invoice', challenge: { queue: 'challenged' } });
+    // onDisagreement "escalate": the disagreeing fields go to the large tier, which answers them.
+    const other = contested.status.record;
+    expect(other.tiers!.map((t) => t.queue)).toEqual(['contested', 'large']);
+    expect(other.tiers![0]!.reasons).toEqual([`the challenger (${llama}) disagreed on ${other.challenge!.disagreed.join(', ')}`]);
+    expect(other.tiers![1]!.fields).toEqual(other.challenge!.disagreed);
+    expect(invoiceSchema()(other.fields).ok).toBe(true);
   });
 
   it('when the next tier fails too: a doubtful result stands with a warning; a failure fails with the next tier\'s code', async () => {

@@ -67,6 +67,11 @@ export interface ResultRecord {
    * with why each handed it on; the fields are the last tier's (docs/TIERS.md).
    */
   tiers?: TierStep[];
+  /**
+   * When a challenger model answered the same fields (a queue's challenge): its queue and model,
+   * and the fields on which the two disagreed (null in fields with onDisagreement "null").
+   */
+  challenge?: { queue: string; model: string; disagreed: string[] };
 }
 
 /** One tier a document went through. */

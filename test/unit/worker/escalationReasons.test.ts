@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QueueFileSchema } from '../../../src/config/index.js';
+import { QueueFileSchema, type Rule } from '../../../src/config/index.js';
 import { DocsiftError } from '../../../src/infra/errors.js';
 import type { ResultRecord } from '../../../src/pipeline/index.js';
 import { escalationReasons } from '../../../src/worker/escalation.js';
@@ -44,12 +44,12 @@ describe('when a tier hands a document on', () => {
   });
 
   it('names the fields in doubt: those a failed rule reads, ungrounded ones, low-confidence ones (array items by their array)', () => {
-    const rules = [{ rule: 'fields_sum', fields: ['amount_untaxed', 'amount_tax'], equals: 'amount', tolerance: 0.02 }, { rule: 'iban', field: 'iban' }] as const;
+    const rules: Rule[] = [{ rule: 'fields_sum', fields: ['amount_untaxed', 'amount_tax'], equals: 'amount', tolerance: 0.02 }, { rule: 'iban', field: 'iban' }];
     const doubtful = record({
       checks: [{ rule: 'fields_sum', status: 'failed', message: 'x' }, { rule: 'iban', status: 'passed', message: 'ok' }],
       confidence: { invoice_number: 0.97, 'lines.0.amount': 0.2, 'lines.1.amount': 0.3 },
     });
-    const reasons = escalationReasons(when({ minConfidence: 0.5 }), doubtful, null, [...rules]);
+    const reasons = escalationReasons(when({ minConfidence: 0.5 }), doubtful, null, rules);
     expect(reasons.map((r) => r.fields)).toEqual([['amount_untaxed', 'amount_tax', 'amount'], ['lines']]);
   });
 
