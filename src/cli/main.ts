@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { envHelp } from '../config/env.js';
-import { action, parsePort, parsePositiveInt } from './runtime.js';
+import { action, parsePort, parsePositiveInt, parsePrice } from './runtime.js';
 
 // Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
 const workerCommand = async (...a: Parameters<typeof import('./commands/worker.js').workerCommand>) => (await import('./commands/worker.js')).workerCommand(...a);
@@ -10,6 +10,7 @@ const resultCommand = async (...a: Parameters<typeof import('./commands/result.j
 const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
 const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
 const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js').watchCommand>) => (await import('./commands/watch.js')).watchCommand(...a);
+const reportCommand = async (...a: Parameters<typeof import('./commands/report.js').reportCommand>) => (await import('./commands/report.js')).reportCommand(...a);
 const mailCommand = async (...a: Parameters<typeof import('./commands/mail.js').mailCommand>) => (await import('./commands/mail.js')).mailCommand(...a);
 const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrateCommand();
 const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
@@ -83,6 +84,18 @@ program.command('result')
   .addOption(queueOption())
   .addHelpText('after', '\nExit status: 0 result printed, 1 failed or unknown, 3 still queued or running.')
   .action(action(resultCommand));
+
+program.command('report')
+  .description('Documents, tokens and model-seconds per tier (queue) and node, from the result records in Redis; with prices, what the same tokens would cost from an API.')
+  .option('--since <duration>', 'how far back: 90m, 24h, 7d (records live retention.recordSeconds)', '24h')
+  .option('--input-price <usd>', 'price per million input (prompt) tokens to compare with', parsePrice)
+  .option('--output-price <usd>', 'price per million output tokens to compare with', parsePrice)
+  .option('--json', 'one JSON object: documents, escalated, rows, and cost when priced', false)
+  .addHelpText('after', `
+Each document counts once: a document handed on to a larger tier counts in every tier it went
+through (its record's tiers), a challenger's answer in the challenger's queue. The same figures
+are in /metrics: docsift_tokens_total and docsift_model_seconds_total per queue, per scraped node.`)
+  .action(action(reportCommand));
 
 program.command('extract-text')
   .description('Show what the text stage sees for each file (same extractor and limits as the workers); of an e-mail, its body document and each attachment\'s format.')

@@ -79,6 +79,12 @@ export async function openRedis(rt: Runtime): Promise<Redis> {
   return redis;
 }
 
+export function parsePrice(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a price per million tokens such as 0.15, got "${value}"`);
+  return n;
+}
+
 export function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number (0 for any free port), got "${value}"`);

@@ -55,6 +55,8 @@ export const EnvSchema = z.object({
    * measured 35x slower on 2 cores (../shared/SPIKES.md).
    */
   DOCSIFT_THREADS: z.coerce.number().int().min(1).max(1024).default(Math.max(1, os.availableParallelism() - 1)),
+  /** This node's name on records and in docsift report (several workers on one host may share it). */
+  DOCSIFT_NODE_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/).default(os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'node'),
   /** Prefix of every Redis key docsift and BullMQ write, so several installations can share a Redis. */
   DOCSIFT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('docsift'),
   /** Where enqueued bytes wait for a worker: a Redis key with a TTL, or a file on a shared filesystem. */
@@ -138,6 +140,7 @@ const ENV_HELP: Record<keyof Env, string> = {
   DOCSIFT_STORE_DIR: 'folder for DOCSIFT_STORE=fs',
   DOCSIFT_STORE_TTL_S: 'seconds stored bytes are kept at most',
   DOCSIFT_PREFIX: 'prefix of every Redis key',
+  DOCSIFT_NODE_NAME: 'this node\'s name on result records and in docsift report [the hostname]',
   DOCSIFT_HOME: 'folder with queues/ and prompts/ [the docsift package]',
   DOCSIFT_API_TOKENS: 'bearer tokens of the HTTP API, comma-separated',
   DOCSIFT_API_ROOTS: 'folders the API may read files from by path, comma-separated',

@@ -37,6 +37,9 @@ export class Metrics {
     name: 'docsift_tokens_total', help: 'Model tokens: prompt (evaluated) and generated',
     labelNames: ['queue', 'kind'] as const, registers: [this.registry],
   });
+  readonly modelSeconds = new Counter({
+    name: 'docsift_model_seconds_total', help: 'Time documents spent in the model (classify + extract), the figure docsift report prices', labelNames: ['queue'] as const, registers: [this.registry],
+  });
   readonly tokensPerSecond = new Gauge({
     name: 'docsift_generated_tokens_per_second', help: 'Generation speed of the last document', labelNames: ['queue'] as const, registers: [this.registry],
   });

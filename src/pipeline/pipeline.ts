@@ -346,7 +346,8 @@ export class Pipeline {
       conversation = next;
       usage = addUsage(usage, { ...NO_USAGE, reasks: 1, warnings: [`REASKED: ${checked.error}`] });
     }
-    throw new DocsiftError('MODEL_OUTPUT_INVALID', `the model output did not validate against prompts/${type.name}/schema.json after ${usage.reasks} re-ask(s): ${lastError}`);
+    // The tokens spent go with the error: a larger tier that takes the document over accounts for them.
+    throw new DocsiftError('MODEL_OUTPUT_INVALID', `the model output did not validate against prompts/${type.name}/schema.json after ${usage.reasks} re-ask(s): ${lastError}`, { details: { tokens: usage.tokens } });
   }
 
   /** Never cut a document silently: if the prompt and the answer do not fit, fail with the numbers. */

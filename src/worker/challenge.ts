@@ -66,7 +66,7 @@ export class Challenge {
     if (outcome!.status === 'failed') return { ...record, warnings: [...record.warnings, `CHALLENGE_FAILED: ${outcome!.code}: ${outcome!.message}`] };
     const other = outcome!.record;
     const disagreed = disagreements(record.fields ?? {}, other.fields ?? {});
-    const challenge = { queue: other.queue, model: other.model.file, disagreed };
+    const challenge = { queue: other.queue, model: other.model.file, ...(other.node ? { node: other.node } : {}), disagreed, tokens: other.tokens, modelMs: other.timings.classifyMs + other.timings.extractMs };
     if (disagreed.length === 0 || this.onDisagreement === 'escalate') return { ...record, challenge };
     const doubted = (path: string) => disagreed.includes(path.split('.')[0]!);
     const drop = <T>(map: Record<string, T> | null) => (map === null ? null : Object.fromEntries(Object.entries(map).filter(([k]) => !doubted(k))));

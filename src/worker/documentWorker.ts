@@ -82,7 +82,7 @@ export class DocumentWorker {
     });
     this.escalation = deps.queue.escalate ? new Escalation({
       config: deps.config, queue: { ...deps.queue, escalate: deps.queue.escalate }, redis: deps.redis, keys: deps.keys, children: this.children,
-      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
+      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info, node: deps.config.env.DOCSIFT_NODE_NAME,
     }) : undefined;
     this.challenge = deps.queue.challenge ? new Challenge({
       config: deps.config, queue: { ...deps.queue, challenge: deps.queue.challenge }, redis: deps.redis, keys: deps.keys, children: this.children, store,
@@ -304,6 +304,7 @@ export class DocumentWorker {
     if (record.documentType) m.stageSeconds.observe({ ...queue, stage: 'extract' }, timings.extractMs / 1000);
     m.stageSeconds.observe({ ...queue, stage: 'validate' }, timings.validateMs / 1000);
     for (const kind of ['prompt', 'generated', 'forced', 'reused'] as const) m.tokens.inc({ ...queue, kind }, tokens[kind]);
+    m.modelSeconds.inc(queue, modelMs / 1000);
     m.tokensPerSecond.set(queue, tokensPerSecond);
     report.log(`model: ${record.classification.label} (${record.classification.method}); ${tokens.prompt} prompt + ${tokens.generated} generated tokens, ${tokensPerSecond} tok/s; ${record.reasks} re-ask(s)`);
   }
@@ -312,6 +313,9 @@ export class DocumentWorker {
   private async deliver(job: Job, record: ResultRecord, payload: JobPayload, heldLine: string | undefined): Promise<number> {
     // A tier's result for the tier below: that tier reviews and delivers the final record.
     const handedUp = payload.escalation !== undefined || payload.challenge !== undefined;
+    record.node ??= this.deps.config.env.DOCSIFT_NODE_NAME;
+    if (payload.escalation) record.for = { documentId: payload.escalation.from, queue: payload.escalation.queue, as: 'escalation' };
+    else if (payload.challenge) record.for = { documentId: payload.challenge.from, queue: payload.challenge.queue, as: 'challenge' };
     const reasons = handedUp ? [] : reviewReasons(this.deps.queue, record);
     if (reasons.length) record.review = { status: 'pending', reasons };
     const started = performance.now();

@@ -72,6 +72,7 @@ export interface EscalationDeps {
   store: DocumentStore;
   pipelineVersion: string;
   model: { file: string };
+  node: string;
 }
 
 /**
@@ -107,8 +108,9 @@ export class Escalation {
     const next = { queue: this.to, documentId: documentIdFor(identity.sha256, this.nextVersion, documentType, fields ?? undefined) };
     const reasons = input.reasons.map((r) => r.text);
     const step: TierStep = record
-      ? { ...stepOf(record), reasons }
-      : { queue: this.deps.queue.name, model: this.deps.model.file, label: null, reasons, totalMs: Math.round(performance.now() - input.startedAt), tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, code: failure?.code ?? 'INTERNAL' };
+      ? { ...stepOf(record), node: this.deps.node, reasons }
+      // A tier that failed has no record of its times: its whole run counts as model time.
+      : { queue: this.deps.queue.name, model: this.deps.model.file, node: this.deps.node, label: null, reasons, totalMs: Math.round(performance.now() - input.startedAt), modelMs: Math.round(performance.now() - input.startedAt), tokens: (failure?.details?.tokens as TierStep['tokens'] | undefined) ?? { prompt: 0, reused: 0, generated: 0, forced: 0 }, code: failure?.code ?? 'INTERNAL' };
     const handover: Handover = { next, fields, record, step };
     const seconds = this.deps.queue.retention.recordSeconds;
     const key = this.deps.keys.escalation(identity.documentId);
@@ -129,16 +131,17 @@ export class Escalation {
     const own = {
       documentId: identity.documentId, sha256: identity.sha256, filename: identity.filename, source: identity.source, metadata: identity.metadata,
       queue: this.deps.queue.name, pipelineVersion: this.deps.pipelineVersion, jobId: identity.jobId, attempts: identity.attempt,
-      completedAt: new Date().toISOString(), review: null, ...(identity.parent ? { parent: identity.parent } : {}),
+      completedAt: new Date().toISOString(), review: null, node: this.deps.node, ...(identity.parent ? { parent: identity.parent } : {}),
     };
     if (outcome!.status === 'done') {
-      const next = outcome!.record;
+      // The next tier's record was written for this document (for); the final one is this document's own.
+      const { for: _for, ...next } = outcome!.record;
       const tiers = [handover.step, ...(next.tiers ?? [{ ...stepOf(next), ...(handover.fields ? { fields: handover.fields } : {}) }])];
       if (handover.fields && handover.record) return { ...this.merge(handover.record, next, handover.fields), ...own, tiers };
       return { ...next, ...own, tiers };
     }
     const { code, message } = outcome!;
-    const failedStep: TierStep = { queue: this.to, model: '', label: null, reasons: [], totalMs: 0, tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, code };
+    const failedStep: TierStep = { queue: this.to, model: '', label: null, reasons: [], totalMs: 0, modelMs: 0, tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 }, code };
     // The next tier failed: this tier's own (doubtful) result stands, marked; without one, the document fails with the next tier's code.
     if (handover.record) return { ...handover.record, ...own, warnings: [...handover.record.warnings, `ESCALATION_FAILED: ${code}: ${message}`], tiers: [handover.step, failedStep] };
     throw new DocsiftError(code in ERROR_CODES ? (code as ErrorCode) : 'INTERNAL', `the next tier (${this.to}) failed too: ${message}`);
@@ -171,5 +174,8 @@ export class Escalation {
 }
 
 function stepOf(record: ResultRecord): TierStep {
-  return { queue: record.queue, model: record.model.file, label: record.classification.label, reasons: [], totalMs: record.timings.totalMs, tokens: record.tokens };
+  return {
+    queue: record.queue, model: record.model.file, ...(record.node ? { node: record.node } : {}), label: record.classification.label, reasons: [],
+    totalMs: record.timings.totalMs, modelMs: record.timings.classifyMs + record.timings.extractMs, tokens: record.tokens,
+  };
 }

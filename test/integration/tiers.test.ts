@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,9 @@ import { makeValidator } from '../../src/model/index.js';
 import { createDocumentQueue, type DocumentQueue } from '../../src/queue/index.js';
 import { startWorker, type RunningWorker } from '../../src/worker/index.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
-import { corpusFiles, makeHome, REDIS_URL, testModelPath, tokenizerModelPath } from '../helpers/testEnv.js';
+import { collectReport } from '../../src/cli/commands/report.js';
+import type { ResultRecord } from '../../src/pipeline/index.js';
+import { corpusFiles, makeHome, REDIS_URL, REPO, testModelPath, tokenizerModelPath } from '../helpers/testEnv.js';
 
 const invoice = () => fs.readFileSync(corpusFiles().find((f) => f.endsWith('AmazonWebServices.pdf'))!);
 const extract = { pipeline: { mode: 'extract', documentType: 'invoice' } };
@@ -158,6 +161,36 @@ describe('model tiers: a doubtful document goes on to the larger model, and its 
     }
     expect(doomed.status).toMatchObject({ state: 'failed', code: 'MODEL_OUTPUT_INVALID' });
     if (doomed.status.state === 'failed') expect(doomed.status.message).toMatch(/the next tier \(broken\) failed too/);
+  });
+
+  it('docsift report: documents, tokens and model-seconds per tier and node, each document once, priced as an API would bill them', async () => {
+    const report = await collectReport(stack.redis, stack.keys, new Date(Date.now() - 3_600_000));
+    const finals = [];
+    for (const key of await stack.redis.keys(stack.keys.result('*'))) {
+      const r = JSON.parse((await stack.redis.get(key))!) as ResultRecord;
+      if (!r.for) finals.push(r);
+      else expect(['escalation', 'challenge']).toContain(r.for.as);
+    }
+    expect(report.documents).toBe(finals.length);
+    expect(report.escalated).toBe(finals.filter((r) => r.tiers).length);
+    const row = (queue: string) => report.rows.find((r) => r.queue === queue)!;
+    expect(row('always')).toMatchObject({ node: stack.config.env.DOCSIFT_NODE_NAME, documents: 1 });
+    expect(row('large').documents).toBeGreaterThanOrEqual(5);
+    expect(row('challenger').documents).toBe(2);
+    // Every tier ran on this node; a tier that failed ('broken') is counted, with no node or tokens to its name (its failure record has neither).
+    for (const r of report.rows.filter((x) => x.queue !== 'broken')) expect(r.node, r.queue).toBe(stack.config.env.DOCSIFT_NODE_NAME);
+    // Tokens spent on an answer that failed validation count too; 'long' went on before its model ran.
+    for (const r of report.rows.filter((x) => x.queue !== 'broken' && x.queue !== 'long')) expect(r.tokensIn + r.tokensOut, r.queue).toBeGreaterThan(0);
+    expect(row('long')).toMatchObject({ documents: 1, tokensIn: 0, tokensOut: 0 });
+    expect(report.rows.filter((x) => x.queue === 'broken')).toEqual([{ queue: 'broken', node: 'unknown', documents: 1, tokensIn: 0, tokensOut: 0, modelSeconds: 0 }]);
+    const cli = spawnSync(process.execPath, [path.join(REPO, 'dist', 'src', 'cli', 'main.js'), 'report', '--since', '1h', '--json', '--input-price', '0.15', '--output-price', '0.6'], {
+      env: { ...process.env, DOCSIFT_HOME: stack.config.home, DOCSIFT_PREFIX: stack.config.env.DOCSIFT_PREFIX, REDIS_URL }, encoding: 'utf8',
+    });
+    expect(cli.status, cli.stderr).toBe(0);
+    const printed = JSON.parse(cli.stdout) as { documents: number; cost: number; rows: Array<{ tokensIn: number; tokensOut: number; cost: number }> };
+    expect(printed.documents).toBe(report.documents);
+    const expected = printed.rows.reduce((n, r) => n + (r.tokensIn * 0.15 + r.tokensOut * 0.6) / 1e6, 0);
+    expect(printed.cost).toBeCloseTo(expected, 2);
   });
 
   it('refuses tiers that go round in a circle or name no queue, naming the file and key', () => {

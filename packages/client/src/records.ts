@@ -71,7 +71,14 @@ export interface ResultRecord {
    * When a challenger model answered the same fields (a queue's challenge): its queue and model,
    * and the fields on which the two disagreed (null in fields with onDisagreement "null").
    */
-  challenge?: { queue: string; model: string; disagreed: string[] };
+  challenge?: { queue: string; model: string; node?: string; disagreed: string[]; tokens: { prompt: number; reused: number; generated: number; forced: number }; modelMs: number };
+  /** The host whose worker wrote this record (DOCSIFT_NODE_NAME, else the hostname). */
+  node?: string;
+  /**
+   * On the record a tier or a challenger wrote for another queue's document (kept in the store of
+   * record only): that document and why; its final record is the other queue's.
+   */
+  for?: { documentId: string; queue: string; as: 'escalation' | 'challenge' };
 }
 
 /** One tier a document went through. */
@@ -84,6 +91,10 @@ export interface TierStep {
   /** Why it handed the document on; empty for the tier whose result the record holds. */
   reasons: string[];
   totalMs: number;
+  /** Time in the model (classify + extract). */
+  modelMs: number;
+  /** The host that ran this tier (the record's node). */
+  node?: string;
   tokens: { prompt: number; reused: number; generated: number; forced: number };
   /** The error that made it hand the document on (MODEL_OUTPUT_INVALID, DOCUMENT_TOO_LONG), or the next tier's failure. */
   code?: string;
