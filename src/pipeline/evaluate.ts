@@ -155,3 +155,58 @@ export function scoreDocuments(
     calibration: calibrate(perDocument, confidences),
   };
 }
+
+/** One step of a document's path through model tiers, as a result record gives it. */
+export interface TierPassage {
+  queue: string;
+  tokens: { prompt: number; reused: number; generated: number; forced: number };
+  modelMs: number;
+}
+
+export interface TierScore {
+  queue: string;
+  /** Documents this tier read (all that reached it). */
+  read: number;
+  /** Documents whose final fields are this tier's. */
+  final: number;
+  /** Exact match over the labelled fields of the documents final here. */
+  exactMatch: number;
+  /** Per document this tier read: tokens (prompt, reused, generated, forced) and seconds in its model. */
+  tokensPerDocument: number;
+  modelSecondsPerDocument: number;
+}
+
+/**
+ * Per model tier: what it read, how accurate the documents it finished are, and what a document
+ * cost it; and the share of documents handed on beyond the first tier.
+ */
+export function scoreTiers(perDocument: readonly DocumentScore[], paths: ReadonlyMap<string, readonly TierPassage[]>): { escalatedShare: number; tiers: TierScore[] } {
+  const tiers = new Map<string, { read: number; final: number; exact: number; compared: number; tokens: number; modelMs: number; order: number }>();
+  let escalated = 0;
+  let documents = 0;
+  for (const doc of perDocument) {
+    const path = paths.get(doc.filename);
+    if (!path?.length) continue;
+    documents++;
+    if (path.length > 1) escalated++;
+    path.forEach((step, i) => {
+      const t = tiers.get(step.queue) ?? { read: 0, final: 0, exact: 0, compared: 0, tokens: 0, modelMs: 0, order: i };
+      t.read++;
+      t.tokens += step.tokens.prompt + step.tokens.reused + step.tokens.generated + step.tokens.forced;
+      t.modelMs += step.modelMs;
+      if (i === path.length - 1) {
+        t.final++;
+        t.compared += doc.fields.length;
+        t.exact += doc.fields.filter((f) => f.match).length;
+      }
+      tiers.set(step.queue, t);
+    });
+  }
+  return {
+    escalatedShare: documents ? escalated / documents : 0,
+    tiers: [...tiers.entries()].sort((a, b) => a[1].order - b[1].order).map(([queue, t]) => ({
+      queue, read: t.read, final: t.final, exactMatch: t.compared ? t.exact / t.compared : 0,
+      tokensPerDocument: Math.round(t.tokens / t.read), modelSecondsPerDocument: Math.round(t.modelMs / t.read / 10) / 100,
+    })),
+  };
+}

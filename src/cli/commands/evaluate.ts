@@ -5,9 +5,9 @@ import { getQueue, loadConfig } from '../../config/index.js';
 import { createLogger } from '../../infra/logger.js';
 import { toDocsiftError } from '../../infra/errors.js';
 import { ModelEngine, type DecoderKind } from '../../model/index.js';
-import { DocumentRunner } from '../../pipeline/index.js';
+import { DocumentRunner, type ResultRecord } from '../../pipeline/index.js';
 import { documentIdFor } from '../../queue/index.js';
-import { scoreDocuments, type LabelledDocument } from '../../pipeline/evaluate.js';
+import { scoreDocuments, scoreTiers, type LabelledDocument, type TierPassage } from '../../pipeline/evaluate.js';
 import { TextExtractor } from '../../text/index.js';
 import { Progress } from '../progress.js';
 
@@ -50,12 +50,19 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
   if (labelled.length === 0) throw new Error(`${dir} holds no labelled documents (FILE with FILE-stem.json beside it)`);
   const predictions = new Map<string, Record<string, unknown> | { error: string }>();
   const confidences = new Map<string, Record<string, number>>();
+  // Each document's path through model tiers: from a record's tiers, or the one queue that read it.
+  const paths = new Map<string, TierPassage[]>();
+  const pathOf = (r: Partial<Pick<ResultRecord, 'tiers' | 'queue' | 'tokens' | 'timings'>>): TierPassage[] | undefined =>
+    r.tiers?.map((t) => ({ queue: t.queue, tokens: t.tokens, modelMs: t.modelMs }))
+    ?? (r.queue && r.tokens && r.timings ? [{ queue: r.queue, tokens: r.tokens, modelMs: r.timings.classifyMs + r.timings.extractMs }] : undefined);
 
   if (options.results) {
     for (const line of fs.readFileSync(options.results, 'utf8').split('\n').filter((l) => l.trim())) {
-      const r = JSON.parse(line) as { filename?: string; file?: string; fields?: Record<string, unknown> | null; confidence?: Record<string, number> | null; code?: string; message?: string };
+      const r = JSON.parse(line) as { filename?: string; file?: string; fields?: Record<string, unknown> | null; confidence?: Record<string, number> | null; code?: string; message?: string } & Partial<ResultRecord>;
       const name = r.filename ?? (r.file ? path.basename(r.file) : undefined);
       if (!name) continue;
+      const passage = pathOf(r);
+      if (passage) paths.set(name, passage);
       if (r.confidence) confidences.set(name, r.confidence);
       predictions.set(name, r.fields ? r.fields : { error: r.code ? `${r.code}: ${r.message ?? ''}` : 'no fields' });
     }
@@ -79,6 +86,7 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
             identity: { documentId, sha256, filename: doc.filename, source: 'eval', metadata: {}, jobId: documentId, attempt: 1 },
           });
           predictions.set(doc.filename, out.fields ?? {});
+          paths.set(doc.filename, pathOf(out)!);
           if (out.confidence) confidences.set(doc.filename, out.confidence);
           saved.push(JSON.stringify({ filename: doc.filename, documentType: out.documentType, fields: out.fields, confidence: out.confidence, warnings: out.warnings, model: engine.info.file, decoder: queue.model.decoder, prompts: { [type.name]: type.version } }));
         } catch (err) {
@@ -112,6 +120,12 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
     process.stdout.write(`\nconfidence       fields   exact\n`);
     for (const b of report.calibration) process.stdout.write(`${`${b.from.toFixed(2)}-${b.to.toFixed(2)}`.padEnd(14)} ${String(b.fields).padStart(8)} ${b.fields ? pct(b.exactMatch) : '      -'}\n`);
   }
-  if (options.report) fs.writeFileSync(options.report, JSON.stringify(report, null, 2) + '\n');
+  const tiers = scoreTiers(report.perDocument, paths);
+  if (tiers.tiers.length) {
+    process.stdout.write(`\ntier             read   final   exact  tokens/doc  model-s/doc\n`);
+    for (const t of tiers.tiers) process.stdout.write(`${t.queue.padEnd(14)} ${String(t.read).padStart(6)} ${String(t.final).padStart(7)} ${t.final ? pct(t.exactMatch) : '      -'} ${String(t.tokensPerDocument).padStart(11)} ${t.modelSecondsPerDocument.toFixed(2).padStart(12)}\n`);
+    process.stdout.write(`${pct(tiers.escalatedShare).trim()} of documents went on to a larger tier\n`);
+  }
+  if (options.report) fs.writeFileSync(options.report, JSON.stringify({ ...report, tiers }, null, 2) + '\n');
   return 0;
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { normaliseDate, normaliseNumber, scoreDocuments, valuesMatch } from '../../../src/pipeline/evaluate.js';
+import { normaliseDate, normaliseNumber, scoreDocuments, scoreTiers, valuesMatch } from '../../../src/pipeline/evaluate.js';
 import { CORPUS } from '../../helpers/testEnv.js';
 
 describe('eval normalisation, on values from the invoice corpus', () => {
@@ -61,5 +61,27 @@ describe('scoring', () => {
     expect(inv.precision).toBe(0);
     expect(report.perDocument[1]!.error).toBe('CORRUPT_DOCUMENT: x');
     expect(report.passed).toBe(0);
+  });
+});
+
+describe('scoring per model tier', () => {
+  const tokens = (n: number) => ({ prompt: n, reused: 0, generated: 10, forced: 0 });
+  const doc = (filename: string, matches: boolean[]) => ({ filename, pass: matches.every(Boolean), fields: matches.map((match, i) => ({ field: `f${i}`, expected: 1, predicted: match ? 1 : 2, match })) });
+
+  it('what each tier read and finished, the exact match of the documents final there, and its cost per document read', () => {
+    const perDocument = [doc('a.pdf', [true, true]), doc('b.pdf', [true, false]), doc('c.pdf', [false, false]), doc('d.pdf', [true, true])];
+    const paths = new Map([
+      ['a.pdf', [{ queue: 'small', tokens: tokens(90), modelMs: 1000 }]],
+      ['b.pdf', [{ queue: 'small', tokens: tokens(190), modelMs: 3000 }]],
+      ['c.pdf', [{ queue: 'small', tokens: tokens(290), modelMs: 2000 }, { queue: 'large', tokens: tokens(490), modelMs: 8000 }]],
+      ['d.pdf', [{ queue: 'small', tokens: tokens(390), modelMs: 2000 }, { queue: 'large', tokens: tokens(690), modelMs: 12000 }]],
+    ]);
+    expect(scoreTiers(perDocument, paths)).toEqual({
+      escalatedShare: 0.5,
+      tiers: [
+        { queue: 'small', read: 4, final: 2, exactMatch: 0.75, tokensPerDocument: 250, modelSecondsPerDocument: 2 },
+        { queue: 'large', read: 2, final: 2, exactMatch: 0.5, tokensPerDocument: 600, modelSecondsPerDocument: 10 },
+      ],
+    });
   });
 });
