@@ -195,6 +195,23 @@ describe('docsift mail: IMAP ingestion from a real dovecot on a private loopback
     expect(await redis.scard(keys.mailboxDone('ap', 'Cli', String(status && status.uidValidity)))).toBe(2);
     expect(await queue.getJob((await queue.getJobs(['waiting'])).find((j) => j.data.filename === 'Invoice Cli-0.eml')?.id ?? 'none')).toBeTruthy();
   });
+
+  it('two docsift mail processes on one mailbox: each message taken by exactly one of them', async () => {
+    await deliver('Pair', 10);
+    const home = makeHome({ documents: documentsQueue() });
+    fs.writeFileSync(path.join(home, 'mailboxes.json'), JSON.stringify({ accounts: [{ name: 'pair', host: '127.0.0.1', port: server.port, security: 'none', user: 'ap', password: { env: 'PAIR_IMAP_PASSWORD' }, folder: 'Pair' }] }));
+    const run = () => new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [path.join(REPO, 'dist', 'src', 'cli', 'main.js'), 'mail', '--once'], { env: { ...process.env, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, REDIS_URL, PAIR_IMAP_PASSWORD: PASSWORD, DOCSIFT_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+      child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+      child.on('exit', (code) => resolve({ code, out }));
+    });
+    const both = await Promise.all([run(), run()]);
+    const uids = both.map((r) => r.out.split('\n').filter((l) => l.includes('"msg":"message ingested"')).map((l) => (JSON.parse(l) as { uid: number }).uid));
+    for (const r of both) expect(r.code, r.out).toBe(0);
+    expect([...uids[0]!, ...uids[1]!].sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  });
 });
 
 describe('docsift mail: TLS and XOAUTH2', () => {
