@@ -121,7 +121,8 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
     for (const b of report.calibration) process.stdout.write(`${`${b.from.toFixed(2)}-${b.to.toFixed(2)}`.padEnd(14)} ${String(b.fields).padStart(8)} ${b.fields ? pct(b.exactMatch) : '      -'}\n`);
   }
   const tiers = scoreTiers(report.perDocument, paths);
-  if (tiers.tiers.length) {
+  // Only a tiered run has anything to compare between tiers.
+  if (tiers.tiers.length > 1) {
     process.stdout.write(`\ntier             read   final   exact  tokens/doc  model-s/doc\n`);
     for (const t of tiers.tiers) process.stdout.write(`${t.queue.padEnd(14)} ${String(t.read).padStart(6)} ${String(t.final).padStart(7)} ${t.final ? pct(t.exactMatch) : '      -'} ${String(t.tokensPerDocument).padStart(11)} ${t.modelSecondsPerDocument.toFixed(2).padStart(12)}\n`);
     process.stdout.write(`${pct(tiers.escalatedShare).trim()} of documents went on to a larger tier\n`);
