@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
 import { isPlaceholder } from './env.js';
-import { firstIssue } from './zodIssue.js';
+import { parseJsonFile } from './zodIssue.js';
 
 /** A secret is never written in the file: it names an environment variable or a file holding it. */
 const SecretSource = z.union([
@@ -69,18 +69,7 @@ export type Mailboxes = z.infer<typeof MailboxesFile> & { readonly file: string 
 /** <home>/mailboxes.json when it exists (docs/MAIL.md); null when the installation reads no mailbox. */
 export function loadMailboxes(file: string): Mailboxes | null {
   if (!fs.existsSync(file)) return null;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
-  }
-  const parsed = MailboxesFile.safeParse(raw);
-  if (!parsed.success) {
-    const { key, message } = firstIssue(parsed.error);
-    throw new ConfigError(file, key, message);
-  }
-  return { ...parsed.data, file };
+  return { ...parseJsonFile(file, MailboxesFile), file };
 }
 
 /** The secret a source names, read when an ingester starts: a missing or placeholder value fails naming its key. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { installedLanguages, languageFile } from './ocrLanguages.js';
 import { ConfigError } from '../infra/errors.js';
-import { firstIssue } from './zodIssue.js';
+import { parseJsonFile } from './zodIssue.js';
 
 const MB = 1024 * 1024;
 /** 30 days: long enough for a back office to collect results after a holiday, short enough to bound Redis. */
@@ -235,21 +235,11 @@ export function loadQueues(queuesDir: string): ReadonlyMap<string, QueueConfig> 
   const queues = new Map<string, QueueConfig>();
   for (const entry of fs.readdirSync(queuesDir).filter((f) => f.endsWith('.json')).sort()) {
     const file = path.join(queuesDir, entry);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
-    }
-    const parsed = QueueFileSchema.safeParse(raw);
-    if (!parsed.success) {
-      const { key, message } = firstIssue(parsed.error);
-      throw new ConfigError(file, key, message);
-    }
-    if (parsed.data.name !== entry.slice(0, -'.json'.length)) {
+    const queue = parseJsonFile(file, QueueFileSchema);
+    if (queue.name !== entry.slice(0, -'.json'.length)) {
       throw new ConfigError(file, 'name', `must equal the file name "${entry.slice(0, -5)}"`);
     }
-    queues.set(parsed.data.name, { ...parsed.data, file });
+    queues.set(queue.name, { ...queue, file });
   }
   if (queues.size === 0) throw new ConfigError(queuesDir, '(folder)', 'holds no queue file (*.json)');
   return queues;

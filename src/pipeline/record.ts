@@ -19,20 +19,18 @@ export interface DocumentIdentity {
   parent?: string;
 }
 
-/** The record of a completed document, from what each stage returned. */
-export function makeRecord(parts: {
+/** Who made a record and for which document: what every record has, whatever it holds. */
+interface Provenance {
   identity: DocumentIdentity;
   queue: string;
   pipelineVersion: string;
   prompts: Record<string, string>;
   model: { file: string; sha256: string; lora: string[] };
-  text: ExtractedText;
-  pipeline: PipelineOutput;
-  textMs: number;
-  /** Up to the record being made; the outputs' time is logged, not stored (every output stores the same record). */
-  totalMs: number;
-}): ResultRecord {
-  const { identity, pipeline: out, text } = parts;
+}
+
+/** The record's fields that say which document it is, who sent it and what processed it. */
+function provenance(parts: Provenance) {
+  const { identity } = parts;
   return {
     documentId: identity.documentId,
     sha256: identity.sha256,
@@ -43,6 +41,25 @@ export function makeRecord(parts: {
     pipelineVersion: parts.pipelineVersion,
     prompts: parts.prompts,
     model: { file: parts.model.file, sha256: parts.model.sha256, lora: parts.model.lora },
+    attempts: identity.attempt,
+    jobId: identity.jobId,
+    completedAt: new Date().toISOString(),
+    review: null,
+    ...(identity.parent ? { parent: identity.parent } : {}),
+  };
+}
+
+/** The record of a completed document, from what each stage returned. */
+export function makeRecord(parts: Provenance & {
+  text: ExtractedText;
+  pipeline: PipelineOutput;
+  textMs: number;
+  /** Up to the record being made; the outputs' time is logged, not stored (every output stores the same record). */
+  totalMs: number;
+}): ResultRecord {
+  const { pipeline: out, text } = parts;
+  return {
+    ...provenance(parts),
     classification: out.classification,
     documentType: out.documentType,
     fields: out.fields,
@@ -54,13 +71,8 @@ export function makeRecord(parts: {
     text: { format: text.format, pages: text.pages.length, chars: text.chars, ocr: text.ocr },
     timings: { textMs: parts.textMs, ...out.timings, totalMs: parts.totalMs },
     tokens: out.tokens,
-    attempts: identity.attempt,
     reasks: out.reasks,
     warnings: out.warnings,
-    jobId: identity.jobId,
-    completedAt: new Date().toISOString(),
-    review: null,
-    ...(identity.parent ? { parent: identity.parent } : {}),
   };
 }
 
@@ -68,12 +80,7 @@ export function makeRecord(parts: {
  * The record of an e-mail: a container whose body and attachments are documents of their own,
  * listed with their outcomes. No model ran on it (its body did, as its own document).
  */
-export function makeMailRecord(parts: {
-  identity: DocumentIdentity;
-  queue: string;
-  pipelineVersion: string;
-  prompts: Record<string, string>;
-  model: { file: string; sha256: string; lora: string[] };
+export function makeMailRecord(parts: Provenance & {
   /** What the text stage read of the mail itself (its body document, as extract() gives it). */
   text: { format: string; pages: number; chars: number; warnings: string[] };
   headers: MailHeaders;
@@ -82,17 +89,9 @@ export function makeMailRecord(parts: {
   textMs: number;
   totalMs: number;
 }): ResultRecord {
-  const { identity, text } = parts;
+  const { text } = parts;
   return {
-    documentId: identity.documentId,
-    sha256: identity.sha256,
-    filename: identity.filename,
-    source: identity.source,
-    metadata: identity.metadata,
-    queue: parts.queue,
-    pipelineVersion: parts.pipelineVersion,
-    prompts: parts.prompts,
-    model: { file: parts.model.file, sha256: parts.model.sha256, lora: parts.model.lora },
+    ...provenance(parts),
     classification: { label: 'mail', method: 'container', confidence: null },
     documentType: null,
     fields: null,
@@ -104,14 +103,9 @@ export function makeMailRecord(parts: {
     text: { format: text.format, pages: text.pages, chars: text.chars, ocr: null },
     timings: { textMs: parts.textMs, classifyMs: 0, extractMs: 0, validateMs: 0, totalMs: parts.totalMs },
     tokens: { prompt: 0, reused: 0, generated: 0, forced: 0 },
-    attempts: identity.attempt,
     reasks: 0,
     warnings: [...text.warnings, ...parts.warnings],
-    jobId: identity.jobId,
-    completedAt: new Date().toISOString(),
-    review: null,
     mail: parts.headers,
     children: parts.children,
-    ...(identity.parent ? { parent: identity.parent } : {}),
   };
 }

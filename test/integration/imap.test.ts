@@ -140,6 +140,20 @@ describe('docsift mail: IMAP ingestion from a real dovecot on a private loopback
     expect(second.map((r) => [r.uid, r.outcomes[0]?.status])).toEqual([[1, 'queued']]);
   });
 
+  it('a message larger than the queue allows is refused TOO_LARGE and recorded done, not fetched again', async () => {
+    await deliver('Big', 1);
+    const small = getQueue(config, 'documents');
+    const tight = new Enqueuer(config, { ...small, limits: { ...small.limits, maxBytes: 10_000 } }, queue, redis, keys, new RedisDocumentStore(redis, keys, 3600));
+    const seen: Ingested[] = [];
+    process.env.TEST_IMAP_PASSWORD = PASSWORD;
+    await new MailboxIngester({ account: account('Big'), file: 'mailboxes.json', enqueuer: tight, extractor, redis, keys, logger, onIngested: (r) => seen.push(r) }).runOnce();
+    expect(seen.map((r) => [r.uid, r.status])).toEqual([[1, 'refused'], [2, 'taken']]);
+    expect(seen[0]!.reason).toMatch(/^TOO_LARGE: \d+ bytes; queue documents allows 10000$/);
+    const again: Ingested[] = [];
+    await ingester(account('Big'), again).runOnce();
+    expect(again).toEqual([]);
+  });
+
   it('take attachments, then move: each PDF is a document of its own and the mail goes to Processed', async () => {
     await deliver('Attach', 2);
     await imap.mailboxCreate('Processed').catch(() => undefined);

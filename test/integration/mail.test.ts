@@ -68,16 +68,16 @@ describe('e-mail formats, detected from their bytes', () => {
     expect(await outcomeOf(extractor, broken, limits)).toMatch(/^CORRUPT_DOCUMENT: the MSG document cannot be read/);
   });
 
-  it('hostile names and headers: attachment names lose paths and are cut to 255 characters; a header stays one line', async () => {
-    const eml = await makeEml(invoiceMail({ html: undefined, subject: 'Invoice\r\nFrom: ceo@victim.test', attachments: [
+  // Headers that decode to line breaks: test/unit/text/mailBody.test.ts (nodemailer would not write one).
+  it('hostile attachment names lose their path and are cut to 255 characters', async () => {
+    const eml = await makeEml(invoiceMail({ html: undefined, attachments: [
       { filename: '../../etc/passwd', content: Buffer.from('root:x:0:0') },
       { filename: `${'a'.repeat(2000)}.pdf`, content: invoicePdf },
     ] }));
-    const { text, mail } = await extractor.readMail(eml, limits);
+    const { mail } = await extractor.readMail(eml, limits);
     expect(mail.attachments.map((a) => a.filename.length <= 255 && !a.filename.includes('/'))).toEqual([true, true]);
     expect(mail.attachments[0]!.filename).toBe('passwd');
     expect(mail.attachments[1]!.filename.endsWith('aaa.pdf')).toBe(true);
-    expect(text.pages[0]!.split('\n').filter((l) => l.startsWith('From:'))).toHaveLength(1);
   });
 
   it('attachments beyond limits.maxAttachments are counted, not read', async () => {

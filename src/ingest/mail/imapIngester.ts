@@ -175,8 +175,10 @@ export class MailboxIngester {
     if ((head.size ?? 0) > maxBytes) return { ...base, status: 'refused', reason: `TOO_LARGE: ${head.size} bytes; queue ${enqueuer.queueConfig.name} allows ${maxBytes}` };
     const rule = account.rules.find((r) => matches(r, head));
     if (!rule) return { ...base, status: 'left' };
-    const message = await client.fetchOne(String(uid), { uid: true, source: true }, { uid: true });
+    // Bounded even if the server's SIZE was wrong: one byte past the limit tells a message that is too large.
+    const message = await client.fetchOne(String(uid), { uid: true, source: { maxLength: maxBytes + 1 } }, { uid: true });
     if (!message || !message.source) return { ...base, status: 'refused', reason: 'the message is gone' };
+    if (message.source.length > maxBytes) return { ...base, status: 'refused', reason: `TOO_LARGE: more than ${maxBytes} bytes; queue ${enqueuer.queueConfig.name} allows ${maxBytes}` };
     const envelope = head.envelope;
     const metadata = { imap: { account: account.name, folder: account.folder, uid, messageId: envelope?.messageId ?? null, from: envelope?.from?.[0]?.address ?? null, subject: envelope?.subject ?? null } };
     const source = `imap:${account.name}`;
