@@ -2,8 +2,8 @@ import { InvalidArgumentError } from 'commander';
 import { loadConfig, getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
 import { createLogger, type Logger } from '../infra/logger.js';
-import { connectRedis, createDocumentQueue, createDocumentStore, createRedis, waitForRedis, keys as makeKeys, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
-import type { Redis } from 'ioredis';
+import { connectRedis, createDocumentQueue, createDocumentStore, createRedis, redisTarget, waitForRedis, keys as makeKeys, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import type { RedisClient } from '../queue/connection.js';
 import { Enqueuer } from '../ingest/index.js';
 
 /** What most commands share: config, a logger, and (on demand) Redis, a queue and the document store. */
@@ -19,10 +19,11 @@ export function createRuntime(destination: 'stdout' | 'stderr'): Runtime {
   return { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
 }
 
-export async function openQueue(rt: Runtime, queueName: string, forWorker = false): Promise<{ redis: Redis; queueConfig: QueueConfig; queue: DocumentQueue; store: DocumentStore }> {
+export async function openQueue(rt: Runtime, queueName: string, forWorker = false): Promise<{ redis: RedisClient; queueConfig: QueueConfig; queue: DocumentQueue; store: DocumentStore }> {
   const queueConfig = getQueue(rt.config, queueName);
-  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker });
-  await connectRedis(redis, rt.config.env.REDIS_URL);
+  const target = redisTarget(rt.config.env);
+  const redis = createRedis(target, { forWorker });
+  await connectRedis(redis, target);
   const queue = createDocumentQueue(queueConfig, redis, rt.keys);
   return { redis, queueConfig, queue, store: createDocumentStore(rt.config.env, redis, rt.keys) };
 }
@@ -58,11 +59,12 @@ export function parsePositiveInt(value: string): number {
 }
 
 /** Every configured queue with its producer, for the API and other multi-queue commands. */
-export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues: Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }> }> {
+export async function openAllQueues(rt: Runtime): Promise<{ redis: RedisClient; queues: Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }> }> {
   // Not the worker's settings: an HTTP request or a scan during a Redis outage fails fast and says
   // so (503 REDIS_UNAVAILABLE) instead of hanging; ioredis reconnects in the background.
-  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
-  await waitForRedis(redis, rt.config.env.REDIS_URL, (attempt, delayMs, reason) => rt.logger.warn({ attempt, retryInMs: delayMs, reason }, 'waiting for Redis'));
+  const target = redisTarget(rt.config.env);
+  const redis = createRedis(target, { forWorker: false, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
+  await waitForRedis(redis, target, (attempt, delayMs, reason) => rt.logger.warn({ attempt, retryInMs: delayMs, reason }, 'waiting for Redis'));
   const store = createDocumentStore(rt.config.env, redis, rt.keys);
   const queues = new Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }>();
   for (const queueConfig of rt.config.queues.values()) {
@@ -73,9 +75,10 @@ export async function openAllQueues(rt: Runtime): Promise<{ redis: Redis; queues
 }
 
 
-export async function openRedis(rt: Runtime): Promise<Redis> {
-  const redis = createRedis(rt.config.env.REDIS_URL, { forWorker: false });
-  await connectRedis(redis, rt.config.env.REDIS_URL);
+export async function openRedis(rt: Runtime): Promise<RedisClient> {
+  const target = redisTarget(rt.config.env);
+  const redis = createRedis(target, { forWorker: false });
+  await connectRedis(redis, target);
   return redis;
 }
 

@@ -33,6 +33,14 @@ const urlPassword = (url: string) => {
   }
 };
 
+/** `host:port,host:port`: Redis sentinels or Cluster seed nodes. */
+const hostPorts = z.string().transform((s) => s.split(',').map((t) => t.trim()).filter(Boolean)).pipe(z.array(
+  z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'each entry is host:port').transform((e) => {
+    const at = e.lastIndexOf(':');
+    return { host: e.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(e.slice(at + 1)) };
+  }),
+).min(1, 'name at least one host:port'));
+
 /**
  * Every environment variable docsift reads, with its default. Nothing else in the code reads
  * process.env: it gets these values through the Config object.
@@ -41,6 +49,19 @@ export const EnvSchema = z.object({
   /** Redis for queues, stored documents and results. */
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
     .refine((u) => !isPlaceholder(urlPassword(u)), 'its password is a placeholder; set the real one').default('redis://127.0.0.1:6379'),
+  /**
+   * Sentinels watching the Redis primary (host:port, comma-separated). REDIS_URL's host is then the
+   * master group's name (`redis://:password@mymaster/0`); its credentials, database and TLS apply
+   * to the primary, and the sentinels say which server that is after a failover.
+   */
+  REDIS_SENTINELS: hostPorts.optional(),
+  /** Password of the sentinels themselves, when they require one (requirepass in sentinel.conf). */
+  REDIS_SENTINEL_PASSWORD: secret(1).optional(),
+  /**
+   * Seed nodes of a Redis Cluster (host:port, comma-separated; the others are discovered).
+   * REDIS_URL then gives credentials and TLS only. Keys are hash-tagged per queue (docs/SCALING.md).
+   */
+  REDIS_CLUSTER_NODES: hostPorts.optional(),
   /** Path of the .gguf model the worker loads. Only the worker needs it. */
   DOCSIFT_MODEL: z.string().min(1).optional(),
   /**
@@ -111,6 +132,10 @@ export const EnvSchema = z.object({
   /** Where `docsift models pull` puts models and `models list` looks. */
   DOCSIFT_MODELS_DIR: z.string().min(1).default('models'),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).superRefine((env, ctx) => {
+  if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'set either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both' });
+  if (env.REDIS_SENTINELS && !/^[A-Za-z0-9._-]+$/.test(new URL(env.REDIS_URL).hostname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'with REDIS_SENTINELS its host is the master group\'s name (redis://:password@mymaster/0)' });
+  if (env.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(env.REDIS_URL).pathname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'a Redis Cluster has only database 0' });
 });
 
 export type Env = z.infer<typeof EnvSchema>;
@@ -133,6 +158,9 @@ export function parseEnv(env: NodeJS.ProcessEnv): Env {
  */
 const ENV_HELP: Record<keyof Env, string> = {
   REDIS_URL: 'Redis for queues and results (rediss:// for TLS; a private CA via NODE_EXTRA_CA_CERTS)',
+  REDIS_SENTINELS: 'Sentinels (host:port,…); REDIS_URL\'s host is then the master group name',
+  REDIS_SENTINEL_PASSWORD: 'password of the sentinels, when they require one',
+  REDIS_CLUSTER_NODES: 'Redis Cluster seed nodes (host:port,…); REDIS_URL gives credentials and TLS',
   DOCSIFT_MODEL: 'path of the .gguf model the worker loads',
   DOCSIFT_THREADS: 'llama.cpp threads [cores - 1]',
   DOCSIFT_GPU: 'auto (the first build that runs on this GPU and driver; docsift doctor shows which) | cuda | vulkan | metal | cpu (refused when it cannot run here)',

@@ -1,5 +1,5 @@
 import { QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { blockingCopy, type RedisClient } from '../queue/connection.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
 import type { DocumentQueue, Keys } from '../queue/index.js';
@@ -14,7 +14,7 @@ export type DocumentStatus =
  * Where a document stands, from its job if BullMQ still has it, else from the result or failure
  * record that outlives the job.
  */
-export async function documentStatus(queue: DocumentQueue, redis: Redis, keys: Keys, documentId: string, jobId = documentId): Promise<DocumentStatus> {
+export async function documentStatus(queue: DocumentQueue, redis: RedisClient, keys: Keys, documentId: string, jobId = documentId): Promise<DocumentStatus> {
   // State first, then the job: a job read first and found failed a moment later would still
   // carry the empty failedReason of its active snapshot.
   const state = await queue.getJobState(jobId);
@@ -48,7 +48,7 @@ export async function documentStatus(queue: DocumentQueue, redis: Redis, keys: K
   return { state: 'unknown', documentId };
 }
 
-export async function readResult(redis: Redis, keys: Keys, documentId: string): Promise<ResultRecord | null> {
+export async function readResult(redis: RedisClient, keys: Keys, documentId: string): Promise<ResultRecord | null> {
   const raw = await redis.get(keys.result(documentId));
   return raw ? (JSON.parse(raw) as ResultRecord) : null;
 }
@@ -65,7 +65,7 @@ export async function readResult(redis: Redis, keys: Keys, documentId: string): 
  * holds (it is trimmed) or a document settled without an event of its job.
  */
 export async function waitForDocuments(
-  queue: DocumentQueue, redis: Redis, keys: Keys,
+  queue: DocumentQueue, redis: RedisClient, keys: Keys,
   items: ReadonlyArray<{ documentId: string; jobId: string }>,
   options: { timeoutMs: number; pollMs?: number; sweepBatch?: number; onSettled: (status: DocumentStatus, index: number) => void; signal?: AbortSignal },
 ): Promise<DocumentStatus[]> {
@@ -90,7 +90,7 @@ export async function waitForDocuments(
   // Events after this id are read, so nothing that happens during the first look is missed.
   const streamKey = `${queue.opts.prefix ?? 'bull'}:${queue.name}:events`;
   const [last] = (await redis.xrevrange(streamKey, '+', '-', 'COUNT', 1)) as Array<[string, string[]]>;
-  const connection = redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+  const connection = blockingCopy(redis);
   const events = new QueueEvents(queue.name, { connection, prefix: queue.opts.prefix, lastEventId: last?.[0] ?? '0', blockingTimeout: Math.max(100, Math.min(pollMs, 5000)) });
   events.on('error', () => undefined); // reconnects on its own; the sweep covers the gap
   const touched = new Set<number>();
@@ -133,7 +133,7 @@ export async function waitForDocuments(
 }
 
 /** The queue and job of a document's latest enqueue, when docsift's enqueue made it. */
-export async function latestJob(redis: Redis, keys: Keys, documentId: string): Promise<{ queue: string; jobId: string } | null> {
+export async function latestJob(redis: RedisClient, keys: Keys, documentId: string): Promise<{ queue: string; jobId: string } | null> {
   const raw = await redis.get(keys.latestJob(documentId));
   return raw ? (JSON.parse(raw) as { queue: string; jobId: string }) : null;
 }
@@ -142,7 +142,7 @@ export async function latestJob(redis: Redis, keys: Keys, documentId: string): P
  * Finds a document: in the queue that has its latest job (a forced re-run has a job id of its
  * own), else in every queue under the document id. The API and the Redis client both look here.
  */
-export async function findDocument(queues: ReadonlyMap<string, DocumentQueue>, redis: Redis, keys: Keys, documentId: string): Promise<{ status: DocumentStatus; queue: string | null }> {
+export async function findDocument(queues: ReadonlyMap<string, DocumentQueue>, redis: RedisClient, keys: Keys, documentId: string): Promise<{ status: DocumentStatus; queue: string | null }> {
   const latest = await latestJob(redis, keys, documentId);
   const candidates = latest && queues.has(latest.queue)
     ? [[latest.queue, latest.jobId] as const]

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/index.js';
@@ -54,7 +54,7 @@ export class Enqueuer {
     config: Config,
     readonly queueConfig: QueueConfig,
     private readonly queue: DocumentQueue,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     readonly store: DocumentStore,
   ) {

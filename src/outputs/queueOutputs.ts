@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type pg from 'pg';
 import type { QueueConfig } from '../config/index.js';
 import type { Keys } from '../queue/keys.js';
@@ -21,7 +21,7 @@ export interface QueueOutputs {
   readonly others: readonly ResultOutput[];
 }
 
-export function createOutputs(queue: QueueConfig, deps: { redis: Redis; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool }): QueueOutputs {
+export function createOutputs(queue: QueueConfig, deps: { redis: RedisClient; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool }): QueueOutputs {
   const others: ResultOutput[] = [];
   if (queue.outputs.outbox) others.push(new OutboxOutput(queue.outputs.outbox.dir));
   if (queue.outputs.postgres) {

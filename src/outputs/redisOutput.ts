@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { ResultRecord } from '../pipeline/index.js';
 import type { Keys } from '../queue/keys.js';
 import type { OutputContext, ResultOutput } from './output.js';
@@ -29,7 +29,7 @@ export class RedisOutput implements ResultOutput {
   readonly name = 'redis';
   private readonly store: (...args: string[]) => Promise<unknown>;
 
-  constructor(redis: Redis, private readonly keys: Keys, private readonly recordSeconds: number) {
+  constructor(redis: RedisClient, private readonly keys: Keys, private readonly recordSeconds: number) {
     if (!('docsiftStoreResult' in redis)) redis.defineCommand('docsiftStoreResult', { numberOfKeys: 4, lua: STORE });
     const command = (redis as unknown as Record<string, (...args: string[]) => Promise<unknown>>)['docsiftStoreResult']!;
     this.store = (...args) => command.call(redis, ...args);

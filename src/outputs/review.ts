@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { Config, QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { makeValidator } from '../model/index.js';
@@ -43,7 +43,7 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
  * a URL's token is not for every reader of results) until a person decides. The caller writes
  * the record to the store of record alone.
  */
-export async function holdForReview(redis: Redis, keys: Keys, record: ResultRecord, context: OutputContext): Promise<void> {
+export async function holdForReview(redis: RedisClient, keys: Keys, record: ResultRecord, context: OutputContext): Promise<void> {
   const tx = redis.multi().zadd(keys.reviewPending, Date.now(), record.documentId);
   if (context.callbackUrl) tx.set(keys.reviewCallback(record.documentId), context.callbackUrl);
   await tx.exec();
@@ -56,7 +56,7 @@ export async function holdForReview(redis: Redis, keys: Keys, record: ResultReco
 export class ReviewDesk {
   constructor(
     private readonly config: Config,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly outputsFor: (queue: QueueConfig) => QueueOutputs,
   ) {}

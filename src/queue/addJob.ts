@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { JOB_NAME, type DocumentQueue } from './documentQueue.js';
@@ -35,7 +35,7 @@ export interface NewDocumentJob {
  * (a refused document leaves nothing behind), then the job under a content-derived id, then the
  * pointer to the document's latest job. `duplicate` when the id was taken meanwhile.
  */
-export async function addDocumentJob(queue: DocumentQueue, redis: Redis, keys: Keys, queueConfig: QueueConfig, input: NewDocumentJob): Promise<{ jobId: string; status: 'queued' | 'duplicate' }> {
+export async function addDocumentJob(queue: DocumentQueue, redis: RedisClient, keys: Keys, queueConfig: QueueConfig, input: NewDocumentJob): Promise<{ jobId: string; status: 'queued' | 'duplicate' }> {
   // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
   const jobId = input.force ? `${input.documentId}-r${Date.now().toString(36)}` : input.documentId;
   const payload = JobPayload.safeParse({

@@ -1,5 +1,5 @@
 import { Queue, type DefaultJobOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { QueueConfig } from '../config/index.js';
 import type { Keys } from './keys.js';
 import type { JobPayload } from './payload.js';
@@ -9,7 +9,7 @@ export type DocumentQueue = Queue<JobPayload, unknown, 'document'>;
 /** BullMQ's job name for documents; the payload contract is the same for every queue. */
 export const JOB_NAME = 'document';
 
-export function createDocumentQueue(queue: QueueConfig, redis: Redis, keys: Keys): DocumentQueue {
+export function createDocumentQueue(queue: QueueConfig, redis: RedisClient, keys: Keys): DocumentQueue {
   return new Queue<JobPayload, unknown, 'document'>(queue.name, {
     connection: redis,
     prefix: keys.bull,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import { DocsiftError } from '../infra/errors.js';
 import { readFileUnderRoots } from '../infra/safeFile.js';
 import type { Keys } from './keys.js';
@@ -41,7 +41,7 @@ export interface DocumentStore {
 }
 
 export class RedisDocumentStore implements DocumentStore {
-  constructor(private readonly redis: Redis, private readonly keys: Keys, private readonly ttlSeconds: number) {}
+  constructor(private readonly redis: RedisClient, private readonly keys: Keys, private readonly ttlSeconds: number) {}
 
   async put(sha256: string, bytes: Buffer, holder: string): Promise<DocumentRef> {
     const key = this.keys.document(sha256);
@@ -169,7 +169,7 @@ async function streamInto(
 type StoreEnv = { DOCSIFT_STORE: 'redis' | 'fs'; DOCSIFT_STORE_DIR: string; DOCSIFT_STORE_TTL_S: number };
 
 /** The store this installation's configuration names (DOCSIFT_STORE). */
-export function createDocumentStore(env: StoreEnv, redis: Redis, keys: Keys): DocumentStore {
+export function createDocumentStore(env: StoreEnv, redis: RedisClient, keys: Keys): DocumentStore {
   return env.DOCSIFT_STORE === 'fs' ? new FileDocumentStore(env.DOCSIFT_STORE_DIR) : new RedisDocumentStore(redis, keys, env.DOCSIFT_STORE_TTL_S);
 }
 
@@ -190,7 +190,7 @@ if redis.call('SCARD', KEYS[2]) == 0 then
 end
 return 0`;
 
-export async function releaseDocument(redis: Redis, keys: Keys, ref: DocumentRef, holder: string): Promise<boolean> {
+export async function releaseDocument(redis: RedisClient, keys: Keys, ref: DocumentRef, holder: string): Promise<boolean> {
   if (ref.kind !== 'redis' || !keys.isDocumentKey(ref.key)) return false;
   const sha256 = ref.key.slice(-64);
   return (await redis.eval(RELEASE, 2, ref.key, keys.documentHolders(sha256), holder)) === 1;
@@ -214,7 +214,7 @@ export interface LoadLimits {
  * one of this installation's document keys, a path must lead to a regular file under a root
  * (readFileUnderRoots), and neither may yield more than maxBytes.
  */
-export async function loadDocument(redis: Redis, ref: DocumentRef, limits: LoadLimits): Promise<Buffer> {
+export async function loadDocument(redis: RedisClient, ref: DocumentRef, limits: LoadLimits): Promise<Buffer> {
   if (ref.kind === 'file') return (await readFileUnderRoots(ref.path, limits.roots, limits.maxBytes)).bytes;
   if (!limits.keys.isDocumentKey(ref.key)) {
     throw new DocsiftError('KEY_NOT_ALLOWED', `ref.key ${JSON.stringify(ref.key.slice(0, 200))} is not a document key of this installation (${limits.keys.document('<sha256>')})`);

@@ -1,4 +1,4 @@
-export { connectRedis, createRedis, redactUrl, waitForRedis } from './connection.js';
+export { blockingCopy, connectRedis, createRedis, describeRedis, redactUrl, redisTarget, topologyOf, waitForRedis, type HostPort, type RedisClient, type RedisTarget, type RedisTopology } from './connection.js';
 export { createDocumentQueue, JOB_NAME, jobOptionsFor } from './documentQueue.js';
 export type { DocumentQueue } from './documentQueue.js';
 export { keys } from './keys.js';

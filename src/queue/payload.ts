@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import { z } from 'zod';
 import type { Keys } from './keys.js';
 
@@ -90,6 +90,6 @@ export interface PipelineInfo {
 }
 
 /** Publishes a queue's pipeline version under `<prefix>:pipeline:<queue>` (workers and API servers at start). */
-export async function publishPipeline(redis: Redis, keys: Keys, info: PipelineInfo): Promise<void> {
+export async function publishPipeline(redis: RedisClient, keys: Keys, info: PipelineInfo): Promise<void> {
   await redis.set(keys.pipeline(info.queue), JSON.stringify(info));
 }

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { getQueue, pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import type { DocumentIdentity, ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
@@ -14,7 +14,7 @@ interface Asked {
 export interface ChallengeDeps {
   config: Config;
   queue: QueueConfig & { challenge: NonNullable<QueueConfig['challenge']> };
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   children: ChildJobs;
   store: DocumentStore;

@@ -1,5 +1,5 @@
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { QueueConfig } from '../config/index.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
@@ -21,7 +21,7 @@ export type ChildOutcome =
  * document id, which derives from its bytes: the same parent makes the same children.
  */
 export class ChildJobs {
-  constructor(private readonly redis: Redis, private readonly keys: Keys, private readonly queues: ReadonlyMap<string, { queue: DocumentQueue; config: QueueConfig }>) {}
+  constructor(private readonly redis: RedisClient, private readonly keys: Keys, private readonly queues: ReadonlyMap<string, { queue: DocumentQueue; config: QueueConfig }>) {}
 
   async add(parent: Job, queueName: string, child: Omit<NewDocumentJob, 'flowParent'>): Promise<void> {
     const target = this.queues.get(queueName)!;

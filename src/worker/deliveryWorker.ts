@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type { Logger } from '../infra/logger.js';
 import type { Metrics } from '../infra/metrics.js';
 import { Delivery, DELIVERY_QUEUE, DeliveryError, post, deliveryUrlForLogs, type DeadLetter, type DeliveryPolicy } from '../outputs/index.js';
@@ -12,7 +12,7 @@ import type { Keys } from '../queue/index.js';
  * dead-letter list, from which `docsift deadletter replay` schedules it again.
  */
 export interface DeliveryWorkerDeps {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   logger: Logger;
   metrics: Metrics;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -18,7 +18,7 @@ import { MailJob } from './mailJob.js';
 export interface DocumentWorkerDeps {
   config: Config;
   queue: QueueConfig;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   engine: Engine;
   extractor: TextExtractor;

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { getQueue, pipelineVersion, ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
 import { checkRules, type DocumentIdentity, type ResultRecord, type TierStep } from '../pipeline/index.js';
@@ -66,7 +66,7 @@ interface Handover {
 export interface EscalationDeps {
   config: Config;
   queue: QueueConfig & { escalate: NonNullable<QueueConfig['escalate']> };
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   children: ChildJobs;
   store: DocumentStore;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import { promptVersions, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -21,7 +21,7 @@ interface MailPlan {
 export interface MailJobDeps {
   config: Config;
   queue: QueueConfig;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   extractor: TextExtractor;
   /** Adds the parts' jobs to the worker's own queue and reads their outcomes. */

@@ -1,12 +1,12 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connection.js';
 import type pg from 'pg';
 import { getQueue, pipelineInfo, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
 import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf, type Delivery } from '../outputs/index.js';
-import { createDocumentQueue, createRedis, publishPipeline, redactUrl, waitForRedis, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createRedis, describeRedis, publishPipeline, redisTarget, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
@@ -15,7 +15,7 @@ export interface RunningWorker {
   queue: QueueConfig;
   engine: ModelEngine;
   worker: DocumentWorker;
-  redis: Redis;
+  redis: RedisClient;
   metrics: Metrics;
   metricsPort: number | undefined;
   /** The address the metrics server is bound to. */
@@ -27,7 +27,7 @@ export interface RunningWorker {
 }
 
 /**
- * Wires one worker process: Redis, the model (loaded once, a sequence per concurrent job), the
+ * Wires one worker process: RedisClient, the model (loaded once, a sequence per concurrent job), the
  * PDF parser pool, the queue's outputs and the webhook deliveries, then starts taking jobs. The CLI and the tests both
  * start workers through here.
  */
@@ -41,9 +41,10 @@ export async function startWorker(options: {
   const { config, keys, logger } = options;
   const queue = getQueue(config, options.queueName);
   const concurrency = options.concurrency ?? queue.concurrency;
-  const redis = createRedis(config.env.REDIS_URL, { forWorker: true, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') });
-  await waitForRedis(redis, config.env.REDIS_URL, (attempt, delayMs, reason) =>
-    logger.warn({ redis: redactUrl(config.env.REDIS_URL), attempt, retryInMs: delayMs, reason }, `waiting for Redis at ${redactUrl(config.env.REDIS_URL)}`));
+  const target = redisTarget(config.env);
+  const redis = createRedis(target, { forWorker: true, onError: (err) => logger.warn({ err: err.message }, 'redis connection error') });
+  await waitForRedis(redis, target, (attempt, delayMs, reason) =>
+    logger.warn({ redis: describeRedis(target), attempt, retryInMs: delayMs, reason }, `waiting for Redis at ${describeRedis(target)}`));
   let engine: ModelEngine;
   try {
     engine = await ModelEngine.load({

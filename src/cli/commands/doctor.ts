@@ -4,8 +4,8 @@ import { ocrWorkers } from '../../text/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
 import { gpuFindings } from '../../model/gpu/report.js';
-import type { Redis } from 'ioredis';
-import { connectRedis, createRedis, redactUrl } from '../../queue/index.js';
+import type { RedisClient } from '../../queue/connection.js';
+import { connectRedis, createRedis, describeRedis, redisTarget } from '../../queue/index.js';
 
 type Level = 'ok' | 'warn' | 'error';
 export interface Finding { level: Level; check: string; message: string }
@@ -35,10 +35,11 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
     return findings;
   }
 
-  const redis = createRedis(config.env.REDIS_URL, { forWorker: false });
+  const target = redisTarget(config.env);
+  const redis = createRedis(target, { forWorker: false });
   try {
-    await connectRedis(redis, config.env.REDIS_URL);
-    say('ok', 'redis', `reachable at ${redactUrl(config.env.REDIS_URL)}`);
+    await connectRedis(redis, target);
+    say('ok', 'redis', `reachable at ${describeRedis(target)}`);
     const cfg = async (key: string) => {
       try {
         const r = (await redis.config('GET', key)) as string[];
@@ -128,7 +129,7 @@ const SCAN_LIMIT = 200_000;
  * own (not BullMQ's, whose jobs BullMQ removes by count and age) have no expiry: results held
  * for review, records written with retention.recordSeconds 0, and anything a bug left behind.
  */
-async function countKeys(redis: Redis, prefix: string): Promise<{ byKind: Record<string, number>; persistent: number; scanned: number; truncated: boolean }> {
+async function countKeys(redis: RedisClient, prefix: string): Promise<{ byKind: Record<string, number>; persistent: number; scanned: number; truncated: boolean }> {
   const byKind: Record<string, number> = {};
   let persistent = 0;
   let scanned = 0;

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import type { ResultRecord } from '../../pipeline/index.js';
 import type { Keys } from '../../queue/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
@@ -32,7 +32,7 @@ export interface Report {
  * tier or a challenger wrote for another queue's document is counted through that document's
  * final record, whose tiers and challenge say what each model did.
  */
-export async function collectReport(redis: Redis, keys: Keys, since: Date): Promise<Report> {
+export async function collectReport(redis: RedisClient, keys: Keys, since: Date): Promise<Report> {
   const rows = new Map<string, ReportRow>();
   const add = (queue: string, node: string | undefined, tokens: ResultRecord['tokens'], modelMs: number) => {
     const key = `${queue}\u0000${node ?? 'unknown'}`;

@@ -8,7 +8,7 @@ import { startMailboxes } from '../../ingest/mail/index.js';
 import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
 import { createLogger, type Logger } from '../../infra/logger.js';
 import { localModels } from '../../model/index.js';
-import { connectRedis, createRedis, keys as makeKeys, redactUrl } from '../../queue/index.js';
+import { connectRedis, createRedis, describeRedis, keys as makeKeys, redactUrl, redisTarget, topologyOf } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
 import { openAllQueues, untilStopSignal } from '../runtime.js';
 
@@ -68,7 +68,8 @@ export async function upCommand(options: UpOptions): Promise<number> {
     logger.info({ model: modelPath }, `DOCSIFT_MODEL is not set: using ${path.basename(modelPath)} from ${config.env.DOCSIFT_MODELS_DIR}/`);
   }
 
-  const privateRedis = await ensureRedis(config.env.REDIS_URL, logger);
+  // Sentinel and Cluster are the operator's: only a plain REDIS_URL gets a private Redis.
+  const privateRedis = topologyOf(redisTarget(config.env)) === 'standalone' ? await ensureRedis(config.env.REDIS_URL, logger) : undefined;
   if (privateRedis) config = loadConfig({ ...process.env, REDIS_URL: privateRedis.url });
 
   const rt = { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
@@ -106,7 +107,7 @@ export async function upCommand(options: UpOptions): Promise<number> {
   logger.info({
     mailboxes: config.mailboxes?.accounts.map((a) => a.name) ?? 'off',
     api: address, board: `${address}/board`, docs: `${address}/docs`, metrics: `${address}/metrics`,
-    inbox: watcher ? path.resolve(options.watchDir, 'inbox') : 'off', redis: redactUrl(config.env.REDIS_URL), model: path.basename(modelPath),
+    inbox: watcher ? path.resolve(options.watchDir, 'inbox') : 'off', redis: describeRedis(redisTarget(config.env)), model: path.basename(modelPath),
   }, 'docsift is up');
 
   await untilStopSignal();

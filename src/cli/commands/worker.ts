@@ -1,4 +1,4 @@
-import { redactUrl } from '../../queue/index.js';
+import { describeRedis, redisTarget } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
 import { createRuntime, untilStopSignal } from '../runtime.js';
 
@@ -24,7 +24,7 @@ export async function workerCommand(options: WorkerOptions): Promise<number> {
     config: rt.config, queueName: options.queue, keys: rt.keys, logger: rt.logger, modelPath, metricsPort: options.metricsPort, metricsHost: options.metricsHost,
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
-  rt.logger.info({ queue: running.queue.name, redis: redactUrl(rt.config.env.REDIS_URL) }, 'worker ready');
+  rt.logger.info({ queue: running.queue.name, redis: describeRedis(redisTarget(rt.config.env)) }, 'worker ready');
   const signal = await untilStopSignal();
   rt.logger.info({ signal, graceMs: options.graceMs }, 'shutting down');
   await running.stop(options.graceMs);

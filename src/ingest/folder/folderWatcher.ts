@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import type { Config } from '../../config/index.js';
 import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
 import { readFileUnderRoots } from '../../infra/safeFile.js';
@@ -76,7 +76,7 @@ export class FolderWatcher {
   constructor(
     private readonly config: Config,
     private readonly queues: ReadonlyMap<string, WatchQueue>,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly options: FolderWatcherOptions,
     private readonly logger: Logger,

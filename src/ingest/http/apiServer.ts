@@ -4,7 +4,7 @@ import multipart from '@fastify/multipart';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import type pg from 'pg';
 import { z } from 'zod';
 import { pipelineInfo, type Config } from '../../config/index.js';
@@ -23,7 +23,7 @@ export { uploadFilename, type ApiQueue } from './documentRoutes.js';
 
 export interface ApiDeps {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   queues: ReadonlyMap<string, ApiQueue>;
   logger: Logger;

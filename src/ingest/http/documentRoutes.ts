@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Multipart } from '@fastify/multipart';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import { z } from 'zod';
 import type { Config, QueueConfig } from '../../config/index.js';
 import { DocsiftError } from '../../infra/errors.js';
@@ -20,7 +20,7 @@ export interface ApiQueue {
 
 export interface DocumentRoutesDeps {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   queues: ReadonlyMap<string, ApiQueue>;
 }

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import { z } from 'zod';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../../infra/errors.js';
 
@@ -17,7 +17,7 @@ export function send(reply: FastifyReply, code: ErrorCode, message: string) {
  * field, a DocsiftError to its code's status, fastify's own client errors to BAD_REQUEST (or
  * TOO_LARGE), anything else to REDIS_UNAVAILABLE when Redis is down, else INTERNAL (logged).
  */
-export function setErrorHandler(app: FastifyInstance<any, any, any, any, any>, redis: Redis, maxBytes: number): void {
+export function setErrorHandler(app: FastifyInstance<any, any, any, any, any>, redis: RedisClient, maxBytes: number): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issue = err.validation[0];

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { ImapFlow, type FetchMessageObject, type MessageStructureObject } from 'imapflow';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import { readSecret, type MailAccount } from '../../config/index.js';
 import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/logger.js';
@@ -28,7 +28,7 @@ export interface IngesterDeps {
   file: string;
   enqueuer: Enqueuer;
   extractor: TextExtractor;
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   logger: Logger;
   onIngested?: (result: Ingested) => void;

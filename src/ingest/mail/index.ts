@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import type { Config } from '../../config/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import type { Logger } from '../../infra/logger.js';
@@ -15,7 +15,7 @@ export type { Ingested } from './imapIngester.js';
  * once: read each folder and stop; otherwise follow it until stop(). A mailbox that cannot be
  * reached at start fails the start (a wrong host or password should not look like an empty inbox).
  */
-export async function startMailboxes(config: Config, enqueuers: ReadonlyMap<string, Enqueuer>, redis: Redis, keys: Keys, logger: Logger, options: { account?: string; once?: boolean; onIngested?: (r: Ingested) => void } = {}): Promise<{ stop(): Promise<void> }> {
+export async function startMailboxes(config: Config, enqueuers: ReadonlyMap<string, Enqueuer>, redis: RedisClient, keys: Keys, logger: Logger, options: { account?: string; once?: boolean; onIngested?: (r: Ingested) => void } = {}): Promise<{ stop(): Promise<void> }> {
   const file = config.mailboxes?.file ?? `${config.home}/mailboxes.json`;
   if (!config.mailboxes) throw new ConfigError(file, '(file)', 'does not exist: docsift mail reads the IMAP accounts listed there (docs/MAIL.md)');
   const accounts = config.mailboxes.accounts.filter((a) => !options.account || a.name === options.account);

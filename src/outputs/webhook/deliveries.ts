@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../queue/connection.js';
 import { z } from 'zod';
 import type { Keys } from '../../queue/index.js';
 import http from 'node:http';
@@ -27,7 +27,7 @@ export const Delivery = z.object({
 });
 export type Delivery = z.infer<typeof Delivery>;
 
-export function createDeliveryQueue(redis: Redis, keys: Keys): Queue<Delivery> {
+export function createDeliveryQueue(redis: RedisClient, keys: Keys): Queue<Delivery> {
   return new Queue<Delivery>(DELIVERY_QUEUE, {
     connection: redis,
     prefix: keys.bull,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
 import { ConfigError } from '../../../src/infra/errors.js';
+import { describeRedis, redisTarget, topologyOf } from '../../../src/queue/index.js';
 import { makeHome, REPO } from '../../helpers/testEnv.js';
 
 function configError(fn: () => unknown): ConfigError {
@@ -44,6 +45,18 @@ describe('configuration', () => {
     expect(err.file).toBe('environment');
     expect(err.key).toBe('REDIS_URL');
     expect(configError(() => parseEnv({ DOCSIFT_THREADS: 'many' })).key).toBe('DOCSIFT_THREADS');
+  });
+
+  it('reads a Sentinel or Cluster topology, naming the key of a wrong value', () => {
+    const sentinel = parseEnv({ REDIS_URL: 'redis://:pw-9xY@docsift/2', REDIS_SENTINELS: '10.0.0.1:26379, sentinel-b:26380,[fd00::1]:26379' });
+    expect(sentinel.REDIS_SENTINELS).toEqual([{ host: '10.0.0.1', port: 26379 }, { host: 'sentinel-b', port: 26380 }, { host: 'fd00::1', port: 26379 }]);
+    expect(describeRedis(redisTarget(sentinel))).toBe('Sentinel master "docsift" via 10.0.0.1:26379,sentinel-b:26380,fd00::1:26379');
+    expect(topologyOf(redisTarget(parseEnv({ REDIS_CLUSTER_NODES: 'a:7000,b:7001' })))).toBe('cluster');
+    expect(topologyOf(redisTarget(parseEnv({})))).toBe('standalone');
+    expect(configError(() => parseEnv({ REDIS_SENTINELS: '10.0.0.1' })).key).toMatch(/^REDIS_SENTINELS/);
+    expect(configError(() => parseEnv({ REDIS_SENTINELS: 'a:1', REDIS_CLUSTER_NODES: 'b:2' })).key).toBe('REDIS_CLUSTER_NODES');
+    expect(configError(() => parseEnv({ REDIS_CLUSTER_NODES: 'b:2', REDIS_URL: 'redis://b:2/3' })).message).toContain('only database 0');
+    expect(configError(() => parseEnv({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_PASSWORD: 'change-me' })).key).toBe('REDIS_SENTINEL_PASSWORD');
   });
 
   it('refuses placeholder secrets (what the example files ship), naming the key', () => {

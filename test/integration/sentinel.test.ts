@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { documentsQueue } from '../helpers/stack.js';
+import { freePort } from '../helpers/redisServer.js';
+import { startSentinelGroup } from '../helpers/redisSentinel.js';
+import { makeHome, REPO, tempDir, testModelPath, uniquePrefix } from '../helpers/testEnv.js';
+import { spawnWorker } from '../helpers/workers.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const cleanups: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+});
+
+/** `docsift api` as its own OS process; resolves once it listens. */
+async function spawnApi(env: NodeJS.ProcessEnv, port: number): Promise<{ process: ChildProcess; log(): string }> {
+  const child = spawn(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'api', '--port', String(port), '--no-board'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  cleanups.push(() => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGKILL'); }));
+  const deadline = Date.now() + 30_000;
+  while (!log.includes('api ready')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`api did not start:\n${log}`);
+    await sleep(50);
+  }
+  return { process: child, log: () => log };
+}
+
+describe('Redis with Sentinel', () => {
+  it('the primary killed -9 mid-run: after the failover every document ends done exactly once and the API answers again', async () => {
+    const group = await startSentinelGroup();
+    cleanups.push(() => group.stop());
+    const outbox = tempDir('sentinel-outbox');
+    const home = makeHome({ documents: documentsQueue({ concurrency: 2, outputs: { outbox: { dir: outbox } }, worker: { lockDurationMs: 5000, stalledIntervalMs: 2000, maxStalledCount: 5 } }) });
+    const env = {
+      ...process.env, REDIS_URL: `redis://${group.master}`, REDIS_SENTINELS: group.sentinelList,
+      DOCSIFT_HOME: home, DOCSIFT_PREFIX: uniquePrefix('sentinel'), DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info',
+    };
+    const workers = [await spawnWorker(env), await spawnWorker(env)];
+    for (const w of workers) cleanups.push(() => w.stop('SIGKILL'));
+    const base = `http://127.0.0.1:${await freePort()}`;
+    const api = await spawnApi(env, Number(new URL(base).port));
+
+    /** One upload; the API's answer, or what fetch threw. */
+    const post = async (i: number) => {
+      const form = new FormData();
+      form.append('file', new Blob([`Invoice ${i}: sentinel document number ${i}, amount ${i}.50 EUR`]), `sentinel-${i}.txt`);
+      const res = await fetch(`${base}/v1/documents`, { method: 'POST', body: form });
+      return { status: res.status, body: (await res.json()) as { documents?: Array<{ documentId: string }>; error?: { code: string } } };
+    };
+    const ids: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const res = await post(i);
+      expect(res.status).toBe(202);
+      ids.push(res.body.documents![0]!.documentId);
+    }
+    const done = () => workers.reduce((n, w) => n + (w.log().match(/"msg":"document done"/g) ?? []).length, 0);
+    while (done() < 3) await sleep(20);
+
+    const before = await group.primaryPort();
+    expect(before).toBe(group.primary.port);
+    await group.primary.kill('SIGKILL');
+    const killedAt = Date.now();
+
+    // Uploads during the failover are refused with a code (never half-stored); then they work again.
+    const refused = new Set<string>();
+    for (let i = 16; i < 24; i++) {
+      for (;;) {
+        const res = await post(i);
+        if (res.status === 202) {
+          ids.push(res.body.documents![0]!.documentId);
+          break;
+        }
+        refused.add(`${res.status} ${res.body.error?.code}`);
+        if (Date.now() - killedAt > 60_000) throw new Error(`the API did not answer again: ${[...refused].join(', ')}\n${api.log()}`);
+        await sleep(200);
+      }
+    }
+    expect(await group.primaryPort()).toBe(group.replica.port);
+    for (const r of refused) expect(r).toBe('503 REDIS_UNAVAILABLE');
+
+    const deadline = Date.now() + 120_000;
+    const states = new Map<string, string>();
+    while (ids.some((id) => states.get(id) !== 'done')) {
+      if (Date.now() > deadline) throw new Error(`not done: ${JSON.stringify([...states])}`);
+      for (const id of ids) {
+        if (states.get(id) === 'done') continue;
+        const res = await fetch(`${base}/v1/documents/${id}`);
+        if (res.ok) states.set(id, ((await res.json()) as { state: string }).state);
+      }
+      await sleep(200);
+    }
+    // Exactly once: one record per document in the outbox, and one completion per document across the workers.
+    expect(fs.readdirSync(outbox).filter((f) => f.endsWith('.json')).sort()).toEqual([...new Set(ids)].map((id) => `${id}.json`).sort());
+    expect(done()).toBe(new Set(ids).size);
+    for (const w of workers) expect(w.process.exitCode).toBeNull(); // followed the failover, never restarted
+    expect(api.process.exitCode).toBeNull();
+  }, 240_000);
+});
