@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import { loadConfig, getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
 import { createLogger, type Logger } from '../infra/logger.js';
-import { connectRedis, createDocumentQueue, createDocumentStore, createRedis, redisTarget, waitForRedis, keys as makeKeys, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
+import { connectRedis, createDocumentQueue, createDocumentStore, createRedis, redisTarget, S3Bucket, waitForRedis, keysFor, type DocumentQueue, type DocumentStore, type Keys } from '../queue/index.js';
 import type { RedisClient } from '../queue/connection.js';
 import { Enqueuer } from '../ingest/index.js';
 
@@ -11,12 +11,14 @@ export interface Runtime {
   config: Config;
   logger: Logger;
   keys: Keys;
+  /** The bucket of DOCSIFT_STORE=s3 or s3 outputs (DOCSIFT_S3_BUCKET), when set. */
+  s3: S3Bucket | undefined;
 }
 
 export function createRuntime(destination: 'stdout' | 'stderr'): Runtime {
   const config = loadConfig();
   const logger = createLogger({ level: config.env.DOCSIFT_LOG_LEVEL, destination });
-  return { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
+  return { config, logger, keys: keysFor(config), s3: S3Bucket.fromEnv(config.env) };
 }
 
 export async function openQueue(rt: Runtime, queueName: string, forWorker = false): Promise<{ redis: RedisClient; queueConfig: QueueConfig; queue: DocumentQueue; store: DocumentStore }> {
@@ -25,7 +27,7 @@ export async function openQueue(rt: Runtime, queueName: string, forWorker = fals
   const redis = createRedis(target, { forWorker });
   await connectRedis(redis, target);
   const queue = createDocumentQueue(queueConfig, redis, rt.keys);
-  return { redis, queueConfig, queue, store: createDocumentStore(rt.config.env, redis, rt.keys) };
+  return { redis, queueConfig, queue, store: createDocumentStore(rt.config.env, redis, rt.keys, rt.s3) };
 }
 
 /**
@@ -65,7 +67,7 @@ export async function openAllQueues(rt: Runtime): Promise<{ redis: RedisClient; 
   const target = redisTarget(rt.config.env);
   const redis = createRedis(target, { forWorker: false, onError: (err) => rt.logger.warn({ err: err.message }, 'redis connection error') });
   await waitForRedis(redis, target, (attempt, delayMs, reason) => rt.logger.warn({ attempt, retryInMs: delayMs, reason }, 'waiting for Redis'));
-  const store = createDocumentStore(rt.config.env, redis, rt.keys);
+  const store = createDocumentStore(rt.config.env, redis, rt.keys, rt.s3);
   const queues = new Map<string, { config: QueueConfig; queue: DocumentQueue; enqueuer: Enqueuer }>();
   for (const queueConfig of rt.config.queues.values()) {
     const queue = createDocumentQueue(queueConfig, redis, rt.keys);

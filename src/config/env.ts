@@ -80,8 +80,21 @@ export const EnvSchema = z.object({
   DOCSIFT_NODE_NAME: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/).default(os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 128) || 'node'),
   /** Prefix of every Redis key docsift and BullMQ write, so several installations can share a Redis. */
   DOCSIFT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/).default('docsift'),
-  /** Where enqueued bytes wait for a worker: a Redis key with a TTL, or a file on a shared filesystem. */
-  DOCSIFT_STORE: z.enum(['redis', 'fs']).default('redis'),
+  /** Where enqueued bytes wait for a worker: a Redis key with a TTL, a file on a shared filesystem, or an object in S3-compatible storage. */
+  DOCSIFT_STORE: z.enum(['redis', 'fs', 's3']).default('redis'),
+  /** The bucket for DOCSIFT_STORE=s3 (and queue outputs of type s3). */
+  DOCSIFT_S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens').optional(),
+  /** An S3-compatible server (MinIO, Ceph RGW): http(s)://host:port. Without it, AWS S3 in DOCSIFT_S3_REGION. */
+  DOCSIFT_S3_ENDPOINT: z.string().regex(/^https?:\/\/[^/?#]+\/?$/, 'http(s)://host[:port], nothing after').optional(),
+  DOCSIFT_S3_REGION: z.string().regex(/^[a-z0-9-]+$/).default('us-east-1'),
+  /** Key prefix of docsift's objects in the bucket ("folders" ending in /; may be empty). */
+  DOCSIFT_S3_PREFIX: z.string().regex(/^([A-Za-z0-9._-]+\/)*$/, 'folder names each ending in /, e.g. docsift/').default('docsift/'),
+  /** Bucket in the path (http://host/bucket/key) rather than the host name. Default: on when DOCSIFT_S3_ENDPOINT is set (MinIO needs it). */
+  DOCSIFT_S3_PATH_STYLE: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
+  DOCSIFT_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  DOCSIFT_S3_SECRET_ACCESS_KEY: secret(8).optional(),
+  /** A file holding the secret key instead (a mounted Kubernetes or Docker secret); read at start, not followed if a link. */
+  DOCSIFT_S3_SECRET_ACCESS_KEY_FILE: z.string().min(1).optional(),
   /** Folder for DOCSIFT_STORE=fs; every worker must see it at the same path (NFS, SMB, local disk). */
   DOCSIFT_STORE_DIR: z.string().min(1).default('data/documents'),
   /**
@@ -133,6 +146,7 @@ export const EnvSchema = z.object({
   DOCSIFT_MODELS_DIR: z.string().min(1).default('models'),
   DOCSIFT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).superRefine((env, ctx) => {
+  if (env.DOCSIFT_STORE === 's3' && !env.DOCSIFT_S3_BUCKET) ctx.addIssue({ code: 'custom', path: ['DOCSIFT_S3_BUCKET'], message: 'DOCSIFT_STORE=s3 needs a bucket' });
   if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'set either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both' });
   if (env.REDIS_SENTINELS && !/^[A-Za-z0-9._-]+$/.test(new URL(env.REDIS_URL).hostname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'with REDIS_SENTINELS its host is the master group\'s name (redis://:password@mymaster/0)' });
   if (env.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(env.REDIS_URL).pathname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'a Redis Cluster has only database 0' });
@@ -164,7 +178,15 @@ const ENV_HELP: Record<keyof Env, string> = {
   DOCSIFT_MODEL: 'path of the .gguf model the worker loads',
   DOCSIFT_THREADS: 'llama.cpp threads [cores - 1]',
   DOCSIFT_GPU: 'auto (the first build that runs on this GPU and driver; docsift doctor shows which) | cuda | vulkan | metal | cpu (refused when it cannot run here)',
-  DOCSIFT_STORE: 'where enqueued bytes wait: redis | fs',
+  DOCSIFT_STORE: 'where enqueued bytes wait: redis | fs | s3',
+  DOCSIFT_S3_BUCKET: 'bucket for DOCSIFT_STORE=s3 and s3 outputs',
+  DOCSIFT_S3_ENDPOINT: 'S3-compatible server, http(s)://host:port [AWS S3]',
+  DOCSIFT_S3_REGION: 'S3 region',
+  DOCSIFT_S3_PREFIX: 'key prefix of docsift\'s objects in the bucket',
+  DOCSIFT_S3_PATH_STYLE: 'true | false: bucket in the path [true with DOCSIFT_S3_ENDPOINT]',
+  DOCSIFT_S3_ACCESS_KEY_ID: 'S3 access key id',
+  DOCSIFT_S3_SECRET_ACCESS_KEY: 'S3 secret key',
+  DOCSIFT_S3_SECRET_ACCESS_KEY_FILE: 'file holding the S3 secret key instead',
   DOCSIFT_STORE_DIR: 'folder for DOCSIFT_STORE=fs',
   DOCSIFT_STORE_TTL_S: 'seconds stored bytes are kept at most',
   DOCSIFT_PREFIX: 'prefix of every Redis key',

@@ -51,6 +51,9 @@ export function loadConfig(processEnv: NodeJS.ProcessEnv = process.env): Config 
     if (queue.outputs.webhook && !env.DOCSIFT_WEBHOOK_SECRET) {
       throw new ConfigError(queue.file, 'outputs.webhook', 'needs DOCSIFT_WEBHOOK_SECRET in the environment to sign deliveries');
     }
+    if (queue.outputs.s3 && !env.DOCSIFT_S3_BUCKET) {
+      throw new ConfigError(queue.file, 'outputs.s3', 'needs DOCSIFT_S3_BUCKET (and its endpoint and credentials) in the environment');
+    }
     if (queue.outputs.postgres && !env.DOCSIFT_DATABASE_URL) {
       throw new ConfigError(queue.file, 'outputs.postgres', 'needs DOCSIFT_DATABASE_URL in the environment');
     }

@@ -197,6 +197,8 @@ export const QueueFileSchema = z.object({
   outputs: z.object({
     /** Folder (relative to the working directory) where each result is written as <documentId>.json. */
     outbox: z.object({ dir: z.string().min(1) }).strict().optional(),
+    /** Each result as <prefix><documentId>.json in DOCSIFT_S3_BUCKET (an outbox in object storage). */
+    s3: z.object({ prefix: z.string().regex(/^([A-Za-z0-9._-]+\/)*$/, 'folder names each ending in /, e.g. results/').default('results/') }).strict().optional(),
     /**
      * POST of every result record, signed with DOCSIFT_WEBHOOK_SECRET. Deliveries are jobs of their
      * own: retried with backoff, then kept in a dead-letter list (docsift deadletter list | replay).

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   CALLBACK_NOT_ALLOWED: { retry: false, http: 403, summary: 'A callback or webhook URL names a host or address the operator did not allow (DOCSIFT_CALLBACK_HOSTS), carries credentials, or callbacks are off (no DOCSIFT_CALLBACK_SECRET).' },
   WORKER_LOST: { retry: false, http: 500, summary: 'The workers processing the document died (killed, out of memory, crashed) more often than worker.maxStalledCount allows.' },
   MAILBOX_UNAVAILABLE: { retry: true, http: 503, summary: 'An IMAP mailbox (mailboxes.json) cannot be reached, logged into or opened; docsift mail tries again on the next poll.' },
+  STORE_UNAVAILABLE: { retry: true, http: 503, summary: 'The S3-compatible store (DOCSIFT_STORE=s3) did not answer or refused the request (network, credentials, bucket); retried with backoff.' },
   REDIS_UNAVAILABLE: { retry: true, http: 503, summary: 'Redis did not answer; nothing was enqueued or changed. Try again.' },
   OUT_OF_MEMORY: { retry: true, http: 503, summary: 'Memory ran out during this job (GPU memory for the model, or an allocation in the worker); the sequence is reset and the job retried with backoff. A worker process killed by the OS or V8 for memory is re-delivered instead (see WORKER_LOST).' },
   MODEL_ERROR: { retry: true, http: 500, summary: 'The inference engine failed on this job (context lost, decode error); the sequence is reset and the job retried.' },

@@ -3,7 +3,8 @@ import type { RedisClient } from '../queue/connection.js';
 import type pg from 'pg';
 import type { QueueConfig } from '../config/index.js';
 import type { Keys } from '../queue/keys.js';
-import { OutboxOutput } from './outboxOutput.js';
+import type { S3Bucket } from '../queue/s3.js';
+import { OutboxOutput, S3OutboxOutput } from './outboxOutput.js';
 import type { ResultOutput } from './output.js';
 import { PostgresOutput } from './postgresOutput.js';
 import { RedisOutput } from './redisOutput.js';
@@ -21,9 +22,13 @@ export interface QueueOutputs {
   readonly others: readonly ResultOutput[];
 }
 
-export function createOutputs(queue: QueueConfig, deps: { redis: RedisClient; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool }): QueueOutputs {
+export function createOutputs(queue: QueueConfig, deps: { redis: RedisClient; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined }): QueueOutputs {
   const others: ResultOutput[] = [];
   if (queue.outputs.outbox) others.push(new OutboxOutput(queue.outputs.outbox.dir));
+  if (queue.outputs.s3) {
+    if (!deps.s3) throw new Error(`queue ${queue.name} writes to S3 but no bucket was given`);
+    others.push(new S3OutboxOutput(deps.s3, queue.outputs.s3.prefix));
+  }
   if (queue.outputs.postgres) {
     if (!deps.pool) throw new Error(`queue ${queue.name} writes to PostgreSQL but no pool was given`);
     others.push(new PostgresOutput(deps.pool));

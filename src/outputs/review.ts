@@ -44,9 +44,10 @@ export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[
  * the record to the store of record alone.
  */
 export async function holdForReview(redis: RedisClient, keys: Keys, record: ResultRecord, context: OutputContext): Promise<void> {
-  const tx = redis.multi().zadd(keys.reviewPending, Date.now(), record.documentId);
-  if (context.callbackUrl) tx.set(keys.reviewCallback(record.documentId), context.callbackUrl);
-  await tx.exec();
+  // Two commands, not a transaction (on a Cluster the keys are in different slots); the callback
+  // first, so a document listed as pending always has it.
+  if (context.callbackUrl) await redis.set(keys.reviewCallback(record.documentId), context.callbackUrl);
+  await redis.zadd(keys.reviewPending, Date.now(), record.documentId);
 }
 
 /**
@@ -124,11 +125,10 @@ export class ReviewDesk {
       await this.redis.zadd(this.keys.reviewPending, claimedAt, record.documentId);
       throw err;
     }
-    await this.redis.multi()
-      .del(this.keys.reviewCallback(record.documentId))
-      .zadd(this.keys.reviewDone, Date.now(), record.documentId)
-      .zremrangebyrank(this.keys.reviewDone, 0, -this.config.env.DOCSIFT_REVIEW_HISTORY_MAX - 1)
-      .exec();
+    // Separate commands (different slots on a Cluster); a crash in between leaves at most a stale callback.
+    await this.redis.zadd(this.keys.reviewDone, Date.now(), record.documentId);
+    await this.redis.zremrangebyrank(this.keys.reviewDone, 0, -this.config.env.DOCSIFT_REVIEW_HISTORY_MAX - 1);
+    await this.redis.del(this.keys.reviewCallback(record.documentId));
     return record;
   }
 }

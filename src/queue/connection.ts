@@ -107,6 +107,22 @@ export function blockingCopy(redis: RedisClient): RedisClient {
   return redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
+/**
+ * Keys matching a glob, in batches, each with the server holding them: on a Cluster SCAN runs on
+ * every primary (the cluster client would ask one node). Read a batch through its server with
+ * single-key commands in a pipeline, not MGET: the keys share a node, not a slot.
+ */
+export async function* scanKeys(redis: RedisClient, pattern: string): AsyncGenerator<{ keys: string[]; node: Redis }> {
+  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    let cursor = '0';
+    do {
+      const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (found.length) yield { keys: found, node };
+    } while (cursor !== '0');
+  }
+}
+
 interface ClientOptions { forWorker: boolean; onError?: (err: Error) => void }
 
 const lastErrors = new WeakMap<RedisClient, Error>();

@@ -12,7 +12,7 @@ export const JOB_NAME = 'document';
 export function createDocumentQueue(queue: QueueConfig, redis: RedisClient, keys: Keys): DocumentQueue {
   return new Queue<JobPayload, unknown, 'document'>(queue.name, {
     connection: redis,
-    prefix: keys.bull,
+    prefix: keys.bull(queue.name),
     defaultJobOptions: jobOptionsFor(queue),
   });
 }

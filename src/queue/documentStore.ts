@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { RedisClient } from './connection.js';
 import { DocsiftError } from '../infra/errors.js';
 import { readFileUnderRoots } from '../infra/safeFile.js';
 import type { Keys } from './keys.js';
 import type { DocumentRef } from './payload.js';
+import type { S3Bucket } from './s3.js';
 
 /**
  * Bytes streamed into a store and hashed on the way, not yet a document: commit() moves them to
@@ -61,17 +64,89 @@ export class RedisDocumentStore implements DocumentStore {
       commit: async (holder) => {
         const key = this.keys.document(staged.sha256);
         const holders = this.keys.documentHolders(staged.sha256);
+        // On a Cluster the upload's key and the document's are in different slots (the hash is
+        // known only at the end): copy in WRITE_CHUNK pieces instead of renaming.
+        if (this.keys.cluster && staged.size > 0) await this.copy(temp, key, staged.size);
         const tx = this.redis.multi();
         // An empty upload never created its key: store the empty document explicitly.
         if (staged.size === 0) tx.set(key, Buffer.alloc(0));
-        else tx.rename(temp, key);
+        else if (!this.keys.cluster) tx.rename(temp, key);
         await tx.expire(key, this.ttlSeconds).sadd(holders, holder).expire(holders, this.ttlSeconds).exec();
+        if (this.keys.cluster) await this.redis.del(temp);
         return { kind: 'redis', key };
       },
       discard: () => this.redis.del(temp).then(() => undefined),
     };
   }
+
+  /** Copies `size` bytes from one key to another, a chunk at a time (bounded memory). */
+  private async copy(from: string, to: string, size: number): Promise<void> {
+    for (let offset = 0; offset < size; offset += WRITE_CHUNK) {
+      const chunk = await this.redis.getrangeBuffer(from, offset, Math.min(size, offset + WRITE_CHUNK) - 1);
+      if (chunk.length !== Math.min(WRITE_CHUNK, size - offset)) throw new DocsiftError('DOCUMENT_MISSING', `the upload's staged bytes expired before they were stored (${from})`);
+      await (offset === 0 ? this.redis.set(to, chunk, 'EX', this.ttlSeconds) : this.redis.append(to, chunk));
+    }
+  }
 }
+
+/**
+ * Bytes in an S3-compatible bucket (`<DOCSIFT_S3_PREFIX>doc/<sha256>`), their holders in Redis as
+ * for the Redis store. S3 has no per-object TTL: a lifecycle rule on the prefix bounds what a
+ * holder that never finished leaves (docs/SCALING.md).
+ */
+export class S3DocumentStore implements DocumentStore {
+  constructor(private readonly redis: RedisClient, private readonly keys: Keys, private readonly s3: S3Bucket, private readonly ttlSeconds: number) {}
+
+  async put(sha256: string, bytes: Buffer, holder: string): Promise<DocumentRef> {
+    const key = this.s3.documentKey(sha256);
+    await holdS3(this.redis, this.keys, sha256, holder, this.ttlSeconds);
+    await this.s3.put(key, bytes);
+    return { kind: 's3', key };
+  }
+
+  /** Uploads are spooled to a private temporary file while hashed (the object's name is the hash), then sent as one (multipart) upload. */
+  async stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument> {
+    const tmp = path.join(os.tmpdir(), `docsift-upload-${randomBytes(12).toString('hex')}`);
+    const file = await fs.open(tmp, 'wx', 0o600);
+    let staged: Omit<StagedDocument, 'commit' | 'discard'>;
+    try {
+      staged = await streamInto(source, maxBytes, async (chunk) => { await file.write(chunk); }, () => fs.rm(tmp, { force: true }));
+    } finally {
+      await file.close();
+    }
+    return {
+      ...staged,
+      commit: async (holder) => {
+        const key = this.s3.documentKey(staged.sha256);
+        try {
+          await holdS3(this.redis, this.keys, staged.sha256, holder, this.ttlSeconds);
+          await this.s3.put(key, createReadStream(tmp));
+        } finally {
+          await fs.rm(tmp, { force: true });
+        }
+        return { kind: 's3', key };
+      },
+      discard: () => fs.rm(tmp, { force: true }),
+    };
+  }
+}
+
+/**
+ * Adds a holder and reports whether a release is deleting the object right now; if so, waits for
+ * it to finish (then this put writes the object again) instead of racing the delete.
+ */
+const HOLD = `redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return redis.call('EXISTS', KEYS[2])`;
+
+async function holdS3(redis: RedisClient, keys: Keys, sha256: string, holder: string, ttlSeconds: number): Promise<void> {
+  for (let waited = 0; (await redis.eval(HOLD, 2, keys.documentHolders(sha256), keys.documentDeleting(sha256), holder, ttlSeconds)) === 1 && waited < DELETING_TTL_S * 1000; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** How long a release may take to delete an object before a put stops waiting for it. */
+const DELETING_TTL_S = 60;
 
 export class FileDocumentStore implements DocumentStore {
   private readonly dir: string;
@@ -166,16 +241,24 @@ async function streamInto(
   return { sha256: hash.digest('hex'), size, head: Buffer.concat(heads) };
 }
 
-type StoreEnv = { DOCSIFT_STORE: 'redis' | 'fs'; DOCSIFT_STORE_DIR: string; DOCSIFT_STORE_TTL_S: number };
+type StoreEnv = { DOCSIFT_STORE: 'redis' | 'fs' | 's3'; DOCSIFT_STORE_DIR: string; DOCSIFT_STORE_TTL_S: number; DOCSIFT_S3_PREFIX: string };
 
-/** The store this installation's configuration names (DOCSIFT_STORE). */
-export function createDocumentStore(env: StoreEnv, redis: RedisClient, keys: Keys): DocumentStore {
-  return env.DOCSIFT_STORE === 'fs' ? new FileDocumentStore(env.DOCSIFT_STORE_DIR) : new RedisDocumentStore(redis, keys, env.DOCSIFT_STORE_TTL_S);
+/** The store this installation's configuration names (DOCSIFT_STORE); s3 is the bucket the process opened (S3Bucket.fromEnv). */
+export function createDocumentStore(env: StoreEnv, redis: RedisClient, keys: Keys, s3: S3Bucket | undefined): DocumentStore {
+  switch (env.DOCSIFT_STORE) {
+    case 'fs': return new FileDocumentStore(env.DOCSIFT_STORE_DIR);
+    case 's3': return new S3DocumentStore(redis, keys, s3!, env.DOCSIFT_STORE_TTL_S);
+    default: return new RedisDocumentStore(redis, keys, env.DOCSIFT_STORE_TTL_S);
+  }
 }
 
 /** Where the configured store keeps the bytes of this hash (they may be gone). */
 export function storedRef(env: StoreEnv, keys: Keys, sha256: string): DocumentRef {
-  return env.DOCSIFT_STORE === 'fs' ? { kind: 'file', path: FileDocumentStore.pathOf(env.DOCSIFT_STORE_DIR, sha256) } : { kind: 'redis', key: keys.document(sha256) };
+  switch (env.DOCSIFT_STORE) {
+    case 'fs': return { kind: 'file', path: FileDocumentStore.pathOf(env.DOCSIFT_STORE_DIR, sha256) };
+    case 's3': return { kind: 's3', key: `${env.DOCSIFT_S3_PREFIX}doc/${sha256}` };
+    default: return { kind: 'redis', key: keys.document(sha256) };
+  }
 }
 
 /**
@@ -190,9 +273,28 @@ if redis.call('SCARD', KEYS[2]) == 0 then
 end
 return 0`;
 
-export async function releaseDocument(redis: RedisClient, keys: Keys, ref: DocumentRef, holder: string): Promise<boolean> {
-  if (ref.kind !== 'redis' || !keys.isDocumentKey(ref.key)) return false;
-  const sha256 = ref.key.slice(-64);
+/** The S3 store's release: the last holder marks the object as being deleted (HOLD waits for that), deletes it, and clears the mark. */
+const RELEASE_S3 = `redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+  return 1
+end
+return 0`;
+
+export async function releaseDocument(redis: RedisClient, keys: Keys, ref: DocumentRef, holder: string, s3?: S3Bucket): Promise<boolean> {
+  if (ref.kind === 's3') {
+    const sha256 = s3?.documentSha(ref.key);
+    if (!s3 || !sha256) return false;
+    if ((await redis.eval(RELEASE_S3, 2, keys.documentHolders(sha256), keys.documentDeleting(sha256), holder, DELETING_TTL_S)) !== 1) return false;
+    try {
+      await s3.delete(ref.key);
+    } finally {
+      await redis.del(keys.documentDeleting(sha256));
+    }
+    return true;
+  }
+  const sha256 = ref.kind === 'redis' ? keys.documentSha(ref.key) : null;
+  if (ref.kind !== 'redis' || !sha256) return false;
   return (await redis.eval(RELEASE, 2, ref.key, keys.documentHolders(sha256), holder)) === 1;
 }
 
@@ -206,6 +308,8 @@ export interface LoadLimits {
   /** Folders a file reference must lie in (documentRoots). */
   roots: readonly string[];
   maxBytes: number;
+  /** The bucket of DOCSIFT_STORE=s3, when this installation has one. */
+  s3?: S3Bucket | undefined;
 }
 
 /**
@@ -216,7 +320,15 @@ export interface LoadLimits {
  */
 export async function loadDocument(redis: RedisClient, ref: DocumentRef, limits: LoadLimits): Promise<Buffer> {
   if (ref.kind === 'file') return (await readFileUnderRoots(ref.path, limits.roots, limits.maxBytes)).bytes;
-  if (!limits.keys.isDocumentKey(ref.key)) {
+  if (ref.kind === 's3') {
+    if (!limits.s3?.documentSha(ref.key)) {
+      throw new DocsiftError('KEY_NOT_ALLOWED', `ref.key ${JSON.stringify(ref.key.slice(0, 200))} is not a document object of this installation (${limits.s3 ? limits.s3.documentKey('<sha256>') : 'it keeps no documents in S3: DOCSIFT_S3_BUCKET is not set'})`);
+    }
+    const bytes = await limits.s3.get(ref.key, limits.maxBytes);
+    if (bytes.length > limits.maxBytes) throw new DocsiftError('TOO_LARGE', `the stored document has more than ${limits.maxBytes} bytes (limits.maxBytes)`);
+    return bytes;
+  }
+  if (!limits.keys.documentSha(ref.key)) {
     throw new DocsiftError('KEY_NOT_ALLOWED', `ref.key ${JSON.stringify(ref.key.slice(0, 200))} is not a document key of this installation (${limits.keys.document('<sha256>')})`);
   }
   // GETRANGE reads at most maxBytes + 1 bytes, whatever was stored under the key.

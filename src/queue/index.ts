@@ -1,11 +1,12 @@
-export { blockingCopy, connectRedis, createRedis, describeRedis, redactUrl, redisTarget, topologyOf, waitForRedis, type HostPort, type RedisClient, type RedisTarget, type RedisTopology } from './connection.js';
+export { blockingCopy, scanKeys, connectRedis, createRedis, describeRedis, redactUrl, redisTarget, topologyOf, waitForRedis, type HostPort, type RedisClient, type RedisTarget, type RedisTopology } from './connection.js';
 export { createDocumentQueue, JOB_NAME, jobOptionsFor } from './documentQueue.js';
 export type { DocumentQueue } from './documentQueue.js';
-export { keys } from './keys.js';
-export type { Keys } from './keys.js';
+export { flowGroups, keys, keysFor } from './keys.js';
+export type { KeyLayout, Keys } from './keys.js';
 export { DocumentRef, JobPayload, documentIdFor, publishPipeline } from './payload.js';
 export type { JobPayloadInput, PipelineInfo } from './payload.js';
-export { createDocumentStore, documentRoots, FileDocumentStore, RedisDocumentStore, loadDocument, releaseDocument, storedRef } from './documentStore.js';
+export { createDocumentStore, documentRoots, FileDocumentStore, RedisDocumentStore, S3DocumentStore, loadDocument, releaseDocument, storedRef } from './documentStore.js';
+export { S3Bucket } from './s3.js';
 export type { DocumentStore, StagedDocument } from './documentStore.js';
 export { addDocumentJob } from './addJob.js';
 export type { NewDocumentJob } from './addJob.js';

@@ -12,6 +12,8 @@ import type { Keys } from './keys.js';
 export const DocumentRef = z.discriminatedUnion('kind', [
   /** Bytes in Redis under this key (written by docsift's redis store). */
   z.object({ kind: z.literal('redis'), key: z.string().min(1) }).strict(),
+  /** An object in the S3 bucket of DOCSIFT_STORE=s3: `<DOCSIFT_S3_PREFIX>doc/<sha256>`. */
+  z.object({ kind: z.literal('s3'), key: z.string().min(1).max(1024) }).strict(),
   /** A file every worker can read at this absolute path (shared filesystem). */
   z.object({ kind: z.literal('file'), path: z.string().startsWith('/', 'must be an absolute path') }).strict(),
 ]);
@@ -89,7 +91,16 @@ export interface PipelineInfo {
   prompts: Record<string, string>;
 }
 
-/** Publishes a queue's pipeline version under `<prefix>:pipeline:<queue>` (workers and API servers at start). */
+/**
+ * Publishes a queue's pipeline version under `<prefix>:pipeline:<queue>` (workers and API servers
+ * at start), with where the queue's keys are: they are hash-tagged on a Redis Cluster, and a
+ * producer that follows `keys` (BullMQ's prefix; `<sha256>` and `<documentId>` to fill in) works
+ * on either layout.
+ */
 export async function publishPipeline(redis: RedisClient, keys: Keys, info: PipelineInfo): Promise<void> {
-  await redis.set(keys.pipeline(info.queue), JSON.stringify(info));
+  const layout = {
+    bull: keys.bull(info.queue), document: keys.document('<sha256>'), documentHolders: keys.documentHolders('<sha256>'),
+    result: keys.result('<documentId>'), failure: keys.failure('<documentId>'), latestJob: keys.latestJob('<documentId>'),
+  };
+  await redis.set(keys.pipeline(info.queue), JSON.stringify({ ...info, keys: layout }));
 }

@@ -42,7 +42,7 @@ export function startDeliveryWorker(deps: DeliveryWorkerDeps): Worker<Delivery> 
     }
     deps.metrics.deliveries.inc({ kind: delivery.kind, result: 'delivered' });
     log.info({ documentId: delivery.documentId, url: deliveryUrlForLogs(delivery.url), kind: delivery.kind, attempt: job.attemptsMade + 1 }, 'delivered');
-  }, { connection: deps.redis, prefix: deps.keys.bull, concurrency: deps.concurrency ?? 8 });
+  }, { connection: deps.redis, prefix: deps.keys.bull(DELIVERY_QUEUE), concurrency: deps.concurrency ?? 8 });
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = err instanceof UnrecoverableError || err.name === 'UnrecoverableError' || job.attemptsMade >= (job.opts.attempts ?? 1);

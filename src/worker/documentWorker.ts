@@ -8,7 +8,7 @@ import { sourceKind, type Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { finalOutputs, holdForReview, reviewReasons, type OutputContext, type QueueOutputs } from '../outputs/index.js';
 import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
-import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys, type S3Bucket } from '../queue/index.js';
 import { isMail, sniffFormat, type TextExtractor } from '../text/index.js';
 import { ChildJobs } from './childJobs.js';
 import { Challenge } from './challenge.js';
@@ -27,6 +27,8 @@ export interface DocumentWorkerDeps {
   /** Jobs in flight; equals the engine's sequences. */
   concurrency: number;
   metrics: Metrics;
+  /** The bucket of DOCSIFT_STORE=s3, when the installation has one (the caller closes it). */
+  s3?: S3Bucket | undefined;
 }
 
 /** The reason an in-flight job is aborted at shutdown: it goes back to the queue, no attempt used. */
@@ -75,7 +77,7 @@ export class DocumentWorker {
       queues.set(name, { queue: createDocumentQueue(next, deps.redis, deps.keys), config: next });
     }
     this.children = new ChildJobs(deps.redis, deps.keys, queues);
-    const store = createDocumentStore(deps.config.env, deps.redis, deps.keys);
+    const store = createDocumentStore(deps.config.env, deps.redis, deps.keys, deps.s3);
     this.mail = new MailJob({
       config: deps.config, queue: deps.queue, redis: deps.redis, keys: deps.keys, extractor: deps.extractor, children: this.children,
       store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
@@ -89,7 +91,7 @@ export class DocumentWorker {
     }) : undefined;
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
-      prefix: deps.keys.bull,
+      prefix: deps.keys.bull(deps.queue.name),
       concurrency: deps.concurrency,
       autorun: false,
       // Lock renewal runs on the event loop, which inference and PDF parsing never block (both run
@@ -244,7 +246,7 @@ export class DocumentWorker {
       throw new DocsiftError('INVALID_JOB', `the job payload does not match the contract: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     }
     const payload = parsed.data;
-    const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes });
+    const bytes = await loadDocument(this.deps.redis, payload.ref, { keys: this.deps.keys, roots: this.roots, maxBytes: this.deps.queue.limits.maxBytes, s3: this.deps.s3 });
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     if (payload.sha256 && payload.sha256 !== sha256) {
       throw new DocsiftError('INVALID_JOB', `the stored bytes hash to ${sha256}, the job says ${payload.sha256}`);
@@ -377,7 +379,7 @@ export class DocumentWorker {
    */
   private async release(job: Job, ref: DocumentRef): Promise<void> {
     if (!this.deps.queue.retention.deleteBytesWhenFinal) return;
-    await releaseDocument(this.deps.redis, this.deps.keys, ref, `${this.deps.queue.name}:${job.id}`)
+    await releaseDocument(this.deps.redis, this.deps.keys, ref, `${this.deps.queue.name}:${job.id}`, this.deps.s3)
       .catch((err: unknown) => this.deps.logger.warn({ err, jobId: job.id }, 'could not delete the stored bytes'));
   }
 

@@ -6,7 +6,7 @@ import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
 import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf, type Delivery } from '../outputs/index.js';
-import { createDocumentQueue, createRedis, describeRedis, publishPipeline, redisTarget, waitForRedis, type Keys } from '../queue/index.js';
+import { createDocumentQueue, createRedis, describeRedis, publishPipeline, redisTarget, S3Bucket, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
 import { DocumentWorker } from './documentWorker.js';
@@ -21,7 +21,7 @@ export interface RunningWorker {
   /** The address the metrics server is bound to. */
   metricsHost: string | undefined;
   /** The process's one delivery queue and PostgreSQL pool (lazy: no connection until used), for others in the process to share. */
-  outputs: { deliveries: Queue<Delivery>; pool?: pg.Pool };
+  outputs: { deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined };
   /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
   stop(graceMs: number): Promise<void>;
 }
@@ -71,9 +71,10 @@ export async function startWorker(options: {
   const extractor = new TextExtractor();
   const deliveries = createDeliveryQueue(redis, keys);
   const pool = config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
+  const s3 = S3Bucket.fromEnv(config.env);
   const worker = new DocumentWorker({
-    config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics,
-    outputs: createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }),
+    config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics, s3,
+    outputs: createOutputs(queue, { redis, keys, deliveries, s3, ...(pool ? { pool } : {}) }),
   });
   const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, policy: deliveryPolicyOf(config), secrets: { webhook: config.env.DOCSIFT_WEBHOOK_SECRET, callback: config.env.DOCSIFT_CALLBACK_SECRET }, deadLetterMax: config.env.DOCSIFT_DEADLETTER_MAX });
   const bullQueue = createDocumentQueue(queue, redis, keys);
@@ -88,7 +89,7 @@ export async function startWorker(options: {
   worker.run();
   return {
     queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port, metricsHost: metricsServer?.host,
-    outputs: { deliveries, ...(pool ? { pool } : {}) },
+    outputs: { deliveries, s3, ...(pool ? { pool } : {}) },
     async stop(graceMs: number) {
       await worker.close(graceMs);
       modelLoaded = false;
@@ -97,6 +98,7 @@ export async function startWorker(options: {
       await deliveryWorker.close();
       await deliveries.close();
       await pool?.end();
+      s3?.close();
       await engine.dispose();
       await extractor.close();
       await redis.quit();

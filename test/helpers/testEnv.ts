@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { scanKeys, type RedisClient } from '../../src/queue/index.js';
 import { packageRoot } from '../../src/config/index.js';
 import { createRequire } from 'node:module';
 import { makeLlamaModel, readHfTokenizer } from '../../src/model/index.js';
@@ -84,13 +84,8 @@ export function corpusFiles(): string[] {
 }
 
 /** Deletes every key under a test's prefix (SCAN, never KEYS: other tests share the Redis). */
-export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (found.length) await redis.del(...found);
-    cursor = next;
-  } while (cursor !== '0');
+export async function deleteKeys(redis: RedisClient, prefix: string): Promise<void> {
+  for await (const { keys, node } of scanKeys(redis, `${prefix}:*`)) await node.pipeline(keys.map((k) => ['del', k])).exec();
 }
 
 /** Polls a condition every 50 ms until it holds, or throws after timeoutMs. */

@@ -25,3 +25,25 @@ export async function spawnWorker(env: NodeJS.ProcessEnv, args: string[] = []): 
     }),
   };
 }
+
+/** Any `docsift` command as its own OS process; resolves once its log shows `ready` (killed -9 by stop()). */
+export async function spawnDocsift(args: string[], env: NodeJS.ProcessEnv, ready: string, options: { cwd?: string } = {}): Promise<{ process: ChildProcess; log(): string; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
+  const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
+  child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  const deadline = Date.now() + 60_000;
+  while (!log.includes(ready)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`docsift ${args.join(' ')} did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    process: child,
+    log: () => log,
+    stop: (signal = 'SIGKILL') => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+      child.once('exit', (code) => resolve(code));
+      child.kill(signal);
+    }),
+  };
+}

@@ -54,7 +54,7 @@ afterAll(async () => {
   await app?.close();
   await queue?.obliterate({ force: true });
   await queue?.close();
-  await deleteKeys(redis, keys.bull.slice(0, -':bull'.length));
+  await deleteKeys(redis, config.env.DOCSIFT_PREFIX);
   redis?.disconnect();
 });
 

@@ -20,7 +20,7 @@ let stack: Stack;
 let queue: Queue;
 beforeAll(async () => {
   stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_DOCUMENT_ROOTS: roots });
-  queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });
+  queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull('documents') });
 });
 afterAll(async () => {
   await queue?.close();
@@ -76,7 +76,15 @@ describe('document identity across producers', () => {
   it('publishes the pipeline version: in Redis by the worker, and by the CLI from the configuration', async () => {
     const info = pipelineInfo(stack.config, stack.queueConfig);
     expect(info.pipelineVersion).toBe(stack.enqueuer.pipelineVersion);
-    expect(JSON.parse((await stack.redis.get(stack.keys.pipeline('documents')))!)).toEqual(info);
+    // With where the queue's keys are, for producers that write them (hash-tagged on a Cluster).
+    const k = stack.keys;
+    expect(JSON.parse((await stack.redis.get(k.pipeline('documents')))!)).toEqual({
+      ...info,
+      keys: {
+        bull: k.bull('documents'), document: k.document('<sha256>'), documentHolders: k.documentHolders('<sha256>'),
+        result: k.result('<documentId>'), failure: k.failure('<documentId>'), latestJob: k.latestJob('<documentId>'),
+      },
+    });
     const cli = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'pipeline', '-q', 'documents'], { env: { ...process.env, DOCSIFT_HOME: stack.config.home }, encoding: 'utf8' });
     expect(cli.status, cli.stderr).toBe(0);
     expect(JSON.parse(cli.stdout)).toEqual(info);

@@ -43,7 +43,7 @@ describe('Redis output', () => {
     const keys = makeKeys(prefix);
     const redis = createRedis(REDIS_URL, { forWorker: false });
     await connectRedis(redis, REDIS_URL);
-    const queue = new Queue('documents', { connection: redis, prefix: keys.bull });
+    const queue = new Queue('documents', { connection: redis, prefix: keys.bull('documents') });
     try {
       const job = await queue.add('document', { ref: { kind: 'file', path: '/nowhere' } }, { jobId: 'j1' });
       const output = new RedisOutput(redis, keys, 3600);

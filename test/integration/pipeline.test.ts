@@ -140,7 +140,7 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
     const dir = roots;
     const file = path.join(dir, 'po.txt');
     fs.writeFileSync(file, 'PURCHASE ORDER PO-991\nSupplier: Widgets Ltd\n10 x bolts @ 0.20');
-    const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });
+    const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull('documents') });
     const job = await queue.add('document', { ref: { kind: 'file', path: file }, filename: 'po.txt', source: 'erp' }, { jobId: 'erp-po-991' });
     const [status] = await stack.waitAll([{ documentId: 'unused', jobId: job.id!, sha256: '', status: 'queued' }]);
     expect(status!.state).toBe('done');
@@ -155,7 +155,7 @@ describe('documents queue end to end (real Redis, generated GGUF model, real lla
   });
 
   it('rejects a payload that breaks the contract with INVALID_JOB', async () => {
-    const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });
+    const queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull('documents') });
     const job = await queue.add('document', { ref: { kind: 'file', path: 'relative/path.pdf' } } as never, { jobId: 'bad-payload' });
     await queue.close();
     const [status] = await stack.waitAll([{ documentId: 'bad-payload', jobId: job.id!, sha256: '', status: 'queued' }]);

@@ -1,33 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { documentsQueue } from '../helpers/stack.js';
 import { freePort } from '../helpers/redisServer.js';
-import { startSentinelGroup } from '../helpers/redisSentinel.js';
+import { startSentinelGroup } from '../helpers/redisTopologies.js';
 import { makeHome, REPO, tempDir, testModelPath, uniquePrefix } from '../helpers/testEnv.js';
-import { spawnWorker } from '../helpers/workers.js';
+import { spawnDocsift, spawnWorker } from '../helpers/workers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cleanups: Array<() => Promise<unknown>> = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
-
-/** `docsift api` as its own OS process; resolves once it listens. */
-async function spawnApi(env: NodeJS.ProcessEnv, port: number): Promise<{ process: ChildProcess; log(): string }> {
-  const child = spawn(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'api', '--port', String(port), '--no-board'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-  cleanups.push(() => new Promise((resolve) => { child.once('exit', resolve); child.kill('SIGKILL'); }));
-  const deadline = Date.now() + 30_000;
-  while (!log.includes('api ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`api did not start:\n${log}`);
-    await sleep(50);
-  }
-  return { process: child, log: () => log };
-}
 
 describe('Redis with Sentinel', () => {
   it('the primary killed -9 mid-run: after the failover every document ends done exactly once and the API answers again', async () => {
@@ -42,7 +27,8 @@ describe('Redis with Sentinel', () => {
     const workers = [await spawnWorker(env), await spawnWorker(env)];
     for (const w of workers) cleanups.push(() => w.stop('SIGKILL'));
     const base = `http://127.0.0.1:${await freePort()}`;
-    const api = await spawnApi(env, Number(new URL(base).port));
+    const api = await spawnDocsift(['api', '--port', new URL(base).port, '--no-board'], env, 'api ready');
+    cleanups.push(() => api.stop());
 
     /** One upload; the API's answer, or what fetch threw. */
     const post = async (i: number) => {
@@ -59,6 +45,10 @@ describe('Redis with Sentinel', () => {
     }
     const done = () => workers.reduce((n, w) => n + (w.log().match(/"msg":"document done"/g) ?? []).length, 0);
     while (done() < 3) await sleep(20);
+
+    // docsift doctor sees the group: the primary, its replica, and that the sentinels can fail over.
+    const doctor = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'doctor'], { env, encoding: 'utf8' });
+    expect(doctor.stdout).toContain(`ok    redis topology: Sentinel master "docsift": primary 127.0.0.1:${group.primary.port}, 1 replica(s), 3 of 3 sentinels answer; OK 3 usable Sentinels`);
 
     const before = await group.primaryPort();
     expect(before).toBe(group.primary.port);

@@ -31,7 +31,7 @@ let queue: Queue;
 beforeAll(async () => {
   fs.writeFileSync(secretFile, SECRET);
   stack = await startStack({ documents: documentsQueue() }, 'documents', { DOCSIFT_DOCUMENT_ROOTS: root, DOCSIFT_API_ROOTS: root });
-  queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull });
+  queue = new Queue('documents', { connection: stack.redis, prefix: stack.keys.bull('documents') });
 });
 afterAll(async () => {
   await queue?.close();

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import { pollForResult, readInput, type DocsiftClient, type DocumentInput, type DocumentState, type Enqueued, type EnqueueOptions } from './client.js';
 import type { FailureRecord, ResultRecord } from './records.js';
 
@@ -13,6 +13,18 @@ export interface RedisClientOptions {
   bytesTtlSeconds?: number;
   /** Extra ioredis options (TLS, timeouts). */
   redis?: RedisOptions;
+  /**
+   * A connection of your own instead of `url`: an ioredis client for Sentinel, or an ioredis
+   * Cluster (docsift's keys are hash-tagged there; the client follows the layout workers publish).
+   * It needs maxRetriesPerRequest: null, as BullMQ does; close() leaves it open.
+   */
+  connection?: Redis | Cluster;
+}
+
+/** Where a queue's keys are, as workers publish them with its pipeline version (docs/JOB-PAYLOAD.md). */
+interface Published {
+  pipelineVersion: string;
+  keys?: { bull: string; document: string; documentHolders: string; result: string; failure: string; latestJob: string };
 }
 
 /**
@@ -23,29 +35,39 @@ export interface RedisClientOptions {
  */
 export class RedisClient implements DocsiftClient {
   private readonly queues = new Map<string, Queue>();
+  /** Key templates by kind, from the first queue whose published layout was read. */
+  private layout: Published['keys'] | undefined;
 
-  private constructor(private readonly redis: Redis, private readonly prefix: string, private readonly ttl: number) {}
+  private constructor(private readonly redis: Redis | Cluster, private readonly prefix: string, private readonly ttl: number, private readonly owned: boolean) {}
 
   static async connect(options: RedisClientOptions = {}): Promise<RedisClient> {
+    if (options.connection) return new RedisClient(options.connection, options.prefix ?? 'docsift', options.bytesTtlSeconds ?? 7 * 24 * 3600, false);
     const redis = new Redis(options.url ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: null, lazyConnect: true, ...options.redis });
     await redis.connect();
-    return new RedisClient(redis, options.prefix ?? 'docsift', options.bytesTtlSeconds ?? 7 * 24 * 3600);
+    return new RedisClient(redis, options.prefix ?? 'docsift', options.bytesTtlSeconds ?? 7 * 24 * 3600, true);
   }
 
-  private queue(name: string): Queue {
+  private async queue(name: string): Promise<Queue> {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, { connection: this.redis, prefix: `${this.prefix}:bull` });
+      const published = await this.published(name).catch(() => null);
+      q = new Queue(name, { connection: this.redis, prefix: published?.keys?.bull ?? `${this.prefix}:bull` });
       this.queues.set(name, q);
     }
     return q;
   }
 
-  /** The queue's pipeline version, as its workers and API servers publish it. */
-  async pipelineVersion(queue = 'documents'): Promise<string> {
+  private async published(queue: string): Promise<Published> {
     const raw = await this.redis.get(`${this.prefix}:pipeline:${queue}`);
     if (!raw) throw new Error(`queue ${queue} has no published pipeline version (${this.prefix}:pipeline:${queue}): start a docsift worker or API for it first`);
-    return (JSON.parse(raw) as { pipelineVersion: string }).pipelineVersion;
+    const published = JSON.parse(raw) as Published;
+    this.layout ??= published.keys;
+    return published;
+  }
+
+  /** The queue's pipeline version, as its workers and API servers publish it. */
+  async pipelineVersion(queue = 'documents'): Promise<string> {
+    return (await this.published(queue)).pipelineVersion;
   }
 
   async enqueue(input: DocumentInput, options: EnqueueOptions = {}): Promise<Enqueued> {
@@ -55,17 +77,18 @@ export class RedisClient implements DocsiftClient {
     const documentId = `${sha256.slice(0, 32)}-${await this.pipelineVersion(queue)}`;
     if (!options.force) {
       if (await this.redis.exists(this.key('result', documentId))) return { documentId, jobId: documentId, queue, status: 'done' };
-      if (await this.queue(queue).getJob(documentId)) return { documentId, jobId: documentId, queue, status: 'duplicate' };
+      if (await (await this.queue(queue)).getJob(documentId)) return { documentId, jobId: documentId, queue, status: 'duplicate' };
     }
     // A forced re-run needs a job id of its own: BullMQ ignores an add whose id exists.
     const jobId = options.force ? `${documentId}-r${Date.now().toString(36)}` : documentId;
-    const key = `${this.prefix}:doc:${sha256}`;
+    const key = this.layout?.document.replace('<sha256>', sha256) ?? `${this.prefix}:doc:${sha256}`;
+    const holders = this.layout?.documentHolders.replace('<sha256>', sha256) ?? `${key}:holders`;
     await this.redis.multi()
       .set(key, bytes, 'EX', this.ttl)
-      .sadd(`${key}:holders`, `${queue}:${jobId}`)
-      .expire(`${key}:holders`, this.ttl)
+      .sadd(holders, `${queue}:${jobId}`)
+      .expire(holders, this.ttl)
       .exec();
-    const job = await this.queue(queue).add('document', {
+    const job = await (await this.queue(queue)).add('document', {
       v: 1, ref: { kind: 'redis', key }, sha256, documentId, filename, size: bytes.length, source: 'client',
       metadata: options.metadata ?? {}, ...(options.force ? { force: true } : {}), enqueuedAt: new Date().toISOString(),
     }, { jobId, ...(options.priority ? { priority: options.priority } : {}) });
@@ -79,14 +102,16 @@ export class RedisClient implements DocsiftClient {
    * canonical id in the queues this client used and "documents", else its result or failure.
    */
   async status(documentId: string): Promise<DocumentState | null> {
+    if (!this.layout) await this.queue('documents');
     const latest = await this.redis.get(this.key('job', documentId));
     const candidates: Array<{ queue: string; jobId: string }> = latest
       ? [JSON.parse(latest) as { queue: string; jobId: string }]
       : [...new Set(['documents', ...this.queues.keys()])].map((queue) => ({ queue, jobId: documentId }));
     for (const { queue, jobId } of candidates) {
-      const state = await this.queue(queue).getJobState(jobId);
+      const q = await this.queue(queue);
+      const state = await q.getJobState(jobId);
       if (state === 'waiting' || state === 'prioritized' || state === 'waiting-children' || state === 'active' || state === 'delayed') {
-        const job = await this.queue(queue).getJob(jobId);
+        const job = await q.getJob(jobId);
         const progress = state === 'active' && job && typeof job.progress === 'object' ? (job.progress as { stage?: string }) : {};
         return { documentId, state: state === 'active' || state === 'delayed' ? state : 'waiting', stage: progress.stage ?? null, attempts: job?.attemptsMade ?? 0, error: null };
       }
@@ -101,6 +126,8 @@ export class RedisClient implements DocsiftClient {
   }
 
   async result(documentId: string): Promise<ResultRecord | null> {
+    // Record keys are the same for every queue: any published layout names them.
+    if (!this.layout) await this.queue('documents');
     const raw = await this.redis.get(this.key('result', documentId));
     return raw ? (JSON.parse(raw) as ResultRecord) : null;
   }
@@ -111,10 +138,11 @@ export class RedisClient implements DocsiftClient {
 
   async close(): Promise<void> {
     for (const q of this.queues.values()) await q.close();
-    await this.redis.quit();
+    if (this.owned) await this.redis.quit();
   }
 
   private key(kind: 'result' | 'failure' | 'job', documentId: string): string {
-    return `${this.prefix}:${kind}:${documentId}`;
+    const template = this.layout?.[kind === 'job' ? 'latestJob' : kind];
+    return template?.replace('<documentId>', documentId) ?? `${this.prefix}:${kind}:${documentId}`;
   }
 }

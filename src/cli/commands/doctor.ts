@@ -5,7 +5,8 @@ import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
 import { gpuFindings } from '../../model/gpu/report.js';
 import type { RedisClient } from '../../queue/connection.js';
-import { connectRedis, createRedis, describeRedis, redisTarget } from '../../queue/index.js';
+import { Cluster, Redis } from 'ioredis';
+import { connectRedis, createRedis, describeRedis, flowGroups, keysFor, redisTarget, S3Bucket, scanKeys, topologyOf, type RedisTarget } from '../../queue/index.js';
 
 type Level = 'ok' | 'warn' | 'error';
 export interface Finding { level: Level; check: string; message: string }
@@ -40,27 +41,33 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
   try {
     await connectRedis(redis, target);
     say('ok', 'redis', `reachable at ${describeRedis(target)}`);
-    const cfg = async (key: string) => {
-      try {
-        const r = (await redis.config('GET', key)) as string[];
-        return r[1] ?? '';
-      } catch {
-        return null; // CONFIG disabled (managed Redis): cannot tell
+    await topologyFindings(redis, target, config, say);
+    // Every primary holds queues on a Cluster: each must persist and never evict.
+    const primaries = redis instanceof Cluster ? redis.nodes('master') : [redis];
+    for (const node of primaries) {
+      const where = primaries.length > 1 ? ` ${node.options.host}:${node.options.port}` : '';
+      const cfg = async (key: string) => {
+        try {
+          const r = (await node.config('GET', key)) as string[];
+          return r[1] ?? '';
+        } catch {
+          return null; // CONFIG disabled (managed Redis): cannot tell
+        }
+      };
+      const [aof, save, policy] = [await cfg('appendonly'), await cfg('save'), await cfg('maxmemory-policy')];
+      if (aof === null) say('warn', `redis persistence${where}`, 'CONFIG GET is not allowed; cannot check persistence and eviction');
+      else if (aof !== 'yes' && !save) say('warn', `redis persistence${where}`, 'neither AOF nor RDB snapshots are on: queued documents and results are lost when Redis restarts (set appendonly yes)');
+      else say('ok', `redis persistence${where}`, aof === 'yes' ? 'AOF on' : `RDB snapshots (${save}); AOF loses less`);
+      if (policy !== null) {
+        if (policy !== 'noeviction') say('error', `redis eviction${where}`, `maxmemory-policy is ${policy}: Redis may evict BullMQ's keys and lose jobs; BullMQ needs noeviction`);
+        else say('ok', `redis eviction${where}`, 'maxmemory-policy noeviction');
       }
-    };
-    const [aof, save, policy] = [await cfg('appendonly'), await cfg('save'), await cfg('maxmemory-policy')];
-    if (aof === null) say('warn', 'redis persistence', 'CONFIG GET is not allowed; cannot check persistence and eviction');
-    else if (aof !== 'yes' && !save) say('warn', 'redis persistence', 'neither AOF nor RDB snapshots are on: queued documents and results are lost when Redis restarts (set appendonly yes)');
-    else say('ok', 'redis persistence', aof === 'yes' ? 'AOF on' : `RDB snapshots (${save}); AOF loses less`);
-    if (policy !== null) {
-      if (policy !== 'noeviction') say('error', 'redis eviction', `maxmemory-policy is ${policy}: Redis may evict BullMQ's keys and lose jobs; BullMQ needs noeviction`);
-      else say('ok', 'redis eviction', 'maxmemory-policy noeviction');
+      const memory = parseInfo(await node.info('memory'));
+      const used = Number(memory['used_memory'] ?? 0);
+      const max = Number(memory['maxmemory'] ?? 0);
+      if (max > 0) say(used > 0.8 * max ? 'warn' : 'ok', `redis memory${where}`, `${mb(used)} used of maxmemory ${mb(max)}${used > 0.8 * max ? ': past 80%, with noeviction Redis soon refuses writes (shorten retention, add memory)' : ''}`);
+      else say('warn', `redis memory${where}`, `${mb(used)} used, no maxmemory set: Redis grows until the host runs out (set maxmemory; docsift's records expire after retention.recordSeconds)`);
     }
-    const memory = parseInfo(await redis.info('memory'));
-    const used = Number(memory['used_memory'] ?? 0);
-    const max = Number(memory['maxmemory'] ?? 0);
-    if (max > 0) say(used > 0.8 * max ? 'warn' : 'ok', 'redis memory', `${mb(used)} used of maxmemory ${mb(max)}${used > 0.8 * max ? ': past 80%, with noeviction Redis soon refuses writes (shorten retention, add memory)' : ''}`);
-    else say('warn', 'redis memory', `${mb(used)} used, no maxmemory set: Redis grows until the host runs out (set maxmemory; docsift's records expire after retention.recordSeconds)`);
     const counts = await countKeys(redis, config.env.DOCSIFT_PREFIX);
     say('ok', 'redis keys', `under ${config.env.DOCSIFT_PREFIX}: ${Object.entries(counts.byKind).sort(([a], [b]) => a.localeCompare(b)).map(([kind, n]) => `${n} ${kind}`).join(', ') || 'none'}; ${counts.persistent} of docsift's own without expiry${counts.truncated ? ` (first ${counts.scanned} keys scanned)` : ''}`);
   } catch (err) {
@@ -68,6 +75,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
   } finally {
     redis.disconnect();
   }
+  await storeFindings(config, say);
 
   const host = await probeHost();
   const plan = planBackend(config.env.DOCSIFT_GPU, host, findBinaries());
@@ -115,6 +123,103 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
   return findings;
 }
 
+type Say = (level: Level, check: string, message: string) => void;
+
+/**
+ * What docsift is connected to: one server (and not a replica, which refuses writes), a Sentinel
+ * group (the primary the sentinels name, its replicas, whether they can fail over), or a Cluster
+ * (every slot served, replicas, and which node each queue group's slot is on).
+ */
+async function topologyFindings(redis: RedisClient, target: RedisTarget, config: Config, say: Say): Promise<void> {
+  switch (topologyOf(target)) {
+    case 'standalone': {
+      const role = parseInfo(await redis.info('replication'))['role'];
+      if (role === 'slave') say('error', 'redis topology', 'REDIS_URL names a replica, which refuses writes: name the primary, or its sentinels (REDIS_SENTINELS)');
+      else say('ok', 'redis topology', 'one server (no failover: a Redis restart pauses every node until it is back; Sentinel or Cluster: docs/SCALING.md)');
+      return;
+    }
+    case 'sentinel': {
+      const master = new URL(target.url).hostname;
+      let reachable = 0;
+      let quorum: string | null = null;
+      let primary = '';
+      let replicas = 0;
+      for (const s of target.sentinels!) {
+        const sentinel = new Redis({ host: s.host, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...(target.sentinelPassword ? { password: target.sentinelPassword } : {}), ...(target.url.startsWith('rediss:') ? { tls: {} } : {}) });
+        sentinel.on('error', () => undefined);
+        try {
+          await sentinel.connect();
+          reachable++;
+          if (quorum === null) {
+            quorum = String(await sentinel.call('SENTINEL', 'CKQUORUM', master).catch((err: Error) => `NO ${err.message}`));
+            primary = ((await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', master)) as string[] | null)?.join(':') ?? '';
+            replicas = ((await sentinel.call('SENTINEL', 'REPLICAS', master)) as unknown[]).length;
+          }
+        } catch (err) {
+          say('warn', 'redis sentinel', `${s.host}:${s.port} does not answer: ${(err as Error).message}`);
+        } finally {
+          sentinel.disconnect();
+        }
+      }
+      if (quorum?.startsWith('OK')) say('ok', 'redis topology', `Sentinel master "${master}": primary ${primary}, ${replicas} replica(s), ${reachable} of ${target.sentinels!.length} sentinels answer; ${quorum}`);
+      else say('error', 'redis topology', `Sentinel master "${master}" cannot fail over: ${quorum ?? 'no sentinel answers'}`);
+      if (quorum?.startsWith('OK') && replicas === 0) say('warn', 'redis topology', 'no replica: a failover has nowhere to go');
+      return;
+    }
+    case 'cluster': {
+      const cluster = redis as Cluster;
+      const info = parseInfo(String(await cluster.cluster('INFO')));
+      const primaries = cluster.nodes('master');
+      const replicas = cluster.nodes('slave').length;
+      if (info['cluster_state'] !== 'ok') say('error', 'redis topology', `Cluster state ${info['cluster_state']}: ${info['cluster_slots_assigned']} of 16384 slots assigned, ${info['cluster_slots_fail']} failing`);
+      else say('ok', 'redis topology', `Cluster: ${primaries.length} primaries, ${replicas} replica(s), all 16384 slots served`);
+      if (replicas === 0) say('warn', 'redis topology', 'no replicas: a primary that fails stops the queues whose slots it serves until it is back');
+      // Which node serves each queue group (its queues' BullMQ keys share one slot).
+      const slots = await cluster.cluster('SLOTS');
+      const keys = keysFor(config);
+      const groups = new Map<string, string[]>();
+      for (const [queue, group] of flowGroups(config)) groups.set(group, [...(groups.get(group) ?? []), queue]);
+      const placed = await Promise.all([...groups].map(async ([group, queues]) => {
+        const slot = Number(await cluster.cluster('KEYSLOT', keys.bull(group)));
+        const owner = slots.find(([from, to]) => slot >= from && slot <= to)?.[2];
+        return { queues, node: owner ? `${owner[0]}:${owner[1]}` : '?', slot };
+      }));
+      say('ok', 'redis queue slots', placed.map((p) => `${p.queues.join('+')} → ${p.node} (slot ${p.slot})`).join('; '));
+      const nodes = new Set(placed.map((p) => p.node));
+      if (placed.length > 1 && nodes.size === 1 && primaries.length > 1) say('warn', 'redis queue slots', 'every queue group is on one node: that node carries all queue traffic (queue names decide the slot; docs/SCALING.md)');
+      return;
+    }
+  }
+}
+
+/** The document store: with S3, the bucket answers, a probe object goes in, comes back and goes, and whether a lifecycle rule bounds what is left behind. */
+async function storeFindings(config: Config, say: Say): Promise<void> {
+  let s3: S3Bucket | undefined;
+  try {
+    s3 = S3Bucket.fromEnv(config.env);
+  } catch (err) {
+    say('error', 's3', (err as Error).message);
+    return;
+  }
+  if (!s3) return;
+  try {
+    await s3.check();
+    const probe = `${s3.prefix}doctor-probe-${process.pid}-${Date.now()}`;
+    await s3.put(probe, Buffer.from('docsift doctor'));
+    const back = await s3.get(probe, 100);
+    await s3.delete(probe);
+    if (back.toString() !== 'docsift doctor') throw new Error('a probe object came back different');
+    say('ok', 's3', `bucket ${s3.bucket} at ${s3.endpoint}: write, read and delete under ${s3.prefix} work`);
+    const lifecycle = await s3.expiryDays(`${s3.prefix}doc/`);
+    if (typeof lifecycle === 'number') say('ok', 's3 lifecycle', `objects under ${s3.prefix}doc/ expire after ${lifecycle} day(s)`);
+    else say('warn', 's3 lifecycle', `${lifecycle}: bytes a job leaves behind (its holders expired before it was final) stay until deleted; add a rule expiring ${s3.prefix}doc/ after ${Math.ceil(config.env.DOCSIFT_STORE_TTL_S / 86400)} day(s) (DOCSIFT_STORE_TTL_S)`);
+  } catch (err) {
+    say('error', 's3', (err as Error).message);
+  } finally {
+    s3.close();
+  }
+}
+
 const mb = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MB`;
 
 function parseInfo(info: string): Record<string, string> {
@@ -133,10 +238,12 @@ async function countKeys(redis: RedisClient, prefix: string): Promise<{ byKind: 
   const byKind: Record<string, number> = {};
   let persistent = 0;
   let scanned = 0;
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
+  let truncated = false;
+  for await (const { keys: found, node } of scanKeys(redis, `${prefix}:*`)) {
+    if (scanned >= SCAN_LIMIT) {
+      truncated = true;
+      break;
+    }
     scanned += found.length;
     const own = found.filter((k) => !k.startsWith(`${prefix}:bull:`));
     for (const key of found) {
@@ -145,12 +252,12 @@ async function countKeys(redis: RedisClient, prefix: string): Promise<{ byKind: 
       byKind[label] = (byKind[label] ?? 0) + 1;
     }
     if (own.length) {
-      const pipeline = redis.pipeline();
+      const pipeline = node.pipeline();
       for (const key of own) pipeline.ttl(key);
       for (const [, ttl] of (await pipeline.exec()) ?? []) if (ttl === -1) persistent++;
     }
-  } while (cursor !== '0' && scanned < SCAN_LIMIT);
-  return { byKind, persistent, scanned, truncated: cursor !== '0' };
+  }
+  return { byKind, persistent, scanned, truncated };
 }
 
 export async function doctorCommand(): Promise<number> {

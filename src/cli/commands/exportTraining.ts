@@ -30,7 +30,7 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
       const queue = getQueue(rt.config, record.queue);
       let bytes: Buffer;
       try {
-        bytes = await loadDocument(redis, storedRef(rt.config.env, rt.keys, record.sha256), { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: queue.limits.maxBytes });
+        bytes = await loadDocument(redis, storedRef(rt.config.env, rt.keys, record.sha256), { keys: rt.keys, roots: documentRoots(rt.config.env), maxBytes: queue.limits.maxBytes, s3: rt.s3 });
       } catch {
         skipped++;
         continue;

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { RedisClient } from '../../queue/connection.js';
 import type { ResultRecord } from '../../pipeline/index.js';
-import type { Keys } from '../../queue/index.js';
+import { scanKeys, type Keys } from '../../queue/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
 /** One tier on one node: what it read and what that took. */
@@ -45,13 +45,9 @@ export async function collectReport(redis: RedisClient, keys: Keys, since: Date)
   };
   let documents = 0;
   let escalated = 0;
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', keys.result('*'), 'COUNT', 1000);
-    cursor = next;
-    if (found.length === 0) continue;
-    for (const raw of await redis.mget(...found)) {
-      if (!raw) continue;
+  for await (const batch of scanKeys(redis, keys.result('*'))) {
+    for (const [, raw] of (await batch.node.pipeline(batch.keys.map((k) => ['get', k])).exec()) ?? []) {
+      if (typeof raw !== 'string') continue;
       const record = JSON.parse(raw) as ResultRecord;
       if (record.for || Date.parse(record.completedAt) < since.getTime()) continue;
       documents++;
@@ -63,7 +59,7 @@ export async function collectReport(redis: RedisClient, keys: Keys, since: Date)
       }
       if (record.challenge) add(record.challenge.queue, record.challenge.node, record.challenge.tokens, record.challenge.modelMs);
     }
-  } while (cursor !== '0');
+  }
   const sorted = [...rows.values()].sort((a, b) => a.queue.localeCompare(b.queue) || a.node.localeCompare(b.node));
   return { since: since.toISOString(), until: new Date().toISOString(), documents, escalated, rows: sorted.map((r) => ({ ...r, modelSeconds: Math.round(r.modelSeconds * 10) / 10 })) };
 }

@@ -9,7 +9,7 @@ async function openDesk() {
   const redis = await openRedis(rt);
   const deliveries = createDeliveryQueue(redis, rt.keys);
   const pool = rt.config.env.DOCSIFT_DATABASE_URL ? createPool(rt.config.env.DOCSIFT_DATABASE_URL) : undefined;
-  const desk = new ReviewDesk(rt.config, redis, rt.keys, (queue) => createOutputs(queue, { redis, keys: rt.keys, deliveries, ...(pool ? { pool } : {}) }));
+  const desk = new ReviewDesk(rt.config, redis, rt.keys, (queue) => createOutputs(queue, { redis, keys: rt.keys, deliveries, s3: rt.s3, ...(pool ? { pool } : {}) }));
   return {
     desk,
     close: async () => {

@@ -8,7 +8,7 @@ import { startMailboxes } from '../../ingest/mail/index.js';
 import { assertSafeBind, buildApi } from '../../ingest/http/apiServer.js';
 import { createLogger, type Logger } from '../../infra/logger.js';
 import { localModels } from '../../model/index.js';
-import { connectRedis, createRedis, describeRedis, keys as makeKeys, redactUrl, redisTarget, topologyOf } from '../../queue/index.js';
+import { connectRedis, createRedis, describeRedis, keysFor, redactUrl, S3Bucket, redisTarget, topologyOf } from '../../queue/index.js';
 import { startWorker } from '../../worker/index.js';
 import { openAllQueues, untilStopSignal } from '../runtime.js';
 
@@ -72,7 +72,7 @@ export async function upCommand(options: UpOptions): Promise<number> {
   const privateRedis = topologyOf(redisTarget(config.env)) === 'standalone' ? await ensureRedis(config.env.REDIS_URL, logger) : undefined;
   if (privateRedis) config = loadConfig({ ...process.env, REDIS_URL: privateRedis.url });
 
-  const rt = { config, logger, keys: makeKeys(config.env.DOCSIFT_PREFIX) };
+  const rt = { config, logger, keys: keysFor(config), s3: S3Bucket.fromEnv(config.env) };
   const running = await startWorker({ config, queueName: options.queue, keys: rt.keys, logger, modelPath });
   const { redis, queues } = await openAllQueues(rt);
   // One delivery queue and pool in the process: the worker's, shared with the board and the review desk.

@@ -11,7 +11,7 @@ import { pipelineInfo, type Config } from '../../config/index.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
 import { createDeliveryQueue, createOutputs, createPool, ReviewDesk, type Delivery } from '../../outputs/index.js';
-import { publishPipeline, type Keys } from '../../queue/index.js';
+import { publishPipeline, S3Bucket, type Keys } from '../../queue/index.js';
 import { requireBearer } from './auth.js';
 import { registerBoard, type BoardOptions } from './board.js';
 import { documentRoutes, type ApiQueue } from './documentRoutes.js';
@@ -34,7 +34,7 @@ export interface ApiDeps {
    * Where reviewed records are delivered: the process's one delivery queue and PostgreSQL pool.
    * Without them the API makes its own and closes them with itself.
    */
-  outputs?: { deliveries: Queue<Delivery>; pool?: pg.Pool };
+  outputs?: { deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined };
 }
 
 /**
@@ -105,13 +105,14 @@ function reviewDesk(app: FastifyInstance<any, any, any, any, any>, deps: ApiDeps
   const { config, redis, keys } = deps;
   let outputs = deps.outputs;
   if (!outputs) {
-    const own = { deliveries: createDeliveryQueue(redis, keys), ...(config.env.DOCSIFT_DATABASE_URL ? { pool: createPool(config.env.DOCSIFT_DATABASE_URL) } : {}) };
+    const own = { deliveries: createDeliveryQueue(redis, keys), s3: S3Bucket.fromEnv(config.env), ...(config.env.DOCSIFT_DATABASE_URL ? { pool: createPool(config.env.DOCSIFT_DATABASE_URL) } : {}) };
     app.addHook('onClose', async () => {
       await own.deliveries.close();
       await own.pool?.end();
+      own.s3?.close();
     });
     outputs = own;
   }
-  const { deliveries, pool } = outputs;
-  return new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, deliveries, ...(pool ? { pool } : {}) }));
+  const { deliveries, pool, s3 } = outputs;
+  return new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, deliveries, s3, ...(pool ? { pool } : {}) }));
 }

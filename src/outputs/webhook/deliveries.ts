@@ -30,7 +30,7 @@ export type Delivery = z.infer<typeof Delivery>;
 export function createDeliveryQueue(redis: RedisClient, keys: Keys): Queue<Delivery> {
   return new Queue<Delivery>(DELIVERY_QUEUE, {
     connection: redis,
-    prefix: keys.bull,
+    prefix: keys.bull(DELIVERY_QUEUE),
     defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 10000 } },
   });
 }

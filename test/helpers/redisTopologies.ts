@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -93,6 +93,35 @@ export async function startSentinelGroup(): Promise<{
     primaryPort: async () => Number(((await ask(['get-master-addr-by-name', master])) as string[])[1]),
     stop: async () => {
       for (const p of [...sentinels, replica, primary]) await p.kill('SIGKILL');
+    },
+  };
+}
+
+/**
+ * A Redis Cluster of three primaries (no replicas) on private loopback ports, slots spread by
+ * `redis-cli --cluster create`; resolves when every node reports cluster_state:ok.
+ */
+export async function startRedisCluster(): Promise<{ nodes: RedisProcess[]; nodeList: string; stop(): Promise<void> }> {
+  const nodes: RedisProcess[] = [];
+  for (let i = 0; i < 3; i++) nodes.push(await run(await freePort(), ['cluster-enabled yes', 'cluster-config-file nodes.conf', 'cluster-node-timeout 5000', 'appendonly no'], false));
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' });
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  const deadline = Date.now() + 30_000;
+  for (const n of nodes) {
+    const client = new Redis({ port: n.port, host: '127.0.0.1' });
+    try {
+      while (!(await client.cluster('INFO')).includes('cluster_state:ok')) {
+        if (Date.now() > deadline) throw new Error(`cluster node ${n.port} not ok`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      client.disconnect();
+    }
+  }
+  return {
+    nodes, nodeList: nodes.map((n) => `127.0.0.1:${n.port}`).join(','),
+    stop: async () => {
+      for (const n of nodes) await n.kill('SIGKILL');
     },
   };
 }
