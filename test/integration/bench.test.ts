@@ -27,3 +27,14 @@ describe('npm run bench -- --quick', () => {
     expect(summary.machine).toMatchObject({ backend: 'cpu', model_shape: { nEmbd: 576, nHead: 9, nHeadKv: 3, nFf: 1536 } });
   }, 600_000);
 });
+
+describe('npm run scale, tiny', () => {
+  it('runs simulated worker nodes against one Redis and reports documents/s, Redis CPU and memory per step', async () => {
+    const { stdout } = await run(process.execPath, [path.join(REPO, 'dist', 'bench', 'scale.js'), '--nodes', '1,2', '--docs', '60'], { cwd: REPO, timeout: 120_000 });
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { steps: Array<Record<string, number>> };
+    expect(result.steps.map((s) => s.nodes)).toEqual([1, 2]);
+    for (const step of result.steps) {
+      for (const key of ['docsPerS', 'redisCpuUsPerDoc', 'redisBytesPerWaitingDoc', 'redisBytesPerDoneDoc', 'redisBytesPerRecord']) expect(step[key], key).toBeGreaterThan(0);
+    }
+  }, 120_000);
+});
