@@ -107,13 +107,7 @@ export class S3DocumentStore implements DocumentStore {
   /** Uploads are spooled to a private temporary file while hashed (the object's name is the hash), then sent as one (multipart) upload. */
   async stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument> {
     const tmp = path.join(os.tmpdir(), `docsift-upload-${randomBytes(12).toString('hex')}`);
-    const file = await fs.open(tmp, 'wx', 0o600);
-    let staged: Omit<StagedDocument, 'commit' | 'discard'>;
-    try {
-      staged = await streamInto(source, maxBytes, async (chunk) => { await file.write(chunk); }, () => fs.rm(tmp, { force: true }));
-    } finally {
-      await file.close();
-    }
+    const staged = await spoolToFile(tmp, source, maxBytes);
     return {
       ...staged,
       commit: async (holder) => {
@@ -176,13 +170,7 @@ export class FileDocumentStore implements DocumentStore {
   async stage(source: AsyncIterable<Buffer>, maxBytes: number): Promise<StagedDocument> {
     await fs.mkdir(this.dir, { recursive: true });
     const tmp = path.join(this.dir, `.upload-${randomBytes(12).toString('hex')}.tmp`);
-    const file = await fs.open(tmp, 'wx', 0o600);
-    let staged: Omit<StagedDocument, 'commit' | 'discard'>;
-    try {
-      staged = await streamInto(source, maxBytes, async (chunk) => { await file.write(chunk); }, () => fs.rm(tmp, { force: true }));
-    } finally {
-      await file.close();
-    }
+    const staged = await spoolToFile(tmp, source, maxBytes);
     return {
       ...staged,
       commit: async () => {
@@ -193,6 +181,16 @@ export class FileDocumentStore implements DocumentStore {
       },
       discard: () => fs.rm(tmp, { force: true }),
     };
+  }
+}
+
+/** streamInto a new private file (created, never followed or overwritten). */
+async function spoolToFile(tmp: string, source: AsyncIterable<Buffer>, maxBytes: number): Promise<Omit<StagedDocument, 'commit' | 'discard'>> {
+  const file = await fs.open(tmp, 'wx', 0o600);
+  try {
+    return await streamInto(source, maxBytes, async (chunk) => { await file.write(chunk); }, () => fs.rm(tmp, { force: true }));
+  } finally {
+    await file.close();
   }
 }
 

@@ -5,29 +5,14 @@ import { REPO } from './testEnv.js';
 const BIN = path.join(REPO, 'dist/src/cli/main.js');
 
 /** A `docsift worker` OS process, as on a separate node; resolves once it takes jobs. */
-export async function spawnWorker(env: NodeJS.ProcessEnv, args: string[] = []): Promise<{ process: ChildProcess; log(): string; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'worker', '--metrics-port', '0', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
-  child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-  const deadline = Date.now() + 60_000;
-  while (!log.includes('worker ready')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`worker did not start:\n${log}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    process: child,
-    log: () => log,
-    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-      child.once('exit', (code) => resolve(code));
-      child.kill(signal);
-    }),
-  };
+export function spawnWorker(env: NodeJS.ProcessEnv, args: string[] = []): Promise<DocsiftProcess> {
+  return spawnDocsift(['worker', '--metrics-port', '0', ...args], env, 'worker ready');
 }
 
-/** Any `docsift` command as its own OS process; resolves once its log shows `ready` (killed -9 by stop()). */
-export async function spawnDocsift(args: string[], env: NodeJS.ProcessEnv, ready: string, options: { cwd?: string } = {}): Promise<{ process: ChildProcess; log(): string; stop(signal?: NodeJS.Signals): Promise<number | null> }> {
+export interface DocsiftProcess { process: ChildProcess; log(): string; stop(signal?: NodeJS.Signals): Promise<number | null> }
+
+/** Any `docsift` command as its own OS process; resolves once its log shows `ready`. stop() sends SIGTERM unless told otherwise. */
+export async function spawnDocsift(args: string[], env: NodeJS.ProcessEnv, ready: string, options: { cwd?: string } = {}): Promise<DocsiftProcess> {
   const child = spawn(process.execPath, [BIN, ...args], { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
@@ -40,7 +25,7 @@ export async function spawnDocsift(args: string[], env: NodeJS.ProcessEnv, ready
   return {
     process: child,
     log: () => log,
-    stop: (signal = 'SIGKILL') => new Promise((resolve) => {
+    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
       child.once('exit', (code) => resolve(code));
       child.kill(signal);

@@ -38,11 +38,11 @@ describe('Redis Cluster', () => {
     const watchDir = tempDir('cluster-watch');
     const port = await freePort();
     const up = await spawnDocsift(['up', '--port', String(port), '--queue', 'documents', '--watch-dir', watchDir], env, 'docsift is up', { cwd: tempDir('cluster-up') });
-    cleanups.push(() => up.stop());
+    cleanups.push(() => up.stop('SIGKILL'));
     const processes = [up];
     for (const queue of ['large', 'archive']) {
       const worker = await spawnDocsift(['worker', '--queue', queue, '--metrics-port', '0'], env, 'worker ready');
-      cleanups.push(() => worker.stop());
+      cleanups.push(() => worker.stop('SIGKILL'));
       processes.push(worker);
     }
     const base = `http://127.0.0.1:${port}`;

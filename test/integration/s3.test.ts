@@ -72,10 +72,10 @@ describe('documents in S3-compatible storage', () => {
     cleanups.push(() => worker.stop('SIGKILL'));
     const port = await freePort();
     const api = await spawnDocsift(['api', '--port', String(port), '--no-board'], env, 'api ready');
-    cleanups.push(() => api.stop());
+    cleanups.push(() => api.stop('SIGKILL'));
     const watchDir = tempDir('s3-watch');
     const watch = await spawnDocsift(['watch', watchDir, '--stable-ms', '200', '--interval-ms', '200'], env, 'watching');
-    cleanups.push(() => watch.stop());
+    cleanups.push(() => watch.stop('SIGKILL'));
 
     // The API streams an upload into the bucket; the CLI and the watched folder put theirs there too.
     const [pdf1, pdf2, pdf3] = corpusFiles();

@@ -28,7 +28,7 @@ describe('Redis with Sentinel', () => {
     for (const w of workers) cleanups.push(() => w.stop('SIGKILL'));
     const base = `http://127.0.0.1:${await freePort()}`;
     const api = await spawnDocsift(['api', '--port', new URL(base).port, '--no-board'], env, 'api ready');
-    cleanups.push(() => api.stop());
+    cleanups.push(() => api.stop('SIGKILL'));
 
     /** One upload; the API's answer, or what fetch threw. */
     const post = async (i: number) => {
