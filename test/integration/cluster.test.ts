@@ -37,7 +37,8 @@ describe('Redis Cluster', () => {
     };
     const watchDir = tempDir('cluster-watch');
     const port = await freePort();
-    const up = await spawnDocsift(['up', '--port', String(port), '--queue', 'documents', '--watch-dir', watchDir], env, 'docsift is up', { cwd: tempDir('cluster-up') });
+    const upDir = tempDir('cluster-up');
+    const up = await spawnDocsift(['up', '--port', String(port), '--queue', 'documents', '--watch-dir', watchDir], env, 'docsift is up', { cwd: upDir });
     cleanups.push(() => up.stop('SIGKILL'));
     const processes = [up];
     for (const queue of ['large', 'archive']) {
@@ -109,6 +110,14 @@ describe('Redis Cluster', () => {
     expect(meta('archive', 'archive')).toBeDefined();
     expect(meta('archive', 'archive')).not.toBe(meta('documents', 'documents'));
     expect([...perNode.keys()].length).toBe(3);
+
+    // Bull Board (in docsift up) reads every queue on the Cluster.
+    const boardPassword = fs.readFileSync(path.join(upDir, 'data', 'secrets', 'board-password'), 'utf8').trim();
+    const board = await fetch(`${base}/board/api/queues`, { headers: { authorization: `Basic ${Buffer.from(`docsift:${boardPassword}`).toString('base64')}` } });
+    expect(board.status).toBe(200);
+    const boardQueues = ((await board.json()) as { queues: Array<{ name: string; counts: Record<string, number> }> }).queues;
+    expect(boardQueues.map((q) => q.name).sort()).toEqual(['_webhooks', 'archive', 'documents', 'large']);
+    expect(boardQueues.find((q) => q.name === 'documents')!.counts.completed).toBeGreaterThan(0);
 
     // docsift report reads every primary's records (SCAN per node).
     const report = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'report', '--since', '1h', '--json'], { env, encoding: 'utf8' });
