@@ -75,8 +75,6 @@ export function createRedis(target: RedisTarget | string, options: ClientOptions
         name: url.hostname,
         ...(t.sentinelPassword ? { sentinelPassword: t.sentinelPassword } : {}),
         enableTLSForSentinelMode: Boolean(tls), ...(tls ? { sentinelTLS: tls } : {}),
-        // Sentinel announces a new primary at once: reconnect then, not when a command fails.
-        failoverDetector: true,
         sentinelRetryStrategy: (times) => Math.min(200 * 2 ** Math.min(times, 6), 10_000),
       });
       break;

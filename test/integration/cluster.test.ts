@@ -120,14 +120,14 @@ describe('Redis Cluster', () => {
     expect(boardQueues.find((q) => q.name === 'documents')!.counts.completed).toBeGreaterThan(0);
 
     // docsift report reads every primary's records (SCAN per node).
-    const report = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'report', '--since', '1h', '--json'], { env, encoding: 'utf8' });
+    const report = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'report', '--since', '1h', '--json'], { env, encoding: 'utf8', timeout: 120_000 });
     expect(report.status, report.stderr).toBe(0);
     // Through both tiers: 2 invoices and the mail's body (its attachment is the first invoice's
     // bytes: the same document); the mail itself and 2 archive documents in one tier.
     expect(JSON.parse(report.stdout)).toMatchObject({ documents: 6, escalated: 3 });
 
     // docsift doctor checks the Cluster it is connected to, every primary, and where each queue group is.
-    const doctor = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'doctor'], { env, encoding: 'utf8' });
+    const doctor = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'doctor'], { env, encoding: 'utf8', timeout: 120_000 });
     expect(doctor.status, doctor.stdout).toBe(0);
     expect(doctor.stdout).toContain('ok    redis topology: Cluster: 3 primaries, 0 replica(s), all 16384 slots served');
     expect(doctor.stdout).toContain('warn  redis topology: no replicas');

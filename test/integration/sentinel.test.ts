@@ -47,7 +47,7 @@ describe('Redis with Sentinel', () => {
     while (done() < 3) await sleep(20);
 
     // docsift doctor sees the group: the primary, its replica, and that the sentinels can fail over.
-    const doctor = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'doctor'], { env, encoding: 'utf8' });
+    const doctor = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'doctor'], { env, encoding: 'utf8', timeout: 120_000 });
     expect(doctor.stdout).toContain(`ok    redis topology: Sentinel master "docsift": primary 127.0.0.1:${group.primary.port}, 1 replica(s), 3 of 3 sentinels answer; OK 3 usable Sentinels`);
 
     const before = await group.primaryPort();
@@ -70,6 +70,12 @@ describe('Redis with Sentinel', () => {
       }
     }
     expect(await group.primaryPort()).toBe(group.replica.port);
+    // The CLI finds the new primary through the sentinels too.
+    const file = path.join(tempDir('sentinel-cli'), 'after.txt');
+    fs.writeFileSync(file, 'Invoice 99: enqueued by the CLI after the failover, 9.90 EUR');
+    const cli = spawnSync(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'enqueue', file, '--json'], { env, encoding: 'utf8', timeout: 60_000 });
+    expect(cli.status, cli.stderr).toBe(0);
+    ids.push((JSON.parse(cli.stdout) as { documentId: string }).documentId);
     for (const r of refused) expect(r).toBe('503 REDIS_UNAVAILABLE');
 
     const deadline = Date.now() + 120_000;
