@@ -2,8 +2,9 @@
 # What `npm test` needs besides Node.js and the npm packages, checked before any test runs.
 # Missing parts are installed with apt-get (as root, or with passwordless sudo); without either,
 # or without apt-get, it names them and stops, so a test never fails for a missing tool.
-#   redis-server, redis-cli  tests start private Redis servers; one on 127.0.0.1:6379 is started
-#                            when none answers (REDIS_URL overrides the address)
+#   redis-server, redis-cli  tests start private Redis servers (also as Sentinel and as a Cluster,
+#                            joined by redis-cli); one on 127.0.0.1:6379 is started when none
+#                            answers (REDIS_URL overrides the address)
 #   PostgreSQL               127.0.0.1:5432, trust auth, database "test" (DOCSIFT_TEST_DATABASE_URL
 #                            overrides); installed and set up so only when not installed at all
 #   chromium                 the board's browser test (Debian's, never a downloaded browser)
@@ -33,6 +34,7 @@ install() {
 
 missing=()
 have redis-server || missing+=(redis-server)
+have redis-cli || missing+=(redis-tools)
 have chromium || missing+=(chromium)
 have pdftotext || missing+=(poppler-utils)
 have tesseract || missing+=(tesseract-ocr tesseract-ocr-eng)
