@@ -148,8 +148,9 @@ export const EnvSchema = z.object({
 }).superRefine((env, ctx) => {
   if (env.DOCSIFT_STORE === 's3' && !env.DOCSIFT_S3_BUCKET) ctx.addIssue({ code: 'custom', path: ['DOCSIFT_S3_BUCKET'], message: 'DOCSIFT_STORE=s3 needs a bucket' });
   if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) ctx.addIssue({ code: 'custom', path: ['REDIS_CLUSTER_NODES'], message: 'set either REDIS_SENTINELS or REDIS_CLUSTER_NODES, not both' });
-  if (env.REDIS_SENTINELS && !/^[A-Za-z0-9._-]+$/.test(new URL(env.REDIS_URL).hostname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'with REDIS_SENTINELS its host is the master group\'s name (redis://:password@mymaster/0)' });
-  if (env.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(env.REDIS_URL).pathname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'a Redis Cluster has only database 0' });
+  if (!URL.canParse(env.REDIS_URL)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is not a valid URL' });
+  else if (env.REDIS_SENTINELS && !/^[A-Za-z0-9._-]+$/.test(new URL(env.REDIS_URL).hostname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'with REDIS_SENTINELS its host is the master group\'s name (redis://:password@mymaster/0)' });
+  else if (env.REDIS_CLUSTER_NODES && !/^\/?0?$/.test(new URL(env.REDIS_URL).pathname)) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'a Redis Cluster has only database 0' });
 });
 
 export type Env = z.infer<typeof EnvSchema>;

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
 import { ConfigError } from '../../../src/infra/errors.js';
-import { describeRedis, redisTarget, topologyOf } from '../../../src/queue/index.js';
+import { describeRedis, redisTarget, S3Bucket, topologyOf } from '../../../src/queue/index.js';
 import { makeHome, REPO } from '../../helpers/testEnv.js';
 
 function configError(fn: () => unknown): ConfigError {
@@ -57,6 +58,25 @@ describe('configuration', () => {
     expect(configError(() => parseEnv({ REDIS_SENTINELS: 'a:1', REDIS_CLUSTER_NODES: 'b:2' })).key).toBe('REDIS_CLUSTER_NODES');
     expect(configError(() => parseEnv({ REDIS_CLUSTER_NODES: 'b:2', REDIS_URL: 'redis://b:2/3' })).message).toContain('only database 0');
     expect(configError(() => parseEnv({ REDIS_SENTINELS: 'a:1', REDIS_SENTINEL_PASSWORD: 'change-me' })).key).toBe('REDIS_SENTINEL_PASSWORD');
+    expect(configError(() => parseEnv({ REDIS_URL: 'redis://[bad', REDIS_SENTINELS: 'a:1' })).key).toBe('REDIS_URL');
+    expect(configError(() => parseEnv({ DOCSIFT_STORE: 's3' })).key).toBe('DOCSIFT_S3_BUCKET');
+    expect(configError(() => parseEnv({ DOCSIFT_S3_BUCKET: 'Bad_Bucket' })).key).toBe('DOCSIFT_S3_BUCKET');
+    expect(configError(() => parseEnv({ DOCSIFT_S3_SECRET_ACCESS_KEY: 'change-me-now' })).key).toBe('DOCSIFT_S3_SECRET_ACCESS_KEY');
+  });
+
+  it('an S3 bucket needs credentials, and a secret file holding a placeholder is refused', () => {
+    const base = { DOCSIFT_S3_BUCKET: 'docsift', DOCSIFT_S3_ENDPOINT: 'http://127.0.0.1:9000' };
+    expect(configError(() => S3Bucket.fromEnv(parseEnv(base))).key).toBe('DOCSIFT_S3_ACCESS_KEY_ID');
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-s3-')), 'secret');
+    fs.writeFileSync(file, 'change-me\n');
+    expect(configError(() => S3Bucket.fromEnv(parseEnv({ ...base, DOCSIFT_S3_ACCESS_KEY_ID: 'docsift', DOCSIFT_S3_SECRET_ACCESS_KEY_FILE: file }))).message).toContain('placeholder');
+    fs.writeFileSync(file, 'q8F2xk0Vn4TzL1pR\n');
+    const bucket = S3Bucket.fromEnv(parseEnv({ ...base, DOCSIFT_S3_ACCESS_KEY_ID: 'docsift', DOCSIFT_S3_SECRET_ACCESS_KEY_FILE: file }))!;
+    expect(bucket.documentKey('a'.repeat(64))).toBe(`docsift/doc/${'a'.repeat(64)}`);
+    expect(bucket.documentSha(`docsift/doc/${'a'.repeat(64)}`)).toBe('a'.repeat(64));
+    for (const bad of ['docsift/doc/../secret', `other/doc/${'a'.repeat(64)}`, `docsift/doc/${'A'.repeat(64)}`]) expect(bucket.documentSha(bad), bad).toBeNull();
+    bucket.close();
+    expect(S3Bucket.fromEnv(parseEnv({}))).toBeUndefined();
   });
 
   it('refuses placeholder secrets (what the example files ship), naming the key', () => {
