@@ -133,7 +133,15 @@ export class DocumentWorker {
     const bindings = { jobId: job.id, queue: this.deps.queue.name };
     let checked: CheckedJob | undefined;
     try {
-      checked = await this.check(job);
+      try {
+        checked = await this.check(job);
+      } catch (err) {
+        const done = await this.finishedBeforeItDied(job, err);
+        if (!done) throw err;
+        this.deps.logger.info({ ...bindings, documentId: done.documentId }, 'document done by this job before its worker died: returning its record');
+        report.end();
+        return done;
+      }
       const log = this.deps.logger.child({ ...bindings, documentId: checked.identity.documentId });
       const stored = await this.alreadyDone(job, checked);
       if (stored) {
@@ -278,6 +286,18 @@ export class DocumentWorker {
     if (!raw) return undefined;
     const record = JSON.parse(raw) as ResultRecord;
     return record.jobId === job.id ? undefined : record;
+  }
+
+  /**
+   * A job whose worker died after its outputs and the release of its bytes, before BullMQ recorded
+   * the completion, comes back without bytes (DOCUMENT_MISSING) but with its record, written by
+   * this same job: it is done, not failed. Found by the soak test, killing workers every 2.5 s.
+   */
+  private async finishedBeforeItDied(job: Job, err: unknown): Promise<ResultRecord | undefined> {
+    if (!(err instanceof DocsiftError) || err.code !== 'DOCUMENT_MISSING') return undefined;
+    const raw = await this.deps.redis.get(this.deps.keys.result(this.claimedId(job)));
+    const record = raw ? (JSON.parse(raw) as ResultRecord) : undefined;
+    return record && record.jobId === job.id && record.review?.status !== 'pending' ? record : undefined;
   }
 
   /**

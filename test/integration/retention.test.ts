@@ -39,6 +39,23 @@ describe('retention', () => {
     expect(job!.opts.removeOnComplete).toEqual({ count: 100, age: 2 * DAY });
   });
 
+  it('a job that comes back after its bytes were released (its worker died before BullMQ recorded the completion) is done, not DOCUMENT_MISSING', async () => {
+    const doc = await stack.enqueuer.enqueue({ bytes: text('INVOICE 79 Widgets Ltd total 14.00 EUR'), filename: 'r.txt', source: 'test' });
+    expect((await stack.waitAll([doc]))[0]!.state).toBe('done');
+    expect(await stack.redis.exists(stack.keys.document(doc.sha256))).toBe(0);
+    // The state a kill -9 in that instant leaves: the record written, the bytes gone, the job waiting again.
+    const job = (await stack.queue.getJob(doc.jobId))!;
+    await job.retry('completed');
+    let state = await job.getState();
+    for (let i = 0; i < 200 && state !== 'completed' && state !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      state = await job.getState();
+    }
+    expect(state).toBe('completed');
+    expect(await stack.redis.exists(stack.keys.failure(doc.documentId))).toBe(0);
+    expect((await stack.queue.getJob(doc.jobId))!.returnvalue).toMatchObject({ documentId: doc.documentId, jobId: doc.jobId });
+  });
+
   it('bytes two jobs need stay until the second is final', async () => {
     await stack.queue.pause();
     const bytes = text('INVOICE 78 Widgets Ltd total 12.00 EUR');
