@@ -10,6 +10,10 @@ import { ConfigError, DocsiftError } from '../infra/errors.js';
  */
 const PART_BYTES = 8 * 1024 * 1024;
 
+/** Time to open a connection, and longest silence on one, before a request fails. */
+const CONNECT_TIMEOUT_MS = 5_000;
+const IDLE_TIMEOUT_MS = 30_000;
+
 export interface S3Env {
   DOCSIFT_S3_BUCKET?: string | undefined;
   DOCSIFT_S3_ENDPOINT?: string | undefined;
@@ -44,6 +48,9 @@ export class S3Bucket {
       forcePathStyle: env.DOCSIFT_S3_PATH_STYLE ?? Boolean(env.DOCSIFT_S3_ENDPOINT),
       credentials: { accessKeyId: env.DOCSIFT_S3_ACCESS_KEY_ID, secretAccessKey },
       maxAttempts: 3,
+      // Every request is bounded in time: a server that accepts and never answers fails
+      // STORE_UNAVAILABLE (retried by the queue) instead of holding a job for ever.
+      requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: IDLE_TIMEOUT_MS, throwOnRequestTimeout: true },
     });
     return new S3Bucket(client, env.DOCSIFT_S3_BUCKET, env.DOCSIFT_S3_PREFIX, env.DOCSIFT_S3_ENDPOINT ?? `s3.${env.DOCSIFT_S3_REGION}.amazonaws.com`);
   }

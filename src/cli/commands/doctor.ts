@@ -138,58 +138,59 @@ async function topologyFindings(redis: RedisClient, target: RedisTarget, config:
       else say('ok', 'redis topology', 'one server (no failover: a Redis restart pauses every node until it is back; Sentinel or Cluster: docs/SCALING.md)');
       return;
     }
-    case 'sentinel': {
-      const master = new URL(target.url).hostname;
-      let reachable = 0;
-      let quorum: string | null = null;
-      let primary = '';
-      let replicas = 0;
-      for (const s of target.sentinels!) {
-        const sentinel = new Redis({ host: s.host, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...(target.sentinelPassword ? { password: target.sentinelPassword } : {}), ...(target.url.startsWith('rediss:') ? { tls: {} } : {}) });
-        sentinel.on('error', () => undefined);
-        try {
-          await sentinel.connect();
-          reachable++;
-          if (quorum === null) {
-            quorum = String(await sentinel.call('SENTINEL', 'CKQUORUM', master).catch((err: Error) => `NO ${err.message}`));
-            primary = ((await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', master)) as string[] | null)?.join(':') ?? '';
-            replicas = ((await sentinel.call('SENTINEL', 'REPLICAS', master)) as unknown[]).length;
-          }
-        } catch (err) {
-          say('warn', 'redis sentinel', `${s.host}:${s.port} does not answer: ${(err as Error).message}`);
-        } finally {
-          sentinel.disconnect();
-        }
+    case 'sentinel': return sentinelFindings(target, say);
+    case 'cluster': return clusterFindings(redis as Cluster, config, say);
+  }
+}
+
+/** The primary the sentinels name, its replicas, how many sentinels answer, and Sentinel's own CKQUORUM. */
+async function sentinelFindings(target: RedisTarget, say: Say): Promise<void> {
+  const master = new URL(target.url).hostname;
+  let reachable = 0;
+  let quorum: string | null = null;
+  let primary = '';
+  let replicas = 0;
+  for (const s of target.sentinels!) {
+    const sentinel = new Redis({ host: s.host, port: s.port, lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...(target.sentinelPassword ? { password: target.sentinelPassword } : {}), ...(target.url.startsWith('rediss:') ? { tls: {} } : {}) });
+    sentinel.on('error', () => undefined);
+    try {
+      await sentinel.connect();
+      reachable++;
+      if (quorum === null) {
+        quorum = String(await sentinel.call('SENTINEL', 'CKQUORUM', master).catch((err: Error) => `NO ${err.message}`));
+        primary = ((await sentinel.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', master)) as string[] | null)?.join(':') ?? '';
+        replicas = ((await sentinel.call('SENTINEL', 'REPLICAS', master)) as unknown[]).length;
       }
-      if (quorum?.startsWith('OK')) say('ok', 'redis topology', `Sentinel master "${master}": primary ${primary}, ${replicas} replica(s), ${reachable} of ${target.sentinels!.length} sentinels answer; ${quorum}`);
-      else say('error', 'redis topology', `Sentinel master "${master}" cannot fail over: ${quorum ?? 'no sentinel answers'}`);
-      if (quorum?.startsWith('OK') && replicas === 0) say('warn', 'redis topology', 'no replica: a failover has nowhere to go');
-      return;
-    }
-    case 'cluster': {
-      const cluster = redis as Cluster;
-      const info = parseInfo(String(await cluster.cluster('INFO')));
-      const primaries = cluster.nodes('master');
-      const replicas = cluster.nodes('slave').length;
-      if (info['cluster_state'] !== 'ok') say('error', 'redis topology', `Cluster state ${info['cluster_state']}: ${info['cluster_slots_assigned']} of 16384 slots assigned, ${info['cluster_slots_fail']} failing`);
-      else say('ok', 'redis topology', `Cluster: ${primaries.length} primaries, ${replicas} replica(s), all 16384 slots served`);
-      if (replicas === 0) say('warn', 'redis topology', 'no replicas: a primary that fails stops the queues whose slots it serves until it is back');
-      // Which node serves each queue group (its queues' BullMQ keys share one slot).
-      const slots = await cluster.cluster('SLOTS');
-      const keys = keysFor(config);
-      const groups = new Map<string, string[]>();
-      for (const [queue, group] of flowGroups(config)) groups.set(group, [...(groups.get(group) ?? []), queue]);
-      const placed = await Promise.all([...groups].map(async ([group, queues]) => {
-        const slot = Number(await cluster.cluster('KEYSLOT', keys.bull(group)));
-        const owner = slots.find(([from, to]) => slot >= from && slot <= to)?.[2];
-        return { queues, node: owner ? `${owner[0]}:${owner[1]}` : '?', slot };
-      }));
-      say('ok', 'redis queue slots', placed.map((p) => `${p.queues.join('+')} → ${p.node} (slot ${p.slot})`).join('; '));
-      const nodes = new Set(placed.map((p) => p.node));
-      if (placed.length > 1 && nodes.size === 1 && primaries.length > 1) say('warn', 'redis queue slots', 'every queue group is on one node: that node carries all queue traffic (queue names decide the slot; docs/SCALING.md)');
-      return;
+    } catch (err) {
+      say('warn', 'redis sentinel', `${s.host}:${s.port} does not answer: ${(err as Error).message}`);
+    } finally {
+      sentinel.disconnect();
     }
   }
+  if (quorum?.startsWith('OK')) say('ok', 'redis topology', `Sentinel master "${master}": primary ${primary}, ${replicas} replica(s), ${reachable} of ${target.sentinels!.length} sentinels answer; ${quorum}`);
+  else say('error', 'redis topology', `Sentinel master "${master}" cannot fail over: ${quorum ?? 'no sentinel answers'}`);
+  if (quorum?.startsWith('OK') && replicas === 0) say('warn', 'redis topology', 'no replica: a failover has nowhere to go');
+}
+
+/** The Cluster's state, primaries and replicas, and which node serves each queue group (its queues' BullMQ keys share one slot). */
+async function clusterFindings(cluster: Cluster, config: Config, say: Say): Promise<void> {
+  const info = parseInfo(String(await cluster.cluster('INFO')));
+  const primaries = cluster.nodes('master');
+  const replicas = cluster.nodes('slave').length;
+  if (info['cluster_state'] !== 'ok') say('error', 'redis topology', `Cluster state ${info['cluster_state']}: ${info['cluster_slots_assigned']} of 16384 slots assigned, ${info['cluster_slots_fail']} failing`);
+  else say('ok', 'redis topology', `Cluster: ${primaries.length} primaries, ${replicas} replica(s), all 16384 slots served`);
+  if (replicas === 0) say('warn', 'redis topology', 'no replicas: a primary that fails stops the queues whose slots it serves until it is back');
+  const slots = await cluster.cluster('SLOTS');
+  const keys = keysFor(config);
+  const groups = new Map<string, string[]>();
+  for (const [queue, group] of flowGroups(config)) groups.set(group, [...(groups.get(group) ?? []), queue]);
+  const placed = await Promise.all([...groups].map(async ([group, queues]) => {
+    const slot = Number(await cluster.cluster('KEYSLOT', keys.bull(group)));
+    const owner = slots.find(([from, to]) => slot >= from && slot <= to)?.[2];
+    return { queues, node: owner ? `${owner[0]}:${owner[1]}` : '?', slot };
+  }));
+  say('ok', 'redis queue slots', placed.map((p) => `${p.queues.join('+')} → ${p.node} (slot ${p.slot})`).join('; '));
+  if (placed.length > 1 && new Set(placed.map((p) => p.node)).size === 1 && primaries.length > 1) say('warn', 'redis queue slots', 'every queue group is on one node: that node carries all queue traffic (queue names decide the slot; docs/SCALING.md)');
 }
 
 /** The document store: with S3, the bucket answers, a probe object goes in, comes back and goes, and whether a lifecycle rule bounds what is left behind. */
