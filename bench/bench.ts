@@ -25,7 +25,7 @@ import { decodeJson } from '../src/model/decoder.js';
 import { createDeliveryQueue, createOutputs } from '../src/outputs/index.js';
 import { documentText, Pipeline, renderSystemPrompt, type ResultRecord } from '../src/pipeline/index.js';
 import { connectRedis, createDocumentQueue, createRedis, jobOptionsFor, keys as makeKeys, RedisDocumentStore, type Keys } from '../src/queue/index.js';
-import { defaultTextLimits, plainText, TextExtractor } from '../src/text/index.js';
+import { defaultTextLimits, plainText, TextExtractor, type OcrSettings } from '../src/text/index.js';
 import { DocumentWorker } from '../src/worker/documentWorker.js';
 import { documentsQueue } from '../test/helpers/stack.js';
 import { CORPUS, makeHome, REDIS_URL, REPO, testModelPath, tokenizerDir, TOKENIZERS, uniquePrefix, type TokenizerName } from '../test/helpers/testEnv.js';
@@ -401,7 +401,7 @@ async function constrainedDecode(config: Config, modelPath: string): Promise<{ c
  * OpenMP threads on busy cores made it 5x slower in SPIKES.md). Both warm: the pool's processes
  * have their model loaded; tesseract loads its own per page, as it does when used this way.
  */
-async function ocrStage(): Promise<{ docsiftPagesPerS: number; tesseractPagesPerS: number; pages: number; recall: { docsift: number; tesseract: number } } | { skipped: string }> {
+async function ocrStage(): Promise<{ docsiftPagesPerS: number; wasmPagesPerS: number; engine: string; tesseractPagesPerS: number; pages: number; recall: { docsift: number; wasm: number; tesseract: number } } | { skipped: string }> {
   try {
     await run('tesseract', ['--version']);
   } catch {
@@ -418,13 +418,20 @@ async function ocrStage(): Promise<{ docsiftPagesPerS: number; tesseractPagesPer
     fs.writeFileSync(file, jpeg);
     return { jpeg, file, reference: popplerWords(path.join(CORPUS, n), 1) };
   }));
-  const extractor = new TextExtractor();
-  const limits = defaultTextLimits({ timeoutMs: 600_000, ocr: { workers: cores, pageTimeoutMs: 600_000 } });
-  await Promise.all(images.slice(0, cores).map((i) => extractor.extract(i.jpeg, limits))); // start and load the pool
-  let started = performance.now();
-  const ours = await Promise.all(images.map((i) => extractor.extract(i.jpeg, limits)));
-  const docsiftPagesPerS = images.length / ((performance.now() - started) / 1000);
-  await extractor.close();
+  // The default engine (auto: libtesseract where installed), then tesseract.js, each in a pool of its own.
+  const stage = async (engine: OcrSettings['engine']) => {
+    const extractor = new TextExtractor();
+    const limits = defaultTextLimits({ timeoutMs: 600_000, ocr: { workers: cores, pageTimeoutMs: 600_000, engine } });
+    await Promise.all(images.slice(0, cores).map((i) => extractor.extract(i.jpeg, limits))); // start and load the pool
+    const began = performance.now();
+    const texts = await Promise.all(images.map((i) => extractor.extract(i.jpeg, limits)));
+    const pagesPerS = images.length / ((performance.now() - began) / 1000);
+    await extractor.close();
+    return { pagesPerS, texts, engine: texts[0]!.ocr!.engine };
+  };
+  const ours = await stage('auto');
+  const wasm = await stage('tesseract.js');
+  let started: number;
   const theirs: string[] = new Array<string>(images.length);
   let next = 0;
   started = performance.now();
@@ -436,10 +443,10 @@ async function ocrStage(): Promise<{ docsiftPagesPerS: number; tesseractPagesPer
   }));
   const tesseractPagesPerS = images.length / ((performance.now() - started) / 1000);
   fs.rmSync(dir, { recursive: true, force: true });
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const mean = (texts: string[]) => texts.reduce((a, t, k) => a + recall(images[k]!.reference, t), 0) / texts.length;
   return {
-    docsiftPagesPerS, tesseractPagesPerS, pages: images.length,
-    recall: { docsift: mean(images.map((i, k) => recall(i.reference, ours[k]!.pages[0]!))), tesseract: mean(images.map((i, k) => recall(i.reference, theirs[k]!))) },
+    docsiftPagesPerS: ours.pagesPerS, engine: ours.engine, wasmPagesPerS: wasm.pagesPerS, tesseractPagesPerS, pages: images.length,
+    recall: { docsift: mean(ours.texts.map((t) => t.pages[0]!)), wasm: mean(wasm.texts.map((t) => t.pages[0]!)), tesseract: mean(theirs) },
   };
 }
 
@@ -571,8 +578,9 @@ async function main(): Promise<void> {
   const ocr = SKIP.has('ocr') ? { skipped: '--skip ocr' } : await ocrStage();
   if ('skipped' in ocr) report('OCR stage vs tesseract', `skipped: ${ocr.skipped}`);
   else {
-    report(`OCR stage: pages/s, docsift vs tesseract CLI (${ocr.pages} scanned pages, ${os.availableParallelism()} at once)`, `${ocr.docsiftPagesPerS.toFixed(2)} vs ${ocr.tesseractPagesPerS.toFixed(2)}`);
-    report('OCR word recall against pdftotext of the original: docsift vs tesseract CLI', `${ocr.recall.docsift.toFixed(3)} vs ${ocr.recall.tesseract.toFixed(3)}`);
+    report(`OCR stage: pages/s, docsift (${ocr.engine}) vs tesseract CLI (${ocr.pages} scanned pages, ${os.availableParallelism()} at once)`, `${ocr.docsiftPagesPerS.toFixed(2)} vs ${ocr.tesseractPagesPerS.toFixed(2)}`);
+    report('OCR stage with tesseract.js (where libtesseract is not installed): pages/s', ocr.wasmPagesPerS.toFixed(2));
+    report(`OCR word recall against pdftotext of the original: docsift (${ocr.engine}), tesseract.js, tesseract CLI`, `${ocr.recall.docsift.toFixed(3)}, ${ocr.recall.wasm.toFixed(3)}, ${ocr.recall.tesseract.toFixed(3)}`);
   }
 
   const [small, large] = RSS_DOCS;
@@ -592,7 +600,9 @@ async function main(): Promise<void> {
     // The same with the unconstrained side also reading each token's confidence: the grammar's own share.
     constrained_decode_ratio_same_metadata: round(decodeSpeed.constrainedPerS / decodeSpeed.withConfidencePerS),
     ocr_vs_tesseract: 'skipped' in ocr ? null : round(ocr.docsiftPagesPerS / ocr.tesseractPagesPerS),
-    ocr_recall: 'skipped' in ocr ? null : { docsift: round(ocr.recall.docsift), tesseract: round(ocr.recall.tesseract) },
+    ocr_engine: 'skipped' in ocr ? null : ocr.engine,
+    ocr_wasm_vs_tesseract: 'skipped' in ocr ? null : round(ocr.wasmPagesPerS / ocr.tesseractPagesPerS),
+    ocr_recall: 'skipped' in ocr ? null : { docsift: round(ocr.recall.docsift), wasm: round(ocr.recall.wasm), tesseract: round(ocr.recall.tesseract) },
     rss_growth_ratio: SKIP.has('rss') ? null : round(rss.rssAfterLargeMb / rss.rssAfterSmallMb),
     event_loop_delay_p99_ms: round(batching[maxSeq]!.loopDelayP99Ms),
     machine: { cores: os.availableParallelism(), cpu: os.cpus()[0]?.model ?? 'unknown', threads: THREADS, backend, model_shape: { name: SHAPE_NAME, ...SHAPE, type: 'Q8_0' }, tokenizer: TOKENIZER ?? 'word pieces of the prompts' },

@@ -4,7 +4,7 @@ export type { ClassifyPrompt, DocTypePrompt, Prompts } from './prompts.js';
 export { checkSchemaSubset, loadPrompts } from './prompts.js';
 export type { QueueConfig } from './queues.js';
 export { OcrSchema, QueueFileSchema, loadQueues } from './queues.js';
-export { installedLanguages, languageFile } from './ocrLanguages.js';
+export { installedLanguages, languageFile, libtesseractMissing } from './ocrLanguages.js';
 export { NORMALISERS, Rule, ruleFields, RulesFile } from './rules.js';
 export type { Normaliser } from './rules.js';
 export { loadMailboxes, MailAccount, MailboxesFile, readSecret } from './mailboxes.js';

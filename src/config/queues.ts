@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { installedLanguages, languageFile } from './ocrLanguages.js';
+import { installedLanguages, languageFile, libtesseractMissing } from './ocrLanguages.js';
 import { ConfigError } from '../infra/errors.js';
 import { parseJsonFile } from './zodIssue.js';
 
@@ -34,6 +34,13 @@ export const OcrSchema = z.object({
   pageMemoryMb: z.number().int().min(512).default(1024),
   /** OCR processes per worker process; "auto": half the cores (the model and the PDF parser need the rest). */
   workers: z.union([z.number().int().min(1).max(64), z.literal('auto')]).default('auto'),
+  /**
+   * Which tesseract reads pages: "libtesseract" is the machine's library (Debian: libtesseract5,
+   * installed with tesseract-ocr), ~1.5x faster than "tesseract.js" (WebAssembly, from npm);
+   * "auto" takes libtesseract where it loads. Both read the same language data (the npm packages).
+   */
+  engine: z.enum(['auto', 'libtesseract', 'tesseract.js']).default('auto')
+    .refine((e) => e !== 'libtesseract' || libtesseractMissing() === null, { error: () => `libtesseract cannot be loaded here: ${libtesseractMissing()}` }),
   /** A document whose OCR'd pages have a lower mean word confidence (0-100) is held for review, when review is on. */
   minConfidence: z.number().min(0).max(100).default(70),
 }).strict().prefault({});

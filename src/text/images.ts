@@ -64,3 +64,26 @@ function webpSize(buf: Buffer): { width: number; height: number } {
   if (chunk === 'VP8X') return { width: buf.readUIntLE(24, 3) + 1, height: buf.readUIntLE(27, 3) + 1 };
   throw new Error(`unknown WebP chunk ${chunk}`);
 }
+
+/**
+ * A JPEG's EXIF orientation (1: stored upright; phones save sideways photos with 6 or 8 instead
+ * of turning the pixels), from its APP1 segment; 0 when the metadata cannot be read. Needed where
+ * the decoder ignores the tag (leptonica); @napi-rs/canvas applies it itself.
+ */
+export function jpegOrientation(bytes: Uint8Array): number {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  try {
+    for (let p = 2; buf[p] === 0xff && buf[p + 1] !== 0xda; p += 2 + buf.readUInt16BE(p + 2)) {
+      if (buf[p + 1] !== 0xe1 || buf.toString('latin1', p + 4, p + 10) !== 'Exif\0\0') continue;
+      const tiff = p + 10;
+      const le = buf.toString('latin1', tiff, tiff + 2) === 'II';
+      const u16 = (at: number) => (le ? buf.readUInt16LE(at) : buf.readUInt16BE(at));
+      const ifd = tiff + (le ? buf.readUInt32LE(tiff + 4) : buf.readUInt32BE(tiff + 4));
+      for (let i = 0, n = u16(ifd); i < n; i++) if (u16(ifd + 2 + i * 12) === 0x0112) return u16(ifd + 2 + i * 12 + 8);
+      return 1;
+    }
+    return 1;
+  } catch {
+    return 0; // out of bounds: a truncated or lying segment
+  }
+}

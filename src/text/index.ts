@@ -3,7 +3,7 @@ export type { DocumentFormat } from './detectFormat.js';
 export { decodeText } from './decode.js';
 export { TextExtractor, defaultTextLimits, plainText, textLimits } from './textExtractor.js';
 export type { ExtractedText, OcrProgress, TextLimits } from './textExtractor.js';
-export { ocrWorkers } from './ocr.js';
+export { ocrEngine, ocrWorkers } from './ocr.js';
 export type { OcrSettings } from './ocr.js';
 export { bodyDocument } from './mail.js';
 export type { MailAttachment, MailHeaders, MailParts } from './mail.js';

@@ -2,10 +2,10 @@ import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { createCanvas } from '@napi-rs/canvas';
-import { installedLanguages, languageFile } from '../config/ocrLanguages.js';
+import { installedLanguages, languageFile, libtesseractMissing } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
 import { childScript, ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
-import type { OcrReply, OcrRequest } from './ocrChild.js';
+import type { OcrEngineName, OcrEngineSetting, OcrReply, OcrRequest } from './ocrChild.js';
 
 /** A queue's `ocr` section as the text stage takes it (src/config/queues.ts documents each). */
 export interface OcrSettings {
@@ -17,6 +17,7 @@ export interface OcrSettings {
   pageTimeoutMs: number;
   pageMemoryMb: number;
   workers: number | 'auto';
+  engine: OcrEngineSetting;
 }
 
 /**
@@ -36,22 +37,30 @@ export function ocrWorkers(setting: number | 'auto'): number {
   return setting === 'auto' ? Math.max(1, Math.floor(os.availableParallelism() / 2)) : setting;
 }
 
+/** Which engine a queue's ocr.engine means on this machine, and why, for doctor. */
+export function ocrEngine(setting: OcrEngineSetting): string {
+  if (setting === 'tesseract.js') return 'engine tesseract.js (as configured)';
+  const missing = libtesseractMissing();
+  return missing ? `engine tesseract.js (libtesseract not found: ${missing})` : `engine libtesseract${setting === 'auto' ? ' (auto: found)' : ''}`;
+}
+
 /** tesseract.js grows its memory over many pages and advises recreating workers (~500 pages). */
 const PAGES_PER_CHILD = 200;
 /** What the OCR child maps besides V8's heap: WebAssembly memory, canvases, Node. */
 const OCR_OUTSIDE_HEAP_MB = 384;
 
-export interface OcrPage { text: string; confidence: number; rotation: number }
+export interface OcrPage { text: string; confidence: number; rotation: number; engine: OcrEngineName }
 
 /**
  * Address space an OCR process reserves without using it, measured once per process on an
  * uncapped one that has read a blank 32 x 32 image: VmData - VmRSS. RLIMIT_DATA counts
- * reservations, and this process holds two V8 isolates (tesseract.js runs in a worker thread)
- * and WebAssembly memory: measured 1,056 MB reserved at 138 MB RSS on Node 20, 2,083 MB at 141
- * MB on Node 24, whose isolates reserve ~530 MB each. The cap is ocr.pageMemoryMb plus this, so
+ * reservations, and this process holds V8 isolates (two with tesseract.js, which runs in a worker
+ * thread) and WebAssembly memory: measured with tesseract.js 1,056 MB reserved at 138 MB RSS on
+ * Node 20, 2,083 MB at 141 MB on Node 24, whose isolates reserve ~530 MB each; with libtesseract
+ * 1,060 MB at 122 MB on Node 20. The cap is ocr.pageMemoryMb plus this, so
  * the setting means memory really used on both. Falls back to Node's own reservation without /proc.
  */
-async function reservationOf(languages: OcrRequest['languages']): Promise<number> {
+async function reservationOf(languages: OcrRequest['languages'], engine: OcrEngineSetting): Promise<number> {
   const blank = createCanvas(32, 32);
   blank.getContext('2d').fillStyle = '#ffffff';
   blank.getContext('2d').fillRect(0, 0, 32, 32);
@@ -61,7 +70,7 @@ async function reservationOf(languages: OcrRequest['languages']): Promise<number
       const timer = setTimeout(() => resolve(false), 60_000);
       child.once('message', () => { clearTimeout(timer); resolve(true); });
       child.once('exit', () => { clearTimeout(timer); resolve(false); });
-      child.send({ id: 0, image: blank.toBuffer('image/png'), page: 0, languages } satisfies OcrRequest);
+      child.send({ id: 0, image: blank.toBuffer('image/png'), page: 0, languages, engine } satisfies OcrRequest);
     });
     const status = answered ? fs.readFileSync(`/proc/${child.pid}/status`, 'utf8') : '';
     const data = /VmData:\s+(\d+)/.exec(status)?.[1];
@@ -92,10 +101,10 @@ export class OcrPool {
       if (!file) throw new DocsiftError('OCR_FAILED', `no OCR data for language "${code}" (install @tesseract.js-data/${code}); installed: ${installedLanguages().join(', ') || 'none'}`);
       return { code, file };
     });
-    this.reservedMb ??= reservationOf(languages);
+    this.reservedMb ??= reservationOf(languages, settings.engine);
     const reserved = await this.reservedMb;
     this.pool ??= new ChildPool<OcrRequest, OcrReply>('ocrChild.js', () => this.workers, PAGES_PER_CHILD, (mb) => ({ capMb: mb + reserved, heapMb: Math.max(128, mb - OCR_OUTSIDE_HEAP_MB) }));
-    const reply = await this.pool.run({ image, page, languages }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
+    const reply = await this.pool.run({ image, page, languages, engine: settings.engine }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
     if (isFailure(reply)) {
       if (reply.kind === 'timeout') throw new DocsiftError('OCR_FAILED', `reading page ${page + 1} took longer than ${settings.pageTimeoutMs} ms (ocr.pageTimeoutMs)`);
       if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb)`);
@@ -103,7 +112,7 @@ export class OcrPool {
     }
     if (!reply.ok && reply.code === 'TOO_LARGE') throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb): ${reply.message}`);
     if (!reply.ok) throw new DocsiftError(reply.code, reply.message);
-    return { text: reply.text, confidence: reply.confidence, rotation: reply.rotation };
+    return { text: reply.text, confidence: reply.confidence, rotation: reply.rotation, engine: reply.engine };
   }
 
   async close(): Promise<void> {

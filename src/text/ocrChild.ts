@@ -1,17 +1,25 @@
 /**
- * Child process that reads page images with tesseract.js (WebAssembly). It runs outside the
- * worker because recognition holds a core for seconds per page and because a hostile image can
- * exhaust memory: the parent starts it under an OS memory cap and kills it on timeout. The
- * language data comes from the @tesseract.js-data packages in node_modules; nothing is
- * downloaded and nothing is written outside a temporary folder.
+ * Child process that reads page images with tesseract: the machine's libtesseract through koffi
+ * where it is installed and the queue allows it, else tesseract.js (WebAssembly). It runs
+ * outside the worker because recognition holds a core for seconds per page and because a hostile
+ * image can exhaust memory: the parent starts it under an OS memory cap and kills it on timeout.
+ * Both engines read the same language data, the @tesseract.js-data packages in node_modules;
+ * nothing is downloaded and nothing is written outside a temporary folder.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { createCanvas, loadImage, type Canvas } from '@napi-rs/canvas';
 import { createWorker, type Worker } from 'tesseract.js';
 import UTIF from 'utif2';
-import { imageKind } from './images.js';
+import { imageKind, imagePages, jpegOrientation } from './images.js';
+import { libtesseractMissing } from '../config/ocrLanguages.js';
+import { LibTesseract, type Reading } from './libtesseract.js';
+
+/** auto: libtesseract where it loads, else tesseract.js. */
+export type OcrEngineSetting = 'auto' | 'libtesseract' | 'tesseract.js';
+export type OcrEngineName = Exclude<OcrEngineSetting, 'auto'>;
 
 export interface OcrRequest {
   id: number;
@@ -20,10 +28,11 @@ export interface OcrRequest {
   page: number;
   /** Language codes and their traineddata.gz files (from the @tesseract.js-data packages). */
   languages: Array<{ code: string; file: string }>;
+  engine: OcrEngineSetting;
 }
 
 export type OcrReply =
-  | { id: number; ok: true; text: string; confidence: number; rotation: number; width: number; height: number }
+  | { id: number; ok: true; text: string; confidence: number; rotation: number; width: number; height: number; engine: OcrEngineName }
   | { id: number; ok: false; code: 'CORRUPT_DOCUMENT' | 'OCR_FAILED' | 'TOO_LARGE'; message: string };
 
 /** Below this mean word confidence at 0°, the page is tried at 90°, 180° and 270° too. */
@@ -31,21 +40,101 @@ const UPRIGHT_CONFIDENCE = 60;
 /** Longer sides are scaled down: more pixels cost time without adding words at invoice print sizes. */
 const MAX_SIDE = 5000;
 
-let worker: { key: string; worker: Worker; dir: string } | null = null;
+/**
+ * Grey, with mid-greys pulled toward black (x -> x^2 on 0..1): light grey small print and
+ * coloured text on tinted table rows are otherwise lost by tesseract's binarisation. Measured on
+ * the invoice corpus at 200 dpi: word recall 0.66 plain, 0.95 with this (AWS invoice, grey footnotes).
+ */
+const GAMMA = 2;
+const GAMMA_TABLE = new Uint8Array(256).map((_, i) => Math.round(255 * (i / 255) ** GAMMA));
 
-async function tesseract(languages: OcrRequest['languages']): Promise<Worker> {
-  const key = languages.map((l) => l.code).join('+');
-  if (worker?.key === key) return worker.worker;
-  if (worker) {
-    await worker.worker.terminate();
-    fs.rmSync(worker.dir, { recursive: true, force: true });
-  }
-  // tesseract.js reads <langPath>/<code>.traineddata.gz; each language is its own package.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-ocr-'));
-  for (const l of languages) fs.symlinkSync(l.file, path.join(dir, `${l.code}.traineddata.gz`));
-  const w = await createWorker(key, 1 /* LSTM */, { langPath: dir, gzip: true, cacheMethod: 'none' });
-  worker = { key, worker: w, dir };
-  return w;
+/** A decoded page that an engine reads at a rotation; close() frees native pixels. */
+interface Page {
+  width: number;
+  height: number;
+  read(rotation: number): Promise<Reading>;
+  close(): void;
+}
+
+interface Engine {
+  name: OcrEngineName;
+  open(request: OcrRequest): Promise<Page>;
+  end(): Promise<void>;
+}
+
+// Debian's libtesseract runs OpenMP threads, as many as cores, in each OCR process: with a pool
+// of processes they fight over the cores (the CLI with default threads on 2 busy cores: 5x
+// slower, SPIKES.md). One thread each; the pool is the parallelism. Read when the library loads.
+process.env.OMP_THREAD_LIMIT = '1';
+
+/** The folder the engine reads language data from: private to this process, removed with it. */
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-ocr-'));
+let engine: { key: string; engine: Engine } | null = null;
+
+async function engineFor(request: OcrRequest): Promise<Engine> {
+  const missing = request.engine === 'tesseract.js' ? 'not chosen' : libtesseractMissing();
+  if (missing && request.engine === 'libtesseract') throw new Error(`ocr.engine is libtesseract, which cannot be loaded here: ${missing}`);
+  const name: OcrEngineName = missing ? 'tesseract.js' : 'libtesseract';
+  const key = `${name}:${request.languages.map((l) => l.code).join('+')}`;
+  if (engine?.key === key) return engine.engine;
+  await engine?.engine.end();
+  engine = null;
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  fs.mkdirSync(dataDir, { mode: 0o700 });
+  engine = { key, engine: name === 'libtesseract' ? native(request.languages) : await wasm(request.languages) };
+  return engine.engine;
+}
+
+/** tesseract.js reads <langPath>/<code>.traineddata.gz; each language is its own package. */
+async function wasm(languages: OcrRequest['languages']): Promise<Engine> {
+  for (const l of languages) fs.symlinkSync(l.file, path.join(dataDir, `${l.code}.traineddata.gz`));
+  const w: Worker = await createWorker(languages.map((l) => l.code).join('+'), 1 /* LSTM */, { langPath: dataDir, gzip: true, cacheMethod: 'none' });
+  return {
+    name: 'tesseract.js',
+    async open(request) {
+      const canvas = await decode(request);
+      return {
+        width: canvas.width, height: canvas.height, close: () => {},
+        // Binary PGM: leptonica reads it as it is, where a PNG of a 300 dpi page cost an encode here
+        // and a decode in WebAssembly (measured: 0.81 pages/s with PNG, 1.28 with PGM on 2 cores).
+        read: async (rotation) => {
+          const g = grey(canvas, rotation);
+          const { data } = await w.recognize(Buffer.concat([Buffer.from(`P5\n${g.width} ${g.height}\n255\n`, 'latin1'), g.pixels]));
+          return { text: data.text, confidence: data.confidence };
+        },
+      };
+    },
+    end: async () => { await w.terminate(); },
+  };
+}
+
+/**
+ * libtesseract wants <code>.traineddata files: the packages' gzipped ones are unpacked into the
+ * private folder (5 MB for English). PNG and JPEG pages are decoded by leptonica; TIFF, WebP, a
+ * JPEG turned by its EXIF tag and pages to scale down go through the canvas, as for tesseract.js.
+ */
+function native(languages: OcrRequest['languages']): Engine {
+  for (const l of languages) fs.writeFileSync(path.join(dataDir, `${l.code}.traineddata`), zlib.gunzipSync(fs.readFileSync(l.file)));
+  const lib = new LibTesseract(dataDir, languages.map((l) => l.code).join('+'));
+  return {
+    name: 'libtesseract',
+    async open(request) {
+      const kind = imageKind(request.image);
+      const size = kind === 'png' || kind === 'jpeg' ? imagePages(request.image, kind, 1)[0]! : null;
+      const plain = size && Math.max(size.width, size.height) <= MAX_SIDE && (kind === 'png' || jpegOrientation(request.image) === 1);
+      const pix = plain ? lib.decode(request.image, GAMMA) : null;
+      if (pix) return { width: size!.width, height: size!.height, read: async (rotation) => lib.readPix(pix, rotation), close: () => lib.free(pix) };
+      const canvas = await decode(request);
+      return {
+        width: canvas.width, height: canvas.height, close: () => {},
+        read: async (rotation) => {
+          const g = grey(canvas, rotation);
+          return lib.readGrey(g.pixels, g.width, g.height);
+        },
+      };
+    },
+    end: async () => lib.end(),
+  };
 }
 
 /**
@@ -81,12 +170,9 @@ function scaled(source: Canvas): Canvas {
   return out;
 }
 
-/**
- * Grey, with mid-greys pulled toward black (gamma 2): light grey small print and coloured text
- * on tinted table rows are otherwise lost by tesseract's binarisation. Measured on the invoice
- * corpus at 200 dpi: word recall 0.66 plain, 0.95 with this (AWS invoice, grey footnotes).
- */
-function prepared(canvas: Canvas, rotation: number): Buffer {
+
+/** The canvas turned clockwise by rotation, as grey bytes with GAMMA applied. */
+function grey(canvas: Canvas, rotation: number): { pixels: Buffer; width: number; height: number } {
   let out = canvas;
   if (rotation !== 0) {
     const swap = rotation === 90 || rotation === 270;
@@ -97,16 +183,10 @@ function prepared(canvas: Canvas, rotation: number): Buffer {
     ctx.drawImage(canvas, -canvas.width / 2, -canvas.height / 2);
   }
   const px = out.getContext('2d').getImageData(0, 0, out.width, out.height).data;
-  // Binary PGM: leptonica reads it as it is, where a PNG of a 300 dpi page cost an encode here and
-  // a decode in WebAssembly (measured: 0.81 pages/s with PNG, 1.28 with PGM on 2 cores).
-  const header = Buffer.from(`P5\n${out.width} ${out.height}\n255\n`, 'latin1');
-  const pgm = Buffer.allocUnsafe(header.length + out.width * out.height);
-  header.copy(pgm);
-  for (let i = 0, j = header.length; i < px.length; i += 4, j++) pgm[j] = GAMMA[(px[i]! * 77 + px[i + 1]! * 150 + px[i + 2]! * 29) >> 8]!;
-  return pgm;
+  const pixels = Buffer.allocUnsafe(out.width * out.height);
+  for (let i = 0, j = 0; i < px.length; i += 4, j++) pixels[j] = GAMMA_TABLE[(px[i]! * 77 + px[i + 1]! * 150 + px[i + 2]! * 29) >> 8]!;
+  return { pixels, width: out.width, height: out.height };
 }
-
-const GAMMA = new Uint8Array(256).map((_, i) => Math.round(255 * (i / 255) ** 2));
 
 /**
  * Orientation: read upright first; only a page that reads badly (mean confidence under 60) is
@@ -117,9 +197,10 @@ const GAMMA = new Uint8Array(256).map((_, i) => Math.round(255 * (i / 255) ** 2)
  * its rotateAuto pass cost 20% of the time and no recall on the corpus scans (0.980 without).
  */
 async function recognise(request: OcrRequest): Promise<OcrReply> {
-  let canvas: Canvas;
+  const e = await engineFor(request);
+  let page: Page;
   try {
-    canvas = await decode(request);
+    page = await e.open(request);
   } catch (err) {
     const message = (err as Error).message;
     // Under the OS memory cap Skia cannot allocate the pixels (measured: "Create skia surface
@@ -127,14 +208,17 @@ async function recognise(request: OcrRequest): Promise<OcrReply> {
     if (/skia surface|alloc|memory/i.test(message)) return { id: request.id, ok: false, code: 'TOO_LARGE', message };
     return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the image cannot be decoded: ${message}` };
   }
-  const w = await tesseract(request.languages);
-  let best: { text: string; confidence: number; rotation: number } | null = null;
-  for (const rotation of [0, 90, 180, 270]) {
-    const { data } = await w.recognize(prepared(canvas, rotation));
-    if (!best || data.confidence > best.confidence) best = { text: data.text, confidence: data.confidence, rotation };
-    if (rotation === 0 && data.confidence >= UPRIGHT_CONFIDENCE) break;
+  try {
+    let best: Reading & { rotation: number } | null = null;
+    for (const rotation of [0, 90, 180, 270]) {
+      const reading = await page.read(rotation);
+      if (!best || reading.confidence > best.confidence) best = { ...reading, rotation };
+      if (rotation === 0 && reading.confidence >= UPRIGHT_CONFIDENCE) break;
+    }
+    return { id: request.id, ok: true, ...best!, width: page.width, height: page.height, engine: e.name };
+  } finally {
+    page.close();
   }
-  return { id: request.id, ok: true, ...best!, width: canvas.width, height: canvas.height };
 }
 
 process.on('message', (request: OcrRequest) => {
@@ -145,6 +229,6 @@ process.on('message', (request: OcrRequest) => {
 });
 // The parent going away must not leave a recogniser running.
 process.on('disconnect', () => {
-  if (worker) fs.rmSync(worker.dir, { recursive: true, force: true });
+  fs.rmSync(dataDir, { recursive: true, force: true });
   process.exit(0);
 });

@@ -6,6 +6,9 @@ import { detectFormat, isMail, type DocumentFormat } from './detectFormat.js';
 import type { MailParts } from './mail.js';
 import { imageKind, imagePages } from './images.js';
 import { OcrPool, type OcrSettings } from './ocr.js';
+import type { OcrEngineName } from './ocrChild.js';
+
+type OcrReading = { confidence: number; engine: OcrEngineName };
 import type { OfficeFormat, OfficeReply, OfficeRequest } from './officeChild.js';
 import type { PdfReply, PdfRequest } from './pdfChild.js';
 
@@ -16,7 +19,7 @@ export interface ExtractedText {
   /** Where each page's text came from: the PDF's text layer (or the text file), or OCR. */
   sources: Array<'text' | 'ocr'>;
   /** Pages read by OCR (1-based) and their mean word confidence (0–100); null when none were. */
-  ocr: { pages: number[]; meanConfidence: number } | null;
+  ocr: { pages: number[]; meanConfidence: number; engine: OcrEngineName } | null;
   chars: number;
   warnings: string[];
 }
@@ -92,7 +95,7 @@ export class TextExtractor {
     }
     const format = detectFormat(bytes);
     const warnings: string[] = [];
-    let read: { pages: string[]; sources: Array<'text' | 'ocr'>; confidences: number[]; mail?: MailParts };
+    let read: { pages: string[]; sources: Array<'text' | 'ocr'>; readings: OcrReading[]; mail?: MailParts };
     if (format === 'pdf') {
       read = await this.extractPdf(bytes, limits, warnings, onOcr);
     } else if (format === 'image') {
@@ -104,9 +107,9 @@ export class TextExtractor {
       if (pages.length > limits.maxPages) {
         throw new DocsiftError('TOO_LARGE', `the text has ${pages.length} pages (form feeds); the queue allows ${limits.maxPages}`);
       }
-      read = { pages, sources: pages.map(() => 'text'), confidences: [] };
+      read = { pages, sources: pages.map(() => 'text'), readings: [] };
     }
-    const { pages, sources, confidences, mail } = read;
+    const { pages, sources, readings, mail } = read;
     const chars = pages.reduce((n, p) => n + p.length, 0);
     // A mail's body page holds its headers; a mail with an empty body still has its attachments.
     if (!mail && pages.every((p) => p.trim() === '')) {
@@ -117,7 +120,7 @@ export class TextExtractor {
           : `the ${format === 'pdf' ? 'PDF' : 'image'} has ${pages.length} page(s) and OCR found no text on them`);
     }
     const ocrPages = sources.flatMap((s, i) => (s === 'ocr' ? [i + 1] : []));
-    const ocr = ocrPages.length ? { pages: ocrPages, meanConfidence: Math.round(confidences.reduce((a, b) => a + b, 0) / confidences.length) } : null;
+    const ocr = ocrPages.length ? { pages: ocrPages, meanConfidence: Math.round(readings.reduce((a, r) => a + r.confidence, 0) / readings.length), engine: readings[0]!.engine } : null;
     return { text: { format, pages, sources, ocr, chars, warnings }, ...(mail ? { mail } : {}) };
   }
 
@@ -135,11 +138,11 @@ export class TextExtractor {
     const pages = [...reply.pages];
     const sources: Array<'text' | 'ocr'> = pages.map(() => 'text');
     if (reply.unrendered > 0) warnings.push(`OCR_PAGES_SKIPPED: ${reply.unrendered} page(s) without a text layer beyond ocr.maxPages (${ocr.maxPages}) were not read`);
-    const confidences = await this.ocrAll(reply.images.map((i) => ({ image: i.png, page: i.page - 1 })), limits, warnings, onOcr, (page, result) => {
+    const readings = await this.ocrAll(reply.images.map((i) => ({ image: i.png, page: i.page - 1 })), limits, warnings, onOcr, (page, result) => {
       pages[page] = result.text;
       sources[page] = 'ocr';
     });
-    return { pages, sources, confidences };
+    return { pages, sources, readings };
   }
 
   private async extractOffice(bytes: Uint8Array, format: OfficeFormat, limits: TextLimits, warnings: string[]) {
@@ -149,28 +152,28 @@ export class TextExtractor {
     warnings.push(...reply.warnings);
     if (reply.pages.length > limits.maxPages) throw new DocsiftError('TOO_LARGE', `the workbook has ${reply.pages.length} sheets; the queue allows ${limits.maxPages} pages (limits.maxPages)`);
     if (reply.mail?.dropped) warnings.push(`ATTACHMENTS_CUT: the mail has ${reply.mail.attachments.length + reply.mail.dropped} attachments; the first ${limits.maxAttachments} were read (limits.maxAttachments)`);
-    return { pages: reply.pages, sources: reply.pages.map(() => 'text' as const), confidences: [], ...(reply.mail ? { mail: reply.mail } : {}) };
+    return { pages: reply.pages, sources: reply.pages.map(() => 'text' as const), readings: [], ...(reply.mail ? { mail: reply.mail } : {}) };
   }
 
   private async extractImage(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
     if (!limits.ocr.enabled) throw new DocsiftError('UNSUPPORTED_FORMAT', 'the bytes are an image, and OCR is off for this queue (ocr.enabled)');
     const sizes = imagePages(bytes, imageKind(bytes)!, Math.min(limits.maxPages, limits.ocr.maxPages));
     const pages = sizes.map(() => '');
-    const confidences = await this.ocrAll(sizes.map((_, page) => ({ image: bytes, page })), limits, warnings, onOcr, (page, result) => {
+    const readings = await this.ocrAll(sizes.map((_, page) => ({ image: bytes, page })), limits, warnings, onOcr, (page, result) => {
       pages[page] = result.text;
     });
-    return { pages, sources: pages.map(() => 'ocr' as const), confidences };
+    return { pages, sources: pages.map(() => 'ocr' as const), readings };
   }
 
-  /** Every page through the OCR pool, as many at once as it has workers; confidences in page order. */
-  private async ocrAll(jobs: Array<{ image: Uint8Array; page: number }>, limits: TextLimits, warnings: string[], onOcr: OcrProgress | undefined, done: (page: number, result: { text: string }) => void): Promise<number[]> {
+  /** Every page through the OCR pool, as many at once as it has workers; readings in page order. */
+  private async ocrAll(jobs: Array<{ image: Uint8Array; page: number }>, limits: TextLimits, warnings: string[], onOcr: OcrProgress | undefined, done: (page: number, result: { text: string }) => void): Promise<OcrReading[]> {
     let finished = 0;
     const results = await Promise.all(jobs.map(async (job) => {
       const result = await this.ocrPool.recognise(job.image, job.page, limits.ocr);
       if (result.rotation) warnings.push(`OCR_ROTATED: page ${job.page + 1} was read turned ${result.rotation}° clockwise`);
       done(job.page, result);
       onOcr?.(++finished, jobs.length);
-      return result.confidence;
+      return { confidence: result.confidence, engine: result.engine };
     }));
     return results;
   }

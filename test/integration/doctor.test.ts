@@ -25,7 +25,7 @@ describe('docsift doctor', () => {
     expect(by['binary cpu']!.message).toContain('runs here');
     expect(by['binary cuda']!.message).toMatch(/CUDA 13 runtime; machine code sm_86.*does not run here: no NVIDIA driver/);
     expect(by['backend choice']!.message).toContain('DOCSIFT_GPU=auto: the worker loads cpu');
-    expect(by['ocr documents']!.message).toMatch(/^on: eng \(installed: eng\), 300 dpi, up to \d+ OCR process\(es\) of 1024 MB per worker$/);
+    expect(by['ocr documents']!.message).toMatch(/^on: eng \(installed: eng\), 300 dpi, engine libtesseract \(auto: found\), up to \d+ OCR process\(es\) of 1024 MB per worker$/);
   });
 
   it('errors when DOCSIFT_GPU names a backend that cannot run here, with the fix, and exits 1', () => {

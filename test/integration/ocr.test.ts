@@ -6,6 +6,7 @@ import { makeValidator } from '../../src/model/index.js';
 import { groundFields } from '../../src/pipeline/index.js';
 import { defaultTextLimits, TextExtractor, type OcrSettings, type TextLimits } from '../../src/text/index.js';
 import { needsOcr } from '../../src/text/ocr.js';
+import { OcrSchema } from '../../src/config/index.js';
 import { makePdf } from '../helpers/pdf.js';
 import { popplerWords, recall, renderPage, scan, tiff } from '../helpers/scans.js';
 import { documentsQueue, startStack, type Stack } from '../helpers/stack.js';
@@ -22,19 +23,23 @@ const codeOf = (bytes: Buffer, l = limits()) => outcomeOf(extractor, bytes, l);
 /** A page of a corpus invoice as a scanner would give it back: 200 dpi, turned 1°, speckled, JPEG. */
 const scanned = async (name: string, options: Parameters<typeof scan>[1] = {}) => scan(await renderPage(path.join(CORPUS, name), 1, 200), { degrees: 1, noise: 0.002, quality: 80, ...options });
 
-describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () => {
+describe('OCR of scans made from the corpus (libtesseract, the default where installed; eng, offline)', () => {
   // English invoices; the AWS one reads 0.90 (white text on tinted rows) and is left out.
   for (const name of ['oyo.pdf', 'AzureInterior.pdf', 'coolblue1.pdf']) {
     it(`${name}: a JPEG scan and an image-only PDF recall at least 95% of the words pdftotext reads from the original`, async () => {
       const jpeg = await scanned(name);
       const reference = popplerWords(path.join(CORPUS, name), 1);
       const image = await extractor.extract(jpeg, limits());
-      expect(image).toMatchObject({ format: 'image', sources: ['ocr'], ocr: { pages: [1] } });
+      // test/prerequisites.sh installs tesseract-ocr, which brings libtesseract5: "auto" takes it.
+      expect(image).toMatchObject({ format: 'image', sources: ['ocr'], ocr: { pages: [1], engine: 'libtesseract' } });
       expect(recall(reference, image.pages[0]!)).toBeGreaterThanOrEqual(0.95);
       const pdf = await extractor.extract(makePdf({ pages: [{ jpeg }] }), limits());
       expect(pdf).toMatchObject({ format: 'pdf', sources: ['ocr'], ocr: { pages: [1] } });
       expect(recall(reference, pdf.pages[0]!)).toBeGreaterThanOrEqual(0.95);
-      expect(pdf.ocr!.meanConfidence).toBeGreaterThan(60);
+      // The page rendered from the PDF reads less confidently than the JPEG (53-61 against 83-91:
+      // pdf.js smooths the speckles into grey specks that read as noise), which is why it is also
+      // tried turned; sideways and upside-down pages read 28-47 (docs/OCR.md).
+      expect(pdf.ocr!.meanConfidence).toBeGreaterThan(50);
     });
   }
 
@@ -60,15 +65,15 @@ describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () =>
   });
 
   it('a mixed PDF is read page by page: the text layer where there is one, OCR where there is not', async () => {
-    const text = await extractor.extract(makePdf({ pages: ['Delivery note 17\nThis page has a text layer of its own, kept as it is.', { jpeg: await scanned('oyo.pdf') }] }), limits());
+    const text = await extractor.extract(makePdf({ pages: ['Delivery note 17\nThis page has a text layer of its own, kept as it is.', { jpeg: await scanned('AzureInterior.pdf') }] }), limits());
     expect(text.sources).toEqual(['text', 'ocr']);
     expect(text.pages[0]).toContain('Delivery note 17');
     expect(text.ocr!.pages).toEqual([2]);
-    expect(text.pages[1]!.toLowerCase()).toContain('oyo');
+    expect(text.pages[1]).toContain('INV/2023/03/0008');
   });
 
   it('reads at most ocr.maxPages pages of a PDF by OCR, and says what it left', async () => {
-    const text = await extractor.extract(makePdf({ pages: [{ jpeg: await scanned('oyo.pdf') }, null, null] }), limits({ maxPages: 1 }));
+    const text = await extractor.extract(makePdf({ pages: [{ jpeg: await scanned('AzureInterior.pdf') }, null, null] }), limits({ maxPages: 1 }));
     expect(text.sources).toEqual(['ocr', 'text', 'text']);
     expect(text.warnings).toContain('OCR_PAGES_SKIPPED: 2 page(s) without a text layer beyond ocr.maxPages (1) were not read');
   });
@@ -111,11 +116,41 @@ describe('OCR of scans made from the corpus (tesseract.js, eng, offline)', () =>
     expect(await codeOf(canvas.toBuffer('image/png'), limits({ pageMemoryMb: 512 }))).toMatch(/^TOO_LARGE: reading page 1 needed more than 512 MB \(ocr.pageMemoryMb\)/);
   });
 
+  it('a queue can ask for either engine, and nothing else', () => {
+    expect(OcrSchema.parse({ engine: 'libtesseract' }).engine).toBe('libtesseract');
+    expect(OcrSchema.parse({}).engine).toBe('auto');
+    expect(() => OcrSchema.parse({ engine: 'tesseract' })).toThrow(/expected one of .*auto.*libtesseract.*tesseract\.js/);
+  });
+
   it('decides per page whether the text layer is usable', () => {
     expect(needsOcr('', 20)).toBe(true);
     expect(needsOcr('  3  \n', 20)).toBe(true);
     expect(needsOcr('Invoice 42 from ACME GmbH, total 10.00 EUR', 20)).toBe(false);
     expect(needsOcr('\uE001\uE002\uE003\uE004\uE005\uE006\uE007\uE008\uE009\uE00A\uE00B\uE00C\uE00D\uE00E\uE00F\uE010\uE011\uE012\uE013\uE014\uE015 12', 20)).toBe(true);
+  });
+});
+
+describe('the tesseract.js engine (WebAssembly from npm: what reads where libtesseract is not installed)', () => {
+  const wasm = (ocr: Partial<OcrSettings> = {}) => limits({ engine: 'tesseract.js', ...ocr });
+
+  it('reads a JPEG scan and an image-only PDF as well as libtesseract does', async () => {
+    const jpeg = await scanned('oyo.pdf');
+    const reference = popplerWords(path.join(CORPUS, 'oyo.pdf'), 1);
+    for (const bytes of [jpeg, makePdf({ pages: [{ jpeg }] })]) {
+      const text = await extractor.extract(bytes, wasm());
+      expect(text.ocr).toMatchObject({ pages: [1], engine: 'tesseract.js' });
+      expect(recall(reference, text.pages[0]!)).toBeGreaterThanOrEqual(0.95);
+    }
+  });
+
+  it('turns an upside-down page and reads every page of a TIFF', async () => {
+    const png = await renderPage(path.join(CORPUS, 'coolblue1.pdf'), 1, 200);
+    const upsideDown = await extractor.extract(await scan(png, { degrees: 180, quality: 85 }), wasm());
+    expect(recall(popplerWords(path.join(CORPUS, 'coolblue1.pdf'), 1), upsideDown.pages[0]!)).toBeGreaterThanOrEqual(0.95);
+    expect(upsideDown.warnings).toContain('OCR_ROTATED: page 1 was read turned 180° clockwise');
+    const pages = await extractor.extract(await tiff([png, await renderPage(path.join(CORPUS, 'oyo.pdf'), 1, 200)]), wasm());
+    expect(pages).toMatchObject({ sources: ['ocr', 'ocr'], ocr: { pages: [1, 2], engine: 'tesseract.js' } });
+    expect(recall(popplerWords(path.join(CORPUS, 'oyo.pdf'), 1), pages.pages[1]!)).toBeGreaterThanOrEqual(0.95);
   });
 });
 

@@ -36,7 +36,7 @@ export interface ResultRecord {
   /** Per scalar field (arrays item by item: "lines.0.amount"), where its value appears in the text: page, character offsets, text as written; null when nowhere. */
   grounding: Record<string, { page: number; start: number; end: number; text: string } | null> | null;
   /** What the text stage read: format (pdf, image, text, markdown), pages, characters, and which pages OCR read (1-based) with their mean word confidence (0-100). */
-  text: { format: string; pages: number; chars: number; ocr: { pages: number[]; meanConfidence: number } | null };
+  text: { format: string; pages: number; chars: number; ocr: { pages: number[]; meanConfidence: number; engine?: 'libtesseract' | 'tesseract.js' } | null };
   timings: { textMs: number; classifyMs: number; extractMs: number; validateMs: number; totalMs: number };
   /** prompt: evaluated for this document; reused: already in the sequence (fixed prefix); generated: sampled; forced: fixed by the schema, appended in batches. */
   tokens: { prompt: number; reused: number; generated: number; forced: number };

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { installedLanguages, loadConfig, type Config } from '../../config/index.js';
-import { ocrWorkers } from '../../text/index.js';
+import { ocrEngine, ocrWorkers } from '../../text/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
 import { gpuFindings } from '../../model/gpu/report.js';
@@ -28,7 +28,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
     for (const queue of config.queues.values()) {
       const { ocr } = queue;
       say('ok', `ocr ${queue.name}`, ocr.enabled
-        ? `on: ${ocr.languages.join('+')} (installed: ${installedLanguages().join(', ')}), ${ocr.dpi} dpi, up to ${ocrWorkers(ocr.workers)} OCR process(es) of ${ocr.pageMemoryMb} MB per worker`
+        ? `on: ${ocr.languages.join('+')} (installed: ${installedLanguages().join(', ')}), ${ocr.dpi} dpi, ${ocrEngine(ocr.engine)}, up to ${ocrWorkers(ocr.workers)} OCR process(es) of ${ocr.pageMemoryMb} MB per worker`
         : 'off: scans fail EMPTY_TEXT and images UNSUPPORTED_FORMAT');
     }
   } catch (err) {

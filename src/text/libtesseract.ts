@@ -1,0 +1,135 @@
+/**
+ * The tesseract library installed on the machine (Debian's libtesseract5, what the `tesseract`
+ * command runs), called in-process through koffi, a foreign-function interface with prebuilt
+ * binaries on npm. Only OCR child processes load it (ocrChild.ts): they are the ones under an OS
+ * memory cap and killed past the page time limit, so a native fault ends one page, not a worker.
+ *
+ * Why it exists beside tesseract.js: the same model reads a page in 1.35 s here and 2.0 s in
+ * tesseract.js's WebAssembly (one core, six corpus scans at 300 dpi; docs/OCR.md), and with the
+ * model loaded once per process it reads faster than the CLI, which loads it per page.
+ */
+import koffi from 'koffi';
+import { libtesseractMissing, OCR_LIBRARIES } from '../config/ocrLanguages.js';
+
+type Pointer = unknown;
+
+interface Bindings {
+  create(): Pointer;
+  init(handle: Pointer, dataPath: string, languages: string, oem: number): number;
+  setImage(handle: Pointer, data: Uint8Array, width: number, height: number, bytesPerPixel: number, bytesPerLine: number): void;
+  setPix(handle: Pointer, pix: Pointer): void;
+  text(handle: Pointer): Pointer;
+  freeText(text: Pointer): void;
+  meanConfidence(handle: Pointer): number;
+  clear(handle: Pointer): void;
+  end(handle: Pointer): void;
+  free(handle: Pointer): void;
+  pixRead(data: Uint8Array, size: number): Pointer | null;
+  pixTo8(pix: Pointer, colormap: number): Pointer | null;
+  pixGamma(dest: Pointer, source: Pointer, gamma: number, min: number, max: number): Pointer | null;
+  pixRotate(pix: Pointer, quads: number): Pointer | null;
+  pixFree(pix: Pointer[]): void;
+}
+
+let bindings: Bindings | null = null;
+
+function load(): Bindings {
+  const missing = libtesseractMissing();
+  if (missing) throw new Error(`libtesseract cannot be loaded: ${missing}`);
+  if (bindings) return bindings;
+  const tess = koffi.load(OCR_LIBRARIES.tesseract);
+  const lept = koffi.load(OCR_LIBRARIES.leptonica);
+  bindings = {
+    create: tess.func('void *TessBaseAPICreate()'),
+    init: tess.func('int TessBaseAPIInit2(void *h, const char *datapath, const char *language, int oem)'),
+    setImage: tess.func('void TessBaseAPISetImage(void *h, const uint8_t *data, int width, int height, int bpp, int bpl)'),
+    setPix: tess.func('void TessBaseAPISetImage2(void *h, void *pix)'),
+    text: tess.func('void *TessBaseAPIGetUTF8Text(void *h)'),
+    freeText: tess.func('void TessDeleteText(void *text)'),
+    meanConfidence: tess.func('int TessBaseAPIMeanTextConf(void *h)'),
+    clear: tess.func('void TessBaseAPIClear(void *h)'),
+    end: tess.func('void TessBaseAPIEnd(void *h)'),
+    free: tess.func('void TessBaseAPIDelete(void *h)'),
+    pixRead: lept.func('void *pixReadMem(const uint8_t *data, size_t size)'),
+    pixTo8: lept.func('void *pixConvertTo8(void *pix, int cmapflag)'),
+    pixGamma: lept.func('void *pixGammaTRC(void *pixd, void *pixs, float gamma, int minval, int maxval)'),
+    pixRotate: lept.func('void *pixRotateOrth(void *pix, int quads)'),
+    pixFree: lept.func('void pixDestroy(_Inout_ void **pix)'),
+  };
+  return bindings;
+}
+
+export interface Reading { text: string; confidence: number }
+
+/**
+ * One tesseract instance with its languages loaded (LSTM engine). Not thread-safe and not
+ * re-entrant: the OCR child reads one page at a time.
+ */
+export class LibTesseract {
+  private readonly lib: Bindings;
+  private readonly handle: Pointer;
+
+  /** dataPath holds <code>.traineddata for each language; languages as tesseract takes them ("eng+fra"). */
+  constructor(dataPath: string, languages: string) {
+    this.lib = load();
+    this.handle = this.lib.create();
+    if (this.lib.init(this.handle, dataPath, languages, 1 /* OEM_LSTM_ONLY */) !== 0) {
+      this.lib.free(this.handle);
+      throw new Error(`libtesseract could not load the languages ${languages} from ${dataPath}`);
+    }
+  }
+
+  /**
+   * An encoded PNG or JPEG decoded by leptonica (what the tesseract CLI does), grey with gamma
+   * applied: the decode, grey and gamma cost ~60 ms natively against ~200 ms through a canvas
+   * and JavaScript. Null when leptonica cannot decode it (the caller takes the canvas path,
+   * which names the error).
+   */
+  decode(bytes: Uint8Array, gamma: number): Pointer | null {
+    const pix = this.lib.pixRead(bytes, bytes.length);
+    if (!pix) return null;
+    const grey = this.lib.pixTo8(pix, 0);
+    this.lib.pixFree([pix]);
+    if (!grey) return null;
+    // leptonica maps x to 255 (x / 255)^(1 / gamma): 1 / gamma here is the exponent the caller means.
+    this.lib.pixGamma(grey, grey, 1 / gamma, 0, 255);
+    return grey;
+  }
+
+  /** Reads a decoded page turned clockwise by rotation (0, 90, 180, 270). */
+  readPix(pix: Pointer, rotation: number): Reading {
+    const turned = rotation ? this.lib.pixRotate(pix, rotation / 90) : pix;
+    if (!turned) throw new Error('leptonica could not turn the page');
+    try {
+      this.lib.setPix(this.handle, turned);
+      return this.read();
+    } finally {
+      if (turned !== pix) this.lib.pixFree([turned]);
+    }
+  }
+
+  /** Reads 8-bit grey pixels, one byte each, row after row. */
+  readGrey(grey: Uint8Array, width: number, height: number): Reading {
+    this.lib.setImage(this.handle, grey, width, height, 1, width);
+    return this.read();
+  }
+
+  free(pix: Pointer): void {
+    this.lib.pixFree([pix]);
+  }
+
+  end(): void {
+    this.lib.end(this.handle);
+    this.lib.free(this.handle);
+  }
+
+  private read(): Reading {
+    const text = this.lib.text(this.handle);
+    try {
+      return { text: text ? (koffi.decode(text, 'char', -1) as string) : '', confidence: this.lib.meanConfidence(this.handle) };
+    } finally {
+      if (text) this.lib.freeText(text);
+      this.lib.clear(this.handle);
+    }
+  }
+}
