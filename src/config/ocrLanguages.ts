@@ -23,7 +23,8 @@ export function languageFile(code: string): string | null {
 export function installedLanguages(): string[] {
   try {
     const scope = path.dirname(path.dirname(packageRequire.resolve('@tesseract.js-data/eng/package.json')));
-    return fs.readdirSync(scope).filter((code) => languageFile(code) !== null).sort();
+    // osd is orientation detection's data, not a language (libtesseract reads it when installed).
+    return fs.readdirSync(scope).filter((code) => code !== 'osd' && languageFile(code) !== null).sort();
   } catch {
     return [];
   }
