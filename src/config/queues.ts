@@ -20,6 +20,7 @@ export const OcrSchema = z.object({
   enabled: z.boolean().default(true),
   /** tesseract language codes read together ("eng", "fra"); each needs its package installed. */
   languages: z.array(z.string().regex(/^[a-z]{3}(_[a-z]+)?$/, 'a tesseract language code such as eng or fra')
+    .refine((code) => code !== 'osd', 'osd is orientation detection data (used when installed), not a language')
     .refine((code) => languageFile(code) !== null, { error: (issue) => `no OCR data for "${String(issue.input)}": npm install @tesseract.js-data/${String(issue.input)} (installed: ${installedLanguages().join(', ') || 'none'})` }))
     .min(1).default(['eng']),
   /** Resolution PDF pages are rendered at for OCR; 300 is what scanners use, 200 reads invoices about as well in half the time. */

@@ -120,6 +120,7 @@ describe('OCR of scans made from the corpus (libtesseract, the default where ins
     expect(OcrSchema.parse({ engine: 'libtesseract' }).engine).toBe('libtesseract');
     expect(OcrSchema.parse({}).engine).toBe('auto');
     expect(() => OcrSchema.parse({ engine: 'tesseract' })).toThrow(/expected one of .*auto.*libtesseract.*tesseract\.js/);
+    expect(() => OcrSchema.parse({ languages: ['osd'] })).toThrow(/osd is orientation detection data/);
   });
 
   it('decides per page whether the text layer is usable', () => {
