@@ -1,6 +1,8 @@
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
 import { createCanvas } from '@napi-rs/canvas';
 import { installedLanguages, languageFile, libtesseractMissing } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
@@ -60,7 +62,7 @@ export interface OcrPage { text: string; confidence: number; rotation: number; e
  * 1,060 MB at 122 MB on Node 20. The cap is ocr.pageMemoryMb plus this, so
  * the setting means memory really used on both. Falls back to Node's own reservation without /proc.
  */
-async function reservationOf(languages: OcrRequest['languages'], engine: OcrEngineSetting): Promise<number> {
+async function reservationOf(request: Omit<OcrRequest, 'id' | 'image' | 'page'>): Promise<number> {
   const blank = createCanvas(32, 32);
   blank.getContext('2d').fillStyle = '#ffffff';
   blank.getContext('2d').fillRect(0, 0, 32, 32);
@@ -70,7 +72,7 @@ async function reservationOf(languages: OcrRequest['languages'], engine: OcrEngi
       const timer = setTimeout(() => resolve(false), 60_000);
       child.once('message', () => { clearTimeout(timer); resolve(true); });
       child.once('exit', () => { clearTimeout(timer); resolve(false); });
-      child.send({ id: 0, image: blank.toBuffer('image/png'), page: 0, languages, engine } satisfies OcrRequest);
+      child.send({ ...request, id: 0, image: blank.toBuffer('image/png'), page: 0 } satisfies OcrRequest);
     });
     const status = answered ? fs.readFileSync(`/proc/${child.pid}/status`, 'utf8') : '';
     const data = /VmData:\s+(\d+)/.exec(status)?.[1];
@@ -93,18 +95,15 @@ export class OcrPool {
   private workers = 1;
 
   private reservedMb: Promise<number> | null = null;
+  private readonly dataDirs = new Map<string, string>();
 
   async recognise(image: Uint8Array, page: number, settings: OcrSettings): Promise<OcrPage> {
     this.workers = ocrWorkers(settings.workers);
-    const languages = settings.languages.map((code) => {
-      const file = languageFile(code);
-      if (!file) throw new DocsiftError('OCR_FAILED', `no OCR data for language "${code}" (install @tesseract.js-data/${code}); installed: ${installedLanguages().join(', ') || 'none'}`);
-      return { code, file };
-    });
-    this.reservedMb ??= reservationOf(languages, settings.engine);
+    const request = { languages: settings.languages, dataDir: this.languageDir(settings), engine: settings.engine };
+    this.reservedMb ??= reservationOf(request);
     const reserved = await this.reservedMb;
     this.pool ??= new ChildPool<OcrRequest, OcrReply>('ocrChild.js', () => this.workers, PAGES_PER_CHILD, (mb) => ({ capMb: mb + reserved, heapMb: Math.max(128, mb - OCR_OUTSIDE_HEAP_MB) }));
-    const reply = await this.pool.run({ image, page, languages, engine: settings.engine }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
+    const reply = await this.pool.run({ ...request, image, page }, { timeoutMs: settings.pageTimeoutMs, memoryMb: settings.pageMemoryMb });
     if (isFailure(reply)) {
       if (reply.kind === 'timeout') throw new DocsiftError('OCR_FAILED', `reading page ${page + 1} took longer than ${settings.pageTimeoutMs} ms (ocr.pageTimeoutMs)`);
       if (reply.outOfMemory) throw new DocsiftError('TOO_LARGE', `reading page ${page + 1} needed more than ${settings.pageMemoryMb} MB (ocr.pageMemoryMb)`);
@@ -115,7 +114,37 @@ export class OcrPool {
     return { text: reply.text, confidence: reply.confidence, rotation: reply.rotation, engine: reply.engine };
   }
 
+  /**
+   * The folder OCR processes read a language set from, made once and removed at close():
+   * <code>.traineddata.gz links for tesseract.js and, where libtesseract may read, the unpacked
+   * <code>.traineddata (5 MB for English) and osd.traineddata (10 MB). Made here, not in the OCR
+   * processes: those are killed at their time and memory limits and would leave it behind.
+   */
+  private languageDir(settings: OcrSettings): string {
+    const native = settings.engine !== 'tesseract.js' && libtesseractMissing() === null;
+    const key = `${settings.languages.join('+')}${native ? ':native' : ''}`;
+    const made = this.dataDirs.get(key);
+    if (made) return made;
+    const files = settings.languages.map((code) => {
+      const file = languageFile(code);
+      if (!file) throw new DocsiftError('OCR_FAILED', `no OCR data for language "${code}" (install @tesseract.js-data/${code}); installed: ${installedLanguages().join(', ') || 'none'}`);
+      return { code, file };
+    });
+    const osd = languageFile('osd');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-ocr-'));
+    for (const { code, file } of files) fs.symlinkSync(file, path.join(dir, `${code}.traineddata.gz`));
+    if (native) {
+      for (const { code, file } of [...files, ...(osd ? [{ code: 'osd', file: osd }] : [])]) {
+        fs.writeFileSync(path.join(dir, `${code}.traineddata`), zlib.gunzipSync(fs.readFileSync(file)));
+      }
+    }
+    this.dataDirs.set(key, dir);
+    return dir;
+  }
+
   async close(): Promise<void> {
     await this.pool?.close();
+    for (const dir of this.dataDirs.values()) fs.rmSync(dir, { recursive: true, force: true });
+    this.dataDirs.clear();
   }
 }

@@ -7,14 +7,12 @@
  * nothing is downloaded and nothing is written outside a temporary folder.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import zlib from 'node:zlib';
 import { createCanvas, loadImage, type Canvas } from '@napi-rs/canvas';
 import { createWorker, type Worker } from 'tesseract.js';
 import UTIF from 'utif2';
 import { imageKind, imagePages, jpegOrientation } from './images.js';
-import { languageFile, libtesseractMissing } from '../config/ocrLanguages.js';
+import { libtesseractMissing } from '../config/ocrLanguages.js';
 import { LibTesseract, type Reading } from './libtesseract.js';
 
 /** auto: libtesseract where it loads, else tesseract.js. */
@@ -26,8 +24,10 @@ export interface OcrRequest {
   image: Uint8Array;
   /** For a TIFF: which page. */
   page: number;
-  /** Language codes and their traineddata.gz files (from the @tesseract.js-data packages). */
-  languages: Array<{ code: string; file: string }>;
+  /** Language codes, read together. */
+  languages: string[];
+  /** Where their data is (OcrPool's languageDir): <code>.traineddata.gz, and <code>.traineddata where libtesseract may read. */
+  dataDir: string;
   engine: OcrEngineSetting;
 }
 
@@ -35,7 +35,7 @@ export type OcrReply =
   | { id: number; ok: true; text: string; confidence: number; rotation: number; width: number; height: number; engine: OcrEngineName }
   | { id: number; ok: false; code: 'CORRUPT_DOCUMENT' | 'OCR_FAILED' | 'TOO_LARGE'; message: string };
 
-/** Below this mean word confidence at 0°, the page is tried at 90°, 180° and 270° too. */
+/** Below this mean word confidence at 0°, the page is read turned too (recognise). */
 const UPRIGHT_CONFIDENCE = 60;
 /** Longer sides are scaled down: more pixels cost time without adding words at invoice print sizes. */
 const MAX_SIDE = 5000;
@@ -72,28 +72,23 @@ interface Engine {
 // slower, SPIKES.md). One thread each; the pool is the parallelism. Read when the library loads.
 process.env.OMP_THREAD_LIMIT = '1';
 
-/** The folder the engine reads language data from: private to this process, removed with it. */
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'docsift-ocr-'));
 let engine: { key: string; engine: Engine } | null = null;
 
 async function engineFor(request: OcrRequest): Promise<Engine> {
   const missing = request.engine === 'tesseract.js' ? 'not chosen' : libtesseractMissing();
   if (missing && request.engine === 'libtesseract') throw new Error(`ocr.engine is libtesseract, which cannot be loaded here: ${missing}`);
   const name: OcrEngineName = missing ? 'tesseract.js' : 'libtesseract';
-  const key = `${name}:${request.languages.map((l) => l.code).join('+')}`;
+  const key = `${name}:${request.languages.join('+')}:${request.dataDir}`;
   if (engine?.key === key) return engine.engine;
   await engine?.engine.end();
   engine = null;
-  fs.rmSync(dataDir, { recursive: true, force: true });
-  fs.mkdirSync(dataDir, { mode: 0o700 });
-  engine = { key, engine: name === 'libtesseract' ? native(request.languages) : await wasm(request.languages) };
+  engine = { key, engine: name === 'libtesseract' ? native(request) : await wasm(request) };
   return engine.engine;
 }
 
-/** tesseract.js reads <langPath>/<code>.traineddata.gz; each language is its own package. */
-async function wasm(languages: OcrRequest['languages']): Promise<Engine> {
-  for (const l of languages) fs.symlinkSync(l.file, path.join(dataDir, `${l.code}.traineddata.gz`));
-  const w: Worker = await createWorker(languages.map((l) => l.code).join('+'), 1 /* LSTM */, { langPath: dataDir, gzip: true, cacheMethod: 'none' });
+/** tesseract.js reads <langPath>/<code>.traineddata.gz and writes nothing there (cacheMethod none). */
+async function wasm(request: OcrRequest): Promise<Engine> {
+  const w: Worker = await createWorker(request.languages.join('+'), 1 /* LSTM */, { langPath: request.dataDir, gzip: true, cacheMethod: 'none' });
   return {
     name: 'tesseract.js',
     async open(request) {
@@ -114,16 +109,13 @@ async function wasm(languages: OcrRequest['languages']): Promise<Engine> {
 }
 
 /**
- * libtesseract wants <code>.traineddata files: the packages' gzipped ones are unpacked into the
- * private folder (5 MB for English). PNG and JPEG pages are decoded by leptonica; TIFF, WebP, a
- * JPEG turned by its EXIF tag and pages to scale down go through the canvas, as for tesseract.js.
+ * libtesseract reads <code>.traineddata (unpacked by the pool), and osd.traineddata for
+ * orientation when it is there. PNG and JPEG pages are decoded by leptonica; TIFF, WebP, a JPEG
+ * turned by its EXIF tag and pages to scale down go through the canvas, as for tesseract.js.
  */
-function native(languages: OcrRequest['languages']): Engine {
-  const osd = languageFile('osd');
-  for (const l of [...languages, ...(osd ? [{ code: 'osd', file: osd }] : [])]) {
-    fs.writeFileSync(path.join(dataDir, `${l.code}.traineddata`), zlib.gunzipSync(fs.readFileSync(l.file)));
-  }
-  const lib = new LibTesseract(dataDir, languages.map((l) => l.code).join('+'), osd !== null);
+function native(request: OcrRequest): Engine {
+  const withOsd = fs.existsSync(path.join(request.dataDir, 'osd.traineddata'));
+  const lib = new LibTesseract(request.dataDir, request.languages.join('+'), withOsd);
   return {
     name: 'libtesseract',
     async open(request) {
@@ -242,7 +234,4 @@ process.on('message', (request: OcrRequest) => {
   );
 });
 // The parent going away must not leave a recogniser running.
-process.on('disconnect', () => {
-  fs.rmSync(dataDir, { recursive: true, force: true });
-  process.exit(0);
-});
+process.on('disconnect', () => process.exit(0));
