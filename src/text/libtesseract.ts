@@ -1,8 +1,9 @@
 /**
  * The tesseract library installed on the machine (Debian's libtesseract5, what the `tesseract`
  * command runs), called in-process through koffi, a foreign-function interface with prebuilt
- * binaries on npm. Only OCR child processes load it (ocrChild.ts): they are the ones under an OS
- * memory cap and killed past the page time limit, so a native fault ends one page, not a worker.
+ * binaries on npm. Only OCR child processes call it (ocrChild.ts; the worker only checks that it
+ * loads): they are the ones under an OS memory cap and killed past the page time limit, so a
+ * native fault ends one page, not a worker.
  *
  * Why it exists beside tesseract.js: the same model reads a page in 1.35 s here and 2.0 s in
  * tesseract.js's WebAssembly (one core, six corpus scans at 300 dpi; docs/OCR.md), and with the

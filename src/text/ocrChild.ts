@@ -3,8 +3,8 @@
  * where it is installed and the queue allows it, else tesseract.js (WebAssembly). It runs
  * outside the worker because recognition holds a core for seconds per page and because a hostile
  * image can exhaust memory: the parent starts it under an OS memory cap and kills it on timeout.
- * Both engines read the same language data, the @tesseract.js-data packages in node_modules;
- * nothing is downloaded and nothing is written outside a temporary folder.
+ * Both engines read the same language data, the @tesseract.js-data packages in node_modules, from
+ * the folder the pool prepares (OcrPool); nothing is downloaded and this process writes nothing.
  */
 import fs from 'node:fs';
 import path from 'node:path';
