@@ -21,7 +21,7 @@ export class Metrics {
     labelNames: ['queue', 'stage'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300], registers: [this.registry],
   });
   readonly documents = new Counter({
-    name: 'docsift_documents_total', help: 'Documents finished by this process, by result (completed, retried, failed, duplicate: already done by another job) and error code',
+    name: 'docsift_documents_total', help: 'Documents finished by this process, by result (completed, retried, failed, duplicate: already done by another job, lock_lost: left to the worker that took it over) and error code',
     labelNames: ['queue', 'result', 'code'] as const, registers: [this.registry],
   });
   readonly completedBy = new Counter({

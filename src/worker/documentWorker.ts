@@ -33,6 +33,11 @@ export interface DocumentWorkerDeps {
 
 /** The reason an in-flight job is aborted at shutdown: it goes back to the queue, no attempt used. */
 const SHUTDOWN = 'docsift worker shutting down';
+/** The reason an in-flight job is aborted when its lock is gone: another worker may be running it. */
+const LOCK_LOST = 'docsift worker lost the job lock';
+class LockLost extends Error {
+  constructor() { super(LOCK_LOST); }
+}
 
 /** The job's progress as each stage starts (Bull Board and GET /v1/documents/:id show it). */
 const STAGE_PERCENT = { text: 10, classify: 30, extract: 60, outputs: 90 } as const;
@@ -116,6 +121,11 @@ export class DocumentWorker {
       if (ref.success) void this.release(job, ref.data);
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'worker error'));
+    // A lock not renewed in time (Redis unreachable for over half of lockDurationMs, as in a
+    // Sentinel failover) lets a stall check hand the job to another worker: stop this run there.
+    this.worker.on('lockRenewalFailed', (jobIds) => {
+      for (const id of jobIds) this.worker.cancelJob(id, LOCK_LOST);
+    });
   }
 
   run(): void {
@@ -156,6 +166,7 @@ export class DocumentWorker {
         ? await this.mail.run(job, token, checked.bytes, checked.payload, checked.identity, startedAt, log)
         : await this.runTiered(job, token, checked, { startedAt, report, log, ...(signal ? { signal } : {}) });
       report.progress({ stage: 'outputs', percent: STAGE_PERCENT.outputs });
+      await this.holdLock(job, token);
       const outputsMs = await this.deliver(job, record, checked.payload, report.take());
       // What a flow kept between its runs goes once the record is written.
       await (mail ? this.mail.forget(record.documentId) : Promise.all([this.escalation?.forget(record.documentId), this.challenge?.forget(record.documentId)]));
@@ -166,6 +177,13 @@ export class DocumentWorker {
       // A mail waiting for its parts: BullMQ runs it again when they are done.
       if (thrown instanceof WaitingChildrenError || thrown instanceof DelayedError) throw thrown;
       const log = this.deps.logger.child({ ...bindings, documentId: checked?.identity.documentId ?? job.id });
+      if (thrown instanceof LockLost || (signal?.aborted && signal.reason === LOCK_LOST)) {
+        // Measured in the Sentinel test: without this, a document in flight across a failover was
+        // run and delivered by both workers. Nothing is recorded; BullMQ is told the job moved on.
+        this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: 'lock_lost', code: '' });
+        log.warn('lock lost (Redis unreachable past the lock, or the event loop blocked): left to the worker that holds the job now, nothing delivered');
+        throw new DelayedError();
+      }
       if (signal?.aborted && signal.reason === SHUTDOWN && token) {
         // Hand the job back untouched for another worker (or this one after restart).
         await job.moveToDelayed(Date.now(), token);
@@ -352,6 +370,15 @@ export class DocumentWorker {
     // A held record keeps its bytes: export-training reads reviewed documents again.
     if (record.review?.status !== 'pending') await this.release(job, payload.ref);
     return outputsMs;
+  }
+
+  /**
+   * The fence before outputs: renews this job's lock, or throws LOCK_LOST when another worker may
+   * have it. BullMQ notices a lost lock only at its next renewal (every quarter of the lock); this
+   * check makes a run that lost it deliver nothing, and the renewal covers the outputs' time.
+   */
+  private async holdLock(job: Job, token: string | undefined): Promise<void> {
+    if (token && (await job.extendLock(token, this.deps.queue.worker.lockDurationMs)) !== 1) throw new LockLost();
   }
 
   /** Records the failure and returns what BullMQ is to be thrown: retry (Error) or not (UnrecoverableError). */

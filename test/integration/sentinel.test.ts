@@ -91,7 +91,24 @@ describe('Redis with Sentinel', () => {
     }
     // Exactly once: one record per document in the outbox, and one completion per document across the workers.
     expect(fs.readdirSync(outbox).filter((f) => f.endsWith('.json')).sort()).toEqual([...new Set(ids)].map((id) => `${id}.json`).sort());
-    expect(done()).toBe(new Set(ids).size);
+    // One completion per document. The one exception the design allows: a record acknowledged by the
+    // primary in its last moment and never replicated, so the job runs once more (docs/SCALING.md).
+    const completions = new Map<string, number[]>();
+    for (const line of workers.flatMap((w) => w.log().split('\n'))) {
+      if (!line.includes('"msg":"document done"')) continue;
+      const entry = JSON.parse(line) as { documentId: string; time: number };
+      completions.set(entry.documentId, [...(completions.get(entry.documentId) ?? []), entry.time]);
+    }
+    expect([...completions.keys()].sort()).toEqual([...new Set(ids)].sort());
+    for (const [id, times] of completions) {
+      if (times.length === 1) continue;
+      expect(times.length, id).toBe(2);
+      expect(Math.min(...times), `${id} done twice, first at ${Math.min(...times) - killedAt} ms from the kill`).toBeGreaterThan(killedAt - 1000);
+      expect(Math.min(...times)).toBeLessThanOrEqual(killedAt);
+    }
+    // A run whose lock lapsed in the failover stopped and delivered nothing (the other worker did).
+    const lockLost = workers.reduce((n, w) => n + (w.log().match(/"msg":"lock lost/g) ?? []).length, 0);
+    console.log(`sentinel: ${lockLost} run(s) stopped for a lost lock, ${[...completions.values()].filter((t) => t.length > 1).length} document(s) done twice`);
     for (const w of workers) expect(w.process.exitCode).toBeNull(); // followed the failover, never restarted
     expect(api.process.exitCode).toBeNull();
   }, 240_000);
