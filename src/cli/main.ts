@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { envHelp } from '../config/env.js';
-import { action, parsePort, parsePositiveInt, parsePrice } from './runtime.js';
+import { action, parsePort, parsePositiveInt, parsePrice } from './args.js';
 
 // Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
 const workerCommand = async (...a: Parameters<typeof import('./commands/worker.js').workerCommand>) => (await import('./commands/worker.js')).workerCommand(...a);

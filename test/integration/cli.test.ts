@@ -97,6 +97,13 @@ describe('docsift CLI', () => {
       expect(run.status, command.join(' ')).toBe(0);
       expect(run.stdout).toContain('Usage: docsift');
     }
+    // Help loads the command table, not the commands: no BullMQ, llama.cpp, fastify or pdf.js
+    // (with them, 1.8 s a call here instead of 0.3).
+    const imports = path.join(work, 'help-imports.txt');
+    const help = spawnSync(process.execPath, ['--import', path.join(REPO, 'test/helpers/recordImports.mjs'), BIN, 'worker', '--help'], { env: { ...env, DOCSIFT_TEST_IMPORTS_FILE: imports }, encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    const packages = new Set(fs.readFileSync(imports, 'utf8').split('\n').flatMap((url) => /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? []));
+    expect([...packages].sort()).toEqual(['commander', 'zod']);
   });
 
   it('fails fast on bad configuration, naming the key and the file', () => {
