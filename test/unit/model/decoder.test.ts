@@ -104,8 +104,11 @@ describe.each<TokenizerName>(['qwen', 'llama3'])('decoder on a real %s tokenizer
   });
 
   it('writes the tokenizer\'s own tokens for every shipped schema and sample answer (teacher-forced through the real grammar)', async () => {
+    // Every corpus invoice on Qwen's vocabulary (151k tokens, digits one by one); every third on
+    // Llama 3's (digits in threes), which repeats the rest at ~3 s an invoice on two cores.
+    const invoices = corpusInvoices().filter((_, i) => name === 'qwen' || i % 3 === 0);
     const cases: Array<[string, Record<string, unknown>]> = [
-      ...corpusInvoices().map((a) => ['invoice', a] as [string, Record<string, unknown>]),
+      ...invoices.map((a) => ['invoice', a] as [string, Record<string, unknown>]),
       ...Object.entries(SAMPLES).flatMap(([type, answers]) => answers.map((a) => [type, a] as [string, Record<string, unknown>])),
     ];
     const classify = { type: 'string', enum: ['invoice', 'receipt', 'purchase_order', 'contract', 'other'] };
