@@ -70,7 +70,7 @@ const DOCS = Number(args.docs ?? (quick ? 2 : 16));
 const THREADS = Number(process.env.DOCSIFT_THREADS ?? (quick ? 1 : Math.max(1, os.availableParallelism())));
 const CONTEXT = 4096;
 /** Worker RSS is compared after this many documents (the 200 vs 2,000). */
-const RSS_DOCS = quick ? [5, 20] as const : [200, 2000] as const;
+const RSS_DOCS = quick ? [3, 10] as const : [200, 2000] as const;
 const MAX_TOKENS = 512;
 
 const logger = createLogger({ level: 'silent', destination: 'stderr' });

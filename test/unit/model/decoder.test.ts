@@ -104,9 +104,10 @@ describe.each<TokenizerName>(['qwen', 'llama3'])('decoder on a real %s tokenizer
   });
 
   it('writes the tokenizer\'s own tokens for every shipped schema and sample answer (teacher-forced through the real grammar)', async () => {
-    // Every corpus invoice on Qwen's vocabulary (151k tokens, digits one by one); every third on
-    // Llama 3's (digits in threes), which repeats the rest at ~3 s an invoice on two cores.
-    const invoices = corpusInvoices().filter((_, i) => name === 'qwen' || i % 3 === 0);
+    // Each corpus invoice through one of the two vocabularies (Qwen's splits digits one by one,
+    // Llama 3's in threes), alternately; both at once took 170 s of the suite. The hand-written
+    // samples, which carry the edge cases, go through both.
+    const invoices = corpusInvoices().filter((_, i) => i % 2 === (name === 'qwen' ? 0 : 1));
     const cases: Array<[string, Record<string, unknown>]> = [
       ...invoices.map((a) => ['invoice', a] as [string, Record<string, unknown>]),
       ...Object.entries(SAMPLES).flatMap(([type, answers]) => answers.map((a) => [type, a] as [string, Record<string, unknown>])),
