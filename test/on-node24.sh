@@ -5,8 +5,9 @@
 #
 # Not the whole suite again: that doubled the run (a fresh-clone .ci/run took 23-31 minutes on a
 # slow day). It runs what depends on the Node version rather than on docsift's logic:
-#   - the unit tests (fast), less the decoder's, which is llama.cpp arithmetic through
-#     node-llama-cpp's N-API addon (ABI-stable across Node versions; the first pass runs it);
+#   - the unit tests, less the decoder's, which is llama.cpp arithmetic through node-llama-cpp's
+#     N-API addon (ABI-stable across Node versions), and the client's types under five
+#     moduleResolution settings (TypeScript's resolution, not Node's); the first pass runs both;
 #   - native addons and WebAssembly loaded for real: llama.cpp end to end (pipeline), the canvas,
 #     koffi and libtesseract, tesseract.js (ocr);
 #   - OS memory caps, which V8's address-space reservation changes (faults, hostile; the PDF
@@ -22,7 +23,7 @@ if [ -n "${DOCSIFT_SKIP_NODE24:-}" ] || [ ! -x "$node24" ]; then
   exit 0
 fi
 echo "== the Node-dependent tests on Node.js $("$node24" --version)" >&2
-exec "$node24" node_modules/vitest/vitest.mjs run --exclude test/unit/model/decoder.test.ts \
+exec "$node24" node_modules/vitest/vitest.mjs run --exclude test/unit/model/decoder.test.ts --exclude test/unit/clientTypes.test.ts \
   test/unit \
   test/integration/pipeline.test.ts test/integration/ocr.test.ts \
   test/integration/faults.test.ts test/integration/hostile.test.ts \

@@ -3,22 +3,12 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { REPO, tempDir } from '../helpers/testEnv.js';
+import { clientProject as project, CLIENT } from '../helpers/clientProject.js';
 
 /**
  * packages/client as a user's project gets it: its own small dependency tree, loadable from
- * CommonJS and ESM, and typed under every moduleResolution TypeScript users still use.
+ * CommonJS and ESM (its types under every moduleResolution: clientTypes.test.ts).
  */
-const CLIENT = path.join(REPO, 'packages', 'client');
-
-/** A user's project whose node_modules holds the client package (as npm links or unpacks it). */
-function project(files: Record<string, string>): string {
-  const dir = tempDir('client-user');
-  fs.mkdirSync(path.join(dir, 'node_modules', '@docsift'), { recursive: true });
-  fs.symlinkSync(CLIENT, path.join(dir, 'node_modules', '@docsift', 'client'));
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
-  return dir;
-}
 
 function sizeOf(dir: string): number {
   let bytes = 0;
@@ -63,33 +53,6 @@ describe('the @docsift/client package', () => {
     });
     for (const file of ['cjs.cjs', 'esm.mjs']) {
       expect(execFileSync(process.execPath, [file], { cwd: dir, encoding: 'utf8' }).trim()).toBe('function function function');
-    }
-  });
-
-  it.each([
-    ['node10', { module: 'commonjs', moduleResolution: 'node10' }, 'use.ts'],
-    ['node16 (CommonJS file)', { module: 'node16', moduleResolution: 'node16' }, 'use.cts'],
-    ['node16 (ESM file)', { module: 'node16', moduleResolution: 'node16' }, 'use.mts'],
-    ['nodenext', { module: 'nodenext', moduleResolution: 'nodenext' }, 'use.mts'],
-    ['bundler', { module: 'esnext', moduleResolution: 'bundler' }, 'use.ts'],
-  ])('its types resolve under moduleResolution %s', (_name, options, file) => {
-    const source = [
-      "import { HttpClient, type DocsiftClient, type ResultRecord } from '@docsift/client';",
-      "const client: DocsiftClient = new HttpClient({ baseUrl: 'http://127.0.0.1:8080', token: 't' });",
-      'export async function amount(id: string): Promise<unknown> {',
-      '  const record: ResultRecord | null = await client.result(id);',
-      "  return record?.fields?.['amount'];",
-      '}',
-    ].join('\n');
-    const dir = project({
-      [file]: source,
-      'tsconfig.json': JSON.stringify({ compilerOptions: { ...options, strict: true, noEmit: true, skipLibCheck: false, types: [], lib: ['ES2022', 'DOM'], target: 'ES2022' }, files: [file] }),
-    });
-    const tsc = path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
-    try {
-      execFileSync(process.execPath, [tsc, '-p', dir], { cwd: dir, encoding: 'utf8' });
-    } catch (err) {
-      throw new Error(`tsc failed:\n${(err as { stdout?: string }).stdout ?? ''}`);
     }
   });
 });
