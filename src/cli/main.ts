@@ -43,7 +43,7 @@ const queueOption = () => new Option('-q, --queue <name>', 'queue defined in que
 program.command('up')
   .description('Run a whole single-box node in one process: worker, HTTP API, Bull Board at /board and a watched folder (what npm start runs).')
   .option('--host <host>', 'address of the API and board', '127.0.0.1')
-  .option('--port <port>', 'port of the API and board', parsePositiveInt, 8080)
+  .option('--port <port>', 'port of the API and board (0: any free port)', parsePort, 8080)
   .addOption(queueOption())
   .option('--watch-dir <dir>', 'watched folder: inbox/, processing/, done/ and failed/ inside it', '.')
   .option('--no-watch', 'no watched folder')
@@ -108,7 +108,7 @@ program.command('extract-text')
 program.command('api')
   .description('Serve the HTTP API: enqueue by upload or path, document status and results, queue counts; OpenAPI at /openapi.json, docs at /docs.')
   .option('--host <host>', 'address to bind; any non-loopback address needs DOCSIFT_API_TOKENS', '127.0.0.1')
-  .option('--port <port>', 'port', parsePositiveInt, 8080)
+  .option('--port <port>', 'port (0: any free port)', parsePort, 8080)
   .option('--no-board', 'do not mount Bull Board at /board (mounted when DOCSIFT_BOARD_USER and DOCSIFT_BOARD_PASSWORD are set)')
   .option('--board-write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
@@ -146,7 +146,7 @@ files a stopped watcher left in processing/ are finished by the next scan of any
 program.command('board')
   .description('Serve Bull Board over every queue (and webhook deliveries) at /board, behind basic auth.')
   .option('--host <host>', 'address to bind', '127.0.0.1')
-  .option('--port <port>', 'port', parsePositiveInt, 8081)
+  .option('--port <port>', 'port (0: any free port)', parsePort, 8081)
   .option('--write', 'let board users retry, remove, promote and pause jobs (read-only without it)', false)
   .addHelpText('after', `
 Environment (both required):

@@ -97,6 +97,12 @@ describe('docsift CLI', () => {
       expect(run.status, command.join(' ')).toBe(0);
       expect(run.stdout).toContain('Usage: docsift');
     }
+    // A port out of range is refused before anything starts (it used to reach listen() and hang).
+    for (const command of ['api', 'up', 'board']) {
+      const bad = docsift([command, '--port', '99999']);
+      expect(bad.status, command).toBe(1);
+      expect(bad.stderr).toContain(`argument '99999' is invalid. expected a port number`);
+    }
     // Help loads the command table, not the commands: no BullMQ, llama.cpp, fastify or pdf.js
     // (with them, 1.8 s a call here instead of 0.3).
     const imports = path.join(work, 'help-imports.txt');
