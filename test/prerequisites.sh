@@ -9,6 +9,7 @@
 #                            overrides); installed and set up so only when not installed at all
 #   chromium                 the board's browser test (Debian's, never a downloaded browser)
 #   pdftotext (poppler)      the bench compares the PDF text stage with it
+#   libpoppler-glib8         the PDF engine "poppler" (pdf.engine), tested beside pdf.js
 #   tesseract                the bench compares the OCR stage with Debian's tesseract CLI
 #   openssl                  the Redis TLS test makes a certificate
 #   dovecot (dovecot-imapd)  the IMAP tests start a private IMAP server on a loopback port
@@ -18,6 +19,7 @@
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }
+has_library() { /sbin/ldconfig -p 2>/dev/null | grep -q "$1"; }
 open_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif sudo -n true 2>/dev/null; then sudo -n "$@"; else return 1; fi
@@ -37,6 +39,7 @@ have redis-server || missing+=(redis-server)
 have redis-cli || missing+=(redis-tools)
 have chromium || missing+=(chromium)
 have pdftotext || missing+=(poppler-utils)
+has_library libpoppler-glib.so.8 || missing+=(libpoppler-glib8)
 have tesseract || missing+=(tesseract-ocr tesseract-ocr-eng)
 have openssl || missing+=(openssl)
 have dovecot || missing+=(dovecot-imapd)

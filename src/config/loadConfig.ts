@@ -122,6 +122,8 @@ export function pipelineVersion(config: Config, queue: QueueConfig): string {
     model: queue.model,
     // What changes the text a document is read as (not limits or pool sizes).
     ocr: { enabled: queue.ocr.enabled, languages: queue.ocr.languages, dpi: queue.ocr.dpi, minCharsPerPage: queue.ocr.minCharsPerPage },
+    // Named only when not the default, so that queues reading with pdf.js keep their version.
+    ...(queue.pdf.engine !== 'pdf.js' ? { pdf: queue.pdf.engine } : {}),
     classify: queue.pipeline.mode === 'classify-extract'
       ? { version: config.prompts.classify.version, labels: config.prompts.classify.labels, instructions: config.prompts.classify.instructions }
       : null,

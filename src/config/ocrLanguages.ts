@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import koffi from 'koffi';
 
 const packageRequire = createRequire(import.meta.url);
 
@@ -28,26 +27,4 @@ export function installedLanguages(): string[] {
   } catch {
     return [];
   }
-}
-
-/** The machine's tesseract (Debian's libtesseract5 and its leptonica), read through koffi by the OCR children. */
-export const OCR_LIBRARIES = { tesseract: 'libtesseract.so.5', leptonica: 'liblept.so.5' } as const;
-let missing: string | null | undefined;
-
-/**
- * Null when libtesseract loads on this machine, else why not: for ocr.engine's check, "auto"
- * and doctor. Loading it is a dlopen (~10 ms); the answer is kept for the process.
- */
-export function libtesseractMissing(): string | null {
-  if (missing !== undefined) return missing;
-  missing = null;
-  for (const name of Object.values(OCR_LIBRARIES)) {
-    try {
-      koffi.load(name);
-    } catch (err) {
-      // koffi says "Failed to load shared library: <dlerror without the name>".
-      missing ??= `${name}: ${(err as Error).message.replace(/^Failed to load shared library: /, '')} (Debian: apt-get install libtesseract5)`;
-    }
-  }
-  return missing;
 }

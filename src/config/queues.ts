@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { installedLanguages, languageFile, libtesseractMissing } from './ocrLanguages.js';
+import { libraryMissing } from './nativeLibraries.js';
+import { installedLanguages, languageFile } from './ocrLanguages.js';
 import { ConfigError } from '../infra/errors.js';
 import { parseJsonFile } from './zodIssue.js';
 
@@ -41,7 +42,7 @@ export const OcrSchema = z.object({
    * "auto" takes libtesseract where it loads. Both read the same language data (the npm packages).
    */
   engine: z.enum(['auto', 'libtesseract', 'tesseract.js']).default('auto')
-    .refine((e) => e !== 'libtesseract' || libtesseractMissing() === null, { error: () => `libtesseract cannot be loaded here: ${libtesseractMissing()}` }),
+    .refine((e) => e !== 'libtesseract' || libraryMissing('libtesseract') === null, { error: () => `libtesseract cannot be loaded here: ${libraryMissing('libtesseract')}` }),
   /** A document whose OCR'd pages have a lower mean word confidence (0-100) is held for review, when review is on. */
   minConfidence: z.number().min(0).max(100).default(70),
 }).strict().prefault({});
@@ -134,6 +135,18 @@ export const QueueFileSchema = z.object({
    * (eng ships with docsift; others: npm install @tesseract.js-data/<code>). docs/OCR.md.
    */
   ocr: OcrSchema,
+  /**
+   * The library that reads a PDF's text layer: "pdf.js" (from npm: nothing to install) or
+   * "poppler", the machine's libpoppler-glib (Debian: libpoppler-glib8; the library pdftotext
+   * runs), about ten times faster (docs/BENCHMARKS.md). Both run in the same capped PDF processes.
+   * They space and order a page's words a little differently, so a queue names its engine (no
+   * "auto": every node reads a document alike; part of the pipeline version when not the
+   * default). Pages rendered for OCR go through pdf.js either way.
+   */
+  pdf: z.object({
+    engine: z.enum(['pdf.js', 'poppler']).default('pdf.js')
+      .refine((e) => e !== 'poppler' || libraryMissing('poppler') === null, { error: () => `poppler cannot be loaded here: ${libraryMissing('poppler')}` }),
+  }).strict().prefault({}),
   /**
    * Job locks and stall detection. A worker holds a job's lock for lockDurationMs and renews it
    * every half of that from its event loop (never blocked: inference and parsing run elsewhere).

@@ -7,3 +7,4 @@ export { ocrEngine, ocrWorkers } from './ocr.js';
 export type { OcrSettings } from './ocr.js';
 export { bodyDocument } from './mail.js';
 export type { MailAttachment, MailHeaders, MailParts } from './mail.js';
+export type { PdfEngineName } from './pdfChild.js';

@@ -10,7 +10,7 @@
  * model loaded once per process it reads faster than the CLI, which loads it per page.
  */
 import koffi from 'koffi';
-import { libtesseractMissing, OCR_LIBRARIES } from '../config/ocrLanguages.js';
+import { libraryMissing, NATIVE_LIBRARIES } from '../config/nativeLibraries.js';
 
 type Pointer = unknown;
 
@@ -37,11 +37,11 @@ interface Bindings {
 let bindings: Bindings | null = null;
 
 function load(): Bindings {
-  const missing = libtesseractMissing();
+  const missing = libraryMissing('libtesseract');
   if (missing) throw new Error(`libtesseract cannot be loaded: ${missing}`);
   if (bindings) return bindings;
-  const tess = koffi.load(OCR_LIBRARIES.tesseract);
-  const lept = koffi.load(OCR_LIBRARIES.leptonica);
+  const tess = koffi.load(NATIVE_LIBRARIES.libtesseract.files.tesseract);
+  const lept = koffi.load(NATIVE_LIBRARIES.libtesseract.files.leptonica);
   bindings = {
     create: tess.func('void *TessBaseAPICreate()'),
     init: tess.func('int TessBaseAPIInit2(void *h, const char *datapath, const char *language, int oem)'),

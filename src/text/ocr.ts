@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { createCanvas } from '@napi-rs/canvas';
-import { installedLanguages, languageFile, libtesseractMissing } from '../config/ocrLanguages.js';
+import { libraryMissing } from '../config/nativeLibraries.js';
+import { installedLanguages, languageFile } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
 import { childScript, ChildPool, isFailure, runtimeReservationMb } from './cappedChild.js';
 import type { OcrEngineName, OcrEngineSetting, OcrReply, OcrRequest } from './ocrChild.js';
@@ -42,7 +43,7 @@ export function ocrWorkers(setting: number | 'auto'): number {
 /** Which engine a queue's ocr.engine means on this machine, and why, for doctor. */
 export function ocrEngine(setting: OcrEngineSetting): string {
   if (setting === 'tesseract.js') return 'engine tesseract.js (as configured)';
-  const missing = libtesseractMissing();
+  const missing = libraryMissing('libtesseract');
   return missing ? `engine tesseract.js (libtesseract not found: ${missing})` : `engine libtesseract${setting === 'auto' ? ' (auto: found)' : ''}`;
 }
 
@@ -121,7 +122,7 @@ export class OcrPool {
    * processes: those are killed at their time and memory limits and would leave it behind.
    */
   private languageDir(settings: OcrSettings): string {
-    const native = settings.engine !== 'tesseract.js' && libtesseractMissing() === null;
+    const native = settings.engine !== 'tesseract.js' && libraryMissing('libtesseract') === null;
     const key = `${settings.languages.join('+')}${native ? ':native' : ''}`;
     const made = this.dataDirs.get(key);
     if (made) return made;

@@ -12,7 +12,7 @@ import { createCanvas, loadImage, type Canvas } from '@napi-rs/canvas';
 import { createWorker, type Worker } from 'tesseract.js';
 import UTIF from 'utif2';
 import { imageKind, imagePages, jpegOrientation } from './images.js';
-import { libtesseractMissing } from '../config/ocrLanguages.js';
+import { libraryMissing } from '../config/nativeLibraries.js';
 import { LibTesseract, type Reading } from './libtesseract.js';
 
 /** auto: libtesseract where it loads, else tesseract.js. */
@@ -75,7 +75,7 @@ process.env.OMP_THREAD_LIMIT = '1';
 let engine: { key: string; engine: Engine } | null = null;
 
 async function engineFor(request: OcrRequest): Promise<Engine> {
-  const missing = request.engine === 'tesseract.js' ? 'not chosen' : libtesseractMissing();
+  const missing = request.engine === 'tesseract.js' ? 'not chosen' : libraryMissing('libtesseract');
   if (missing && request.engine === 'libtesseract') throw new Error(`ocr.engine is libtesseract, which cannot be loaded here: ${missing}`);
   const name: OcrEngineName = missing ? 'tesseract.js' : 'libtesseract';
   const key = `${name}:${request.languages.join('+')}:${request.dataDir}`;

@@ -10,7 +10,7 @@ import type { OcrEngineName } from './ocrChild.js';
 
 type OcrReading = { confidence: number; engine: OcrEngineName };
 import type { OfficeFormat, OfficeReply, OfficeRequest } from './officeChild.js';
-import type { PdfReply, PdfRequest } from './pdfChild.js';
+import type { PdfEngineName, PdfReply, PdfRequest } from './pdfChild.js';
 
 export interface ExtractedText {
   format: DocumentFormat;
@@ -33,19 +33,21 @@ export interface TextLimits {
   maxAttachments: number;
   timeoutMs: number;
   memoryMb: number;
+  /** The library that reads PDF text layers (the queue's pdf.engine). */
+  pdfEngine: PdfEngineName;
   ocr: OcrSettings;
 }
 
 /** A queue's limits and OCR settings as the extractor takes them. */
-export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; maxRows: number; maxAttachments: number; textTimeoutMs: number; textMemoryMb: number }; ocr: OcrSettings }): TextLimits {
+export function textLimits(queue: { limits: { maxBytes: number; maxPages: number; maxRows: number; maxAttachments: number; textTimeoutMs: number; textMemoryMb: number }; pdf: { engine: PdfEngineName }; ocr: OcrSettings }): TextLimits {
   const { limits } = queue;
-  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, maxRows: limits.maxRows, maxAttachments: limits.maxAttachments, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, ocr: queue.ocr };
+  return { maxBytes: limits.maxBytes, maxPages: limits.maxPages, maxRows: limits.maxRows, maxAttachments: limits.maxAttachments, timeoutMs: limits.textTimeoutMs, memoryMb: limits.textMemoryMb, pdfEngine: queue.pdf.engine, ocr: queue.ocr };
 }
 
 /** A queue's defaults (src/config/queues.ts), with overrides: for the tests, the bench and callers without a queue. */
 export function defaultTextLimits(overrides: Partial<Omit<TextLimits, 'ocr'>> & { ocr?: Partial<OcrSettings> } = {}): TextLimits {
   const { ocr, ...rest } = overrides;
-  return { ...textLimits({ limits: QueueFileSchema.shape.limits.parse({}), ocr: { ...OcrSchema.parse({}), ...ocr } }), ...rest };
+  return { ...textLimits({ limits: QueueFileSchema.shape.limits.parse({}), pdf: QueueFileSchema.shape.pdf.parse({}), ocr: { ...OcrSchema.parse({}), ...ocr } }), ...rest };
 }
 
 /** What a parser maps besides V8's heap: Node, pdf.js, buffers (measured ~150 MB on an invoice). */
@@ -127,7 +129,7 @@ export class TextExtractor {
   private async extractPdf(bytes: Uint8Array, limits: TextLimits, warnings: string[], onOcr?: OcrProgress) {
     const ocr = limits.ocr;
     const render = ocr.enabled ? { dpi: ocr.dpi, minChars: ocr.minCharsPerPage, maxPages: ocr.maxPages } : undefined;
-    const reply = await this.pdf.run({ bytes, maxPages: limits.maxPages, ...(render ? { render } : {}) }, {
+    const reply = await this.pdf.run({ bytes, maxPages: limits.maxPages, engine: limits.pdfEngine, ...(render ? { render } : {}) }, {
       timeoutMs: limits.timeoutMs,
       memoryMb: limits.memoryMb,
       // A parser that ran into its memory cap is not trusted with another document.

@@ -26,6 +26,8 @@ describe('docsift doctor', () => {
     expect(by['binary cuda']!.message).toMatch(/CUDA 13 runtime; machine code sm_86.*does not run here: no NVIDIA driver/);
     expect(by['backend choice']!.message).toContain('DOCSIFT_GPU=auto: the worker loads cpu');
     expect(by['ocr documents']!.message).toMatch(/^on: eng \(installed: eng\), 300 dpi, engine libtesseract \(auto: found\), up to \d+ OCR process\(es\) of 1024 MB per worker$/);
+    // test/prerequisites.sh installs libpoppler-glib8: doctor points at the faster PDF engine.
+    expect(by['pdf documents']!.message).toBe('engine pdf.js; poppler installed here: pdf.engine "poppler" reads text layers 2-12x faster');
   });
 
   it('errors when DOCSIFT_GPU names a backend that cannot run here, with the fix, and exits 1', () => {

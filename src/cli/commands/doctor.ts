@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { installedLanguages, loadConfig, type Config } from '../../config/index.js';
+import { installedLanguages, libraryMissing, loadConfig, type Config } from '../../config/index.js';
 import { ocrEngine, ocrWorkers } from '../../text/index.js';
 import { ConfigError } from '../../infra/errors.js';
 import { checkModelFile, findBinaries, loadLlama, planBackend, probeHost, toGrammarSchema } from '../../model/index.js';
@@ -30,6 +30,10 @@ export async function runDoctor(env: NodeJS.ProcessEnv): Promise<Finding[]> {
       say('ok', `ocr ${queue.name}`, ocr.enabled
         ? `on: ${ocr.languages.join('+')} (installed: ${installedLanguages().join(', ')}), ${ocr.dpi} dpi, ${ocrEngine(ocr.engine)}, up to ${ocrWorkers(ocr.workers)} OCR process(es) of ${ocr.pageMemoryMb} MB per worker`
         : 'off: scans fail EMPTY_TEXT and images UNSUPPORTED_FORMAT');
+      const poppler = libraryMissing('poppler');
+      say('ok', `pdf ${queue.name}`, queue.pdf.engine === 'poppler'
+        ? 'engine poppler (libpoppler-glib)'
+        : `engine pdf.js; poppler ${poppler ? `not installed here (${poppler})` : 'installed here: pdf.engine "poppler" reads text layers 2-12x faster'}`);
     }
   } catch (err) {
     say('error', 'config', err instanceof ConfigError ? err.message : (err as Error).message);

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
 import { ConfigError } from '../../../src/infra/errors.js';
 import { describeRedis, redisTarget, S3Bucket, topologyOf } from '../../../src/queue/index.js';
+import { textLimits } from '../../../src/text/index.js';
 import { makeHome, REPO } from '../../helpers/testEnv.js';
 
 function configError(fn: () => unknown): ConfigError {
@@ -168,5 +169,20 @@ describe('configuration', () => {
     fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('version: 1', 'version: 2'));
     const c = loadConfig({ DOCSIFT_HOME: home });
     expect(pipelineVersion(c, getQueue(c, 'q'))).not.toBe(pipelineVersion(a, getQueue(a, 'q')));
+  });
+
+  it('pdf.engine: pdf.js by default, keeping the version; poppler is part of it; others refused by key', () => {
+    const version = (pdf?: unknown) => {
+      const config = loadConfig({ DOCSIFT_HOME: makeHome({ q: pdf ? { ...validQueue, pdf } : validQueue }) });
+      return pipelineVersion(config, getQueue(config, 'q'));
+    };
+    expect(loadConfig({ DOCSIFT_HOME: makeHome({ q: validQueue }) }).queues.get('q')!.pdf.engine).toBe('pdf.js');
+    expect(version({ engine: 'pdf.js' })).toBe(version());
+    expect(version({ engine: 'poppler' })).not.toBe(version());
+    // What the text stage is handed (workers, extract-text, export-training all take textLimits).
+    const poppler = loadConfig({ DOCSIFT_HOME: makeHome({ q: { ...validQueue, pdf: { engine: 'poppler' } } }) });
+    expect(textLimits(getQueue(poppler, 'q')).pdfEngine).toBe('poppler');
+    const err = configError(() => loadConfig({ DOCSIFT_HOME: makeHome({ q: { ...validQueue, pdf: { engine: 'mupdf' } } }) }));
+    expect(err.key).toBe('pdf.engine');
   });
 });

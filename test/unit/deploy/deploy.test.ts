@@ -117,9 +117,9 @@ describe('deploy/', () => {
     expect(build).toContain('docsift gpu build --arch "$CUDA_ARCHITECTURES"');
     expect(runtime).toMatch(/^nvidia\/cuda:\$\{CUDA_VERSION\}-runtime-/);
     expect(runtime).toContain('COPY --from=build /app/node_modules ./node_modules');
-    // No compiler or headers; the one package it installs is OCR's native engine (docs/OCR.md).
+    // No compiler or headers; the packages it installs are the native OCR and PDF engines (docs/OCR.md, CONFIGURATION.md).
     expect(runtime).not.toMatch(/cmake|g\+\+|gcc|build-essential|-dev\b/);
-    expect(runtime).toMatch(/apt-get install -y --no-install-recommends libtesseract5 &&/);
+    expect(runtime).toMatch(/apt-get install -y --no-install-recommends libtesseract5 libpoppler-glib8t64 &&/);
     const compose = parseYaml(text(path.join(DEPLOY, 'docker-compose.yml')));
     expect(compose.services['worker-gpu'].build.dockerfile).toBe('deploy/docker/Dockerfile.cuda');
     expect(compose.services['worker-gpu'].deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', capabilities: ['gpu'] });
