@@ -140,7 +140,8 @@ describe.each<TokenizerName>(['qwen', 'llama3'])('decoder on a real %s tokenizer
   }, 60_000);
 
   it('walk stays the default because it is at least as correct as the reference grammar decoder on these checks', async () => {
-    const target = JSON.stringify(inSchemaOrder(invoice, corpusInvoices()[0]!));
+    // The shortest corpus invoice: the reference samples every token under the full grammar.
+    const target = corpusInvoices().map((a) => JSON.stringify(inSchemaOrder(invoice, a))).sort((a, b) => a.length - b.length)[0]!;
     const { natural, steer } = steerTo(engine, target);
     const walk = await answer(engine, conversation('A document.'), invoice, { steer, maxTokens: 1000 });
     const grammar = await answer(engine, conversation('A document.'), invoice, { steer, maxTokens: 1000, decoder: 'grammar' });
