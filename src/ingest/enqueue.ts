@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
 import { pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
-import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/index.js';
-import { sniffFormat } from '../text/index.js';
+// The modules, not the folders' indexes: a producer (docsift enqueue, the API) needs these two
+// checks, not the outputs, the pipeline and the model behind the indexes (a second of imports).
+import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/webhook/destination.js';
+import { sniffFormat } from '../text/detectFormat.js';
 import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
 
 

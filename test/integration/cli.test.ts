@@ -64,8 +64,14 @@ describe('docsift CLI', () => {
 
   it('reports failures with their code and exits 1, and one bad file does not stop the others', () => {
     fs.writeFileSync(path.join(work, 'empty.pdf'), '');
-    const run = docsift(['enqueue', '--wait', '--json', path.join(work, 'empty.pdf'), path.join(work, 'missing.pdf'), path.join(CORPUS, 'Orlen.txt')]);
+    const imports = path.join(work, 'enqueue-imports.txt');
+    const run = spawnSync(process.execPath, ['--import', path.join(REPO, 'test/helpers/recordImports.mjs'), BIN, 'enqueue', '--wait', '--json', path.join(work, 'empty.pdf'), path.join(work, 'missing.pdf'), path.join(CORPUS, 'Orlen.txt')], {
+      cwd: work, env: { ...env, DOCSIFT_TEST_IMPORTS_FILE: imports }, encoding: 'utf8', timeout: 120_000,
+    });
     expect(run.status).toBe(1);
+    // A producer loads the queue, not the worker's parts (with llama.cpp and the parsers: 1.4 s of imports, now 0.7).
+    const packages = new Set(fs.readFileSync(imports, 'utf8').split('\n').flatMap((url) => /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? []));
+    for (const heavy of ['node-llama-cpp', 'pdf-parse', 'mailparser', 'pg', 'fastify', 'tesseract.js']) expect(packages.has(heavy), heavy).toBe(false);
     const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
     const byFile = Object.fromEntries(lines.map((l) => [path.basename(l.file), l]));
     expect(byFile['empty.pdf']).toMatchObject({ state: 'failed', code: 'EMPTY_TEXT' });

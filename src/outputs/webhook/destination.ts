@@ -1,6 +1,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import { DocsiftError } from '../../infra/errors.js';
+import type { Config } from '../../config/index.js';
 
 /**
  * Where deliveries may go. A callback URL comes from whoever enqueued the document, so without
@@ -119,4 +120,9 @@ export function deliveryUrlForLogs(raw: string): string {
   } catch {
     return '(not a URL)';
   }
+}
+
+/** Where this installation's deliveries may go: DOCSIFT_CALLBACK_HOSTS and every queue webhook's host. */
+export function deliveryPolicyOf(config: Config): DeliveryPolicy {
+  return deliveryPolicy(config.env.DOCSIFT_CALLBACK_HOSTS, [...config.queues.values()].flatMap((q) => (q.outputs.webhook ? [q.outputs.webhook.url] : [])));
 }
