@@ -1,5 +1,6 @@
-import { DeleteObjectCommand, GetBucketLifecycleConfigurationCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type * as ClientS3 from '@aws-sdk/client-s3';
+import type * as LibStorage from '@aws-sdk/lib-storage';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { readSecret } from '../config/mailboxes.js';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
@@ -13,6 +14,17 @@ const PART_BYTES = 8 * 1024 * 1024;
 /** Time to open a connection, and longest silence on one, before a request fails. */
 const CONNECT_TIMEOUT_MS = 5_000;
 const IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * The AWS SDK is loaded when a bucket is opened, not with this module: every process imports the
+ * queue folder (docsift enqueue, the API, workers) and most use no bucket; the SDK's imports took
+ * ~215 ms of each start. Its CommonJS build, so that opening a bucket stays synchronous.
+ */
+const load = createRequire(import.meta.url);
+let sdk: { s3: typeof ClientS3; storage: typeof LibStorage } | undefined;
+function awsSdk(): { s3: typeof ClientS3; storage: typeof LibStorage } {
+  return (sdk ??= { s3: load('@aws-sdk/client-s3') as typeof ClientS3, storage: load('@aws-sdk/lib-storage') as typeof LibStorage });
+}
 
 export interface S3Env {
   DOCSIFT_S3_BUCKET?: string | undefined;
@@ -31,7 +43,9 @@ export interface S3Env {
  * chain, which would probe a cloud metadata address from an on-prem box).
  */
 export class S3Bucket {
-  private constructor(readonly client: S3Client, readonly bucket: string, readonly prefix: string, readonly endpoint: string) {}
+  private readonly sdk = awsSdk().s3;
+
+  private constructor(readonly client: ClientS3.S3Client, readonly bucket: string, readonly prefix: string, readonly endpoint: string) {}
 
   /** The bucket the environment names, or undefined when DOCSIFT_S3_BUCKET is not set. */
   static fromEnv(env: S3Env): S3Bucket | undefined {
@@ -41,7 +55,7 @@ export class S3Bucket {
     if (!env.DOCSIFT_S3_ACCESS_KEY_ID || !secretAccessKey) {
       throw new ConfigError('environment', 'DOCSIFT_S3_ACCESS_KEY_ID', 'DOCSIFT_S3_BUCKET needs credentials: DOCSIFT_S3_ACCESS_KEY_ID and DOCSIFT_S3_SECRET_ACCESS_KEY (or DOCSIFT_S3_SECRET_ACCESS_KEY_FILE)');
     }
-    const client = new S3Client({
+    const client = new (awsSdk().s3.S3Client)({
       region: env.DOCSIFT_S3_REGION,
       ...(env.DOCSIFT_S3_ENDPOINT ? { endpoint: env.DOCSIFT_S3_ENDPOINT } : {}),
       // MinIO and most on-prem servers want bucket names in the path, not in the host name.
@@ -70,7 +84,7 @@ export class S3Bucket {
   /** Writes an object; bodies past one part go up as a multipart upload, streamed. */
   async put(key: string, body: Buffer | Readable, contentType = 'application/octet-stream'): Promise<void> {
     try {
-      await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }, partSize: PART_BYTES, queueSize: 2 }).done();
+      await new (awsSdk().storage.Upload)({ client: this.client, params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }, partSize: PART_BYTES, queueSize: 2 }).done();
     } catch (err) {
       throw unavailable(`cannot write s3://${this.bucket}/${key}`, err);
     }
@@ -83,9 +97,9 @@ export class S3Bucket {
    */
   async get(key: string, maxBytes: number): Promise<Buffer> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const head = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       if (!head.ContentLength) return Buffer.alloc(0);
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${maxBytes}` }));
+      const res = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${maxBytes}` }));
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.Body as AsyncIterable<Uint8Array>) {
@@ -95,7 +109,7 @@ export class S3Bucket {
       }
       return Buffer.concat(chunks, size);
     } catch (err) {
-      if (err instanceof NoSuchKey || (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) {
+      if (err instanceof this.sdk.NoSuchKey || (err instanceof this.sdk.S3ServiceException && err.$metadata.httpStatusCode === 404)) {
         throw new DocsiftError('DOCUMENT_MISSING', `no object s3://${this.bucket}/${key} (deleted, or expired by the bucket's lifecycle rule)`);
       }
       throw unavailable(`cannot read s3://${this.bucket}/${key}`, err);
@@ -104,7 +118,7 @@ export class S3Bucket {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {
       throw unavailable(`cannot delete s3://${this.bucket}/${key}`, err);
     }
@@ -113,7 +127,7 @@ export class S3Bucket {
   /** Whether the bucket answers to these credentials (doctor). */
   async check(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new this.sdk.HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
       throw unavailable(`bucket ${this.bucket} at ${this.endpoint}`, err);
     }
@@ -125,11 +139,11 @@ export class S3Bucket {
    */
   async expiryDays(prefix: string): Promise<number | string> {
     try {
-      const res = await this.client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: this.bucket }));
+      const res = await this.client.send(new this.sdk.GetBucketLifecycleConfigurationCommand({ Bucket: this.bucket }));
       const rule = (res.Rules ?? []).find((r) => r.Status === 'Enabled' && r.Expiration?.Days && prefix.startsWith(r.Filter?.Prefix ?? r.Prefix ?? ''));
       return rule?.Expiration?.Days ?? `no enabled lifecycle rule expires ${prefix}`;
     } catch (err) {
-      return err instanceof S3ServiceException && err.name === 'NoSuchLifecycleConfiguration' ? 'the bucket has no lifecycle rules' : `the server does not report lifecycle rules (${(err as Error).name})`;
+      return err instanceof this.sdk.S3ServiceException && err.name === 'NoSuchLifecycleConfiguration' ? 'the bucket has no lifecycle rules' : `the server does not report lifecycle rules (${(err as Error).name})`;
     }
   }
 
@@ -141,6 +155,7 @@ export class S3Bucket {
 /** A storage error that is not about the object itself: transient, retried with the queue's backoff. */
 function unavailable(what: string, err: unknown): DocsiftError {
   if (err instanceof DocsiftError) return err;
-  const status = err instanceof S3ServiceException ? ` (HTTP ${err.$metadata.httpStatusCode ?? '?'} ${err.name})` : '';
+  // Only a bucket's requests fail here, so the SDK is loaded.
+  const status = err instanceof awsSdk().s3.S3ServiceException ? ` (HTTP ${err.$metadata.httpStatusCode ?? '?'} ${err.name})` : '';
   return new DocsiftError('STORE_UNAVAILABLE', `${what}: ${(err as Error).message}${status}`, { cause: err });
 }
