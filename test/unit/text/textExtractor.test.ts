@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TextExtractor, defaultTextLimits, detectFormat } from '../../../src/text/index.js';
 import { DocsiftError } from '../../../src/infra/errors.js';
-import { corpusFiles, CORPUS } from '../../helpers/testEnv.js';
+import { corpusFiles, CORPUS, tempDir } from '../../helpers/testEnv.js';
+import { writeHostileCorpus } from '../../helpers/hostileCorpus.js';
 import { makeBombPdf, makePdf } from '../../helpers/pdf.js';
 
 // Both PDF engines are held to the same checks; the machine's poppler comes with the test
@@ -60,6 +61,18 @@ describe('the two PDF engines read the same words', () => {
     const coolblue = (await extractor.extract(fs.readFileSync(`${CORPUS}/coolblue1.pdf`), { ...limits, pdfEngine: 'poppler' })).pages[0]!;
     expect(coolblue).toMatch(/Aantal Prijs per stuk/);
     expect(coolblue).toMatch(/Mario Kart 7 3DS\t1\t€ 44,99\t21%\t€ 44,99/);
+  });
+
+  it('the hostile corpus\'s PDFs read with poppler end with the codes the worker test holds pdf.js to', async () => {
+    // hostile.test.ts runs them through a worker with the default engine (pdf.js), same limits.
+    const hostile = { ...limits, maxPages: 500, memoryMb: 256, pdfEngine: 'poppler' as const };
+    for (const c of writeHostileCorpus(tempDir('hostile-poppler')).filter((c) => c.file.endsWith('.pdf'))) {
+      const code = await codeOf(fs.readFileSync(c.file), hostile);
+      // 400 MB of spaces: pdf.js holds the inflated stream and meets the memory cap; poppler
+      // reads it as it inflates, within the cap, and finds an empty page.
+      const expected = c.file.endsWith('bomb-spaces.pdf') ? ['EMPTY_TEXT'] : c.expect.state === 'done' ? ['OK'] : c.expect.codes;
+      expect(expected, `${c.file} (${c.why})`).toContain(code);
+    }
   });
 });
 
