@@ -102,7 +102,8 @@ program.command('extract-text')
   .argument('<files...>', 'documents to read')
   .addOption(queueOption())
   .option('--json', 'one JSON object per file: format, pages, chars, text (and attachments for an e-mail), or error with code and message', false)
-  .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed.')
+  .addOption(new Option('--pdf-engine <engine>', 'read PDF text layers with this engine instead of the queue\'s pdf.engine (to compare them before changing a queue)').choices(['pdf.js', 'poppler']))
+  .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed; 2 configuration error.')
   .action(action(extractTextCommand));
 
 program.command('api')

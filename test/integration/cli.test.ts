@@ -93,6 +93,16 @@ describe('docsift CLI', () => {
     expect(bad!.error.code).toBe('UNSUPPORTED_FORMAT');
     expect(mixed).toMatchObject({ format: 'pdf', sources: ['text', 'ocr'], ocr: { pages: [2] } });
     expect(mixed!.pages[1].toLowerCase()).toContain('oyo');
+    expect(good!.pdfEngine).toBe('pdf.js');
+    // The other engine, to compare before changing a queue: poppler reads the text layer, the
+    // page without one is still rendered (by pdf.js) and read by OCR.
+    const poppler = docsift(['extract-text', '--json', '--pdf-engine', 'poppler', path.join(CORPUS, 'QualityHosting.pdf'), path.join(work, 'mixed.pdf')]);
+    expect(poppler.status).toBe(0);
+    const [popplerGood, popplerMixed] = poppler.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    expect(popplerGood).toMatchObject({ format: 'pdf', pdfEngine: 'poppler', sources: ['text', 'text'], ocr: null });
+    expect(popplerMixed).toMatchObject({ pdfEngine: 'poppler', sources: ['text', 'ocr'], ocr: { pages: [2] } });
+    expect(popplerMixed!.pages[0]).toContain('Cover letter');
+    expect(popplerMixed!.pages[1].toLowerCase()).toContain('oyo');
   });
 
   it('has --help on every command', () => {

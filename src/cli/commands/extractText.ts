@@ -1,15 +1,18 @@
 import fs from 'node:fs/promises';
-import { getQueue, loadConfig } from '../../config/index.js';
-import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
-import { detectFormat, isMail, sniffFormat, TextExtractor, textLimits, type MailParts } from '../../text/index.js';
+import { getQueue, libraryMissing, loadConfig } from '../../config/index.js';
+import { ConfigError, DocsiftError, toDocsiftError } from '../../infra/errors.js';
+import { detectFormat, isMail, sniffFormat, TextExtractor, textLimits, type MailParts, type PdfEngineName } from '../../text/index.js';
 
 /**
  * What the text stage sees, for operators debugging a document: the same extractor and the
  * same limits as the queue's workers. One bad file never stops the others.
  */
-export async function extractTextCommand(files: string[], options: { json: boolean; queue: string }): Promise<number> {
+export async function extractTextCommand(files: string[], options: { json: boolean; queue: string; pdfEngine?: PdfEngineName }): Promise<number> {
   const config = loadConfig();
   const queue = getQueue(config, options.queue);
+  const missing = options.pdfEngine === 'poppler' ? libraryMissing('poppler') : null;
+  if (missing) throw new ConfigError('command line', '--pdf-engine', `poppler cannot be loaded here: ${missing}`);
+  const limits = { ...textLimits(queue), ...(options.pdfEngine ? { pdfEngine: options.pdfEngine } : {}) };
   const extractor = new TextExtractor();
   let failed = 0;
   try {
@@ -18,14 +21,13 @@ export async function extractTextCommand(files: string[], options: { json: boole
         const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
           throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
         });
-        const limits = textLimits(queue);
         // A mail's parts are documents of their own: its body is shown, its attachments listed.
         const { text, mail } = isMail(sniffFormat(bytes)) ? await extractor.readMail(bytes, limits) : { text: await extractor.extract(bytes, limits), mail: undefined };
         const attachments = mail ? describeAttachments(mail) : undefined;
         if (options.json) {
-          process.stdout.write(JSON.stringify({ file, format: text.format, pages: text.pages, sources: text.sources, ocr: text.ocr, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n'), ...(attachments ? { attachments } : {}) }) + '\n');
+          process.stdout.write(JSON.stringify({ file, format: text.format, ...(text.format === 'pdf' ? { pdfEngine: limits.pdfEngine } : {}), pages: text.pages, sources: text.sources, ocr: text.ocr, chars: text.chars, warnings: text.warnings, text: text.pages.join('\n\n'), ...(attachments ? { attachments } : {}) }) + '\n');
         } else {
-          process.stdout.write(`== ${file} (${text.format}, ${text.pages.length} page(s), ${text.chars} chars)\n`);
+          process.stdout.write(`== ${file} (${text.format}${text.format === 'pdf' ? ` read by ${limits.pdfEngine}` : ''}, ${text.pages.length} page(s), ${text.chars} chars)\n`);
           text.warnings.forEach((w) => process.stdout.write(`!! ${w}\n`));
           text.pages.forEach((page, i) => process.stdout.write(`-- ${mail ? 'body' : `page ${i + 1}`}${text.sources[i] === 'ocr' ? ' (OCR)' : ''}\n${page}\n`));
           attachments?.forEach((a, i) => process.stdout.write(`-- attachment ${i + 1}: ${a.filename} (${a.contentType}, ${a.bytes} bytes): ${a.inline ? 'shown in the body, not read' : a.format ?? a.error}\n`));
