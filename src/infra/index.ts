@@ -1,3 +1,0 @@
-export * from './errors.js';
-export * from './logger.js';
-export * from './metrics.js';
