@@ -122,7 +122,8 @@ export function spaceWords(text: string, boxes: Float64Array): string {
     if (prev !== undefined && !/\s/.test(c) && !/\s/.test(prev)) {
       const a = (i - 1) * 4;
       const b = i * 4;
-      const height = Math.max(boxes[a + 3]! - boxes[a + 1]!, boxes[b + 3]! - boxes[b + 1]!);
+      // At least 4 pt: a font with empty glyph boxes would otherwise split words on rounding noise.
+      const height = Math.max(boxes[a + 3]! - boxes[a + 1]!, boxes[b + 3]! - boxes[b + 1]!, 4);
       const gap = boxes[b]! - boxes[a + 2]!;
       if (gap > 1.5 * height) out += '\t';
       else if (gap > 0.25 * height) out += ' ';

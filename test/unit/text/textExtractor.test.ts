@@ -5,6 +5,7 @@ import { DocsiftError } from '../../../src/infra/errors.js';
 import { corpusFiles, CORPUS, tempDir } from '../../helpers/testEnv.js';
 import { writeHostileCorpus } from '../../helpers/hostileCorpus.js';
 import { makeBombPdf, makePdf } from '../../helpers/pdf.js';
+import { spaceWords } from '../../../src/text/poppler.js';
 
 // Both PDF engines are held to the same checks; the machine's poppler comes with the test
 // prerequisites (libpoppler-glib8), as libtesseract does.
@@ -61,6 +62,20 @@ describe('the two PDF engines read the same words', () => {
     const coolblue = (await extractor.extract(fs.readFileSync(`${CORPUS}/coolblue1.pdf`), { ...limits, pdfEngine: 'poppler' })).pages[0]!;
     expect(coolblue).toMatch(/Aantal Prijs per stuk/);
     expect(coolblue).toMatch(/Mario Kart 7 3DS\t1\t€ 44,99\t21%\t€ 44,99/);
+  });
+
+  it('spaces poppler\'s glued cells by the gaps between character boxes, never on rounding noise', () => {
+    // Boxes (x1, y1, x2, y2) of 10 pt characters, 5 pt wide, one after another unless a gap is given.
+    const boxes = (gaps: number[], height = 10) => {
+      let x = 0;
+      return new Float64Array(gaps.flatMap((gap) => { x += gap; const box = [x, 0, x + 5, height]; x += 5; return box; }));
+    };
+    expect(spaceWords('abcd', boxes([0, 0.001, 3, 20]))).toBe('ab c\td');
+    expect(spaceWords('a\nb', boxes([0, 30, 0]))).toBe('a\nb');
+    // Empty glyph boxes (height 0) and gaps of a hundredth of a point: one word.
+    expect(spaceWords('word', boxes([0, 0.01, 0.01, 0.01], 0))).toBe('word');
+    // A box count that does not match the text: the text as poppler gave it.
+    expect(spaceWords('abc', boxes([0, 9]))).toBe('abc');
   });
 
   it('the hostile corpus\'s PDFs read with poppler end with the codes the worker test holds pdf.js to', async () => {
