@@ -1,8 +1,9 @@
 /**
- * Child process that parses PDFs with pdf-parse (pdf.js) or poppler (poppler.ts). It runs outside the worker because
- * parsing blocks its event loop for seconds to minutes (BullMQ renews job locks from that loop)
- * and because a hostile PDF can exhaust memory: the parent starts it under an OS memory cap
- * (RLIMIT_DATA) and a V8 heap cap, and kills it on timeout. One request at a time; the parent reuses it for many documents.
+ * Child process that parses PDFs with pdf-parse (pdf.js) or poppler (poppler.ts). It runs
+ * outside the worker because parsing blocks its event loop for seconds to minutes (BullMQ renews
+ * job locks from that loop) and because a hostile PDF can exhaust memory: the parent starts it
+ * under an OS memory cap (RLIMIT_DATA) and a V8 heap cap, and kills it on timeout. One request
+ * at a time; the parent reuses it for many documents.
  */
 import { PDFParse, VerbosityLevel } from 'pdf-parse';
 import { needsOcr } from './ocr.js';
