@@ -8,8 +8,8 @@ import koffi from 'koffi';
 export const NATIVE_LIBRARIES = {
   /** Debian's libtesseract5 and its leptonica, what the `tesseract` command runs. */
   libtesseract: { files: { tesseract: 'libtesseract.so.5', leptonica: 'liblept.so.5' }, apt: 'libtesseract5' },
-  /** poppler's C interface (the `pdftotext` command's library) and the GLib it is written in. */
-  poppler: { files: { poppler: 'libpoppler-glib.so.8', glib: 'libglib-2.0.so.0', gobject: 'libgobject-2.0.so.0' }, apt: 'libpoppler-glib8' },
+  /** poppler's C interface (the `pdftotext` command's library), the GLib it is written in and cairo, which it draws with. */
+  poppler: { files: { poppler: 'libpoppler-glib.so.8', glib: 'libglib-2.0.so.0', gobject: 'libgobject-2.0.so.0', cairo: 'libcairo.so.2' }, apt: 'libpoppler-glib8' },
 } as const;
 
 export type NativeLibrary = keyof typeof NATIVE_LIBRARIES;

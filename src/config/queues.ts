@@ -138,10 +138,11 @@ export const QueueFileSchema = z.object({
   /**
    * The library that reads a PDF's text layer: "pdf.js" (from npm: nothing to install) or
    * "poppler", the machine's libpoppler-glib (Debian: libpoppler-glib8; the library pdftotext
-   * runs), about ten times faster (docs/BENCHMARKS.md). Both run in the same capped PDF processes.
+   * runs), 2-12x faster (docs/BENCHMARKS.md). Both run in the same capped PDF processes.
    * They space and order a page's words a little differently, so a queue names its engine (no
    * "auto": every node reads a document alike; part of the pipeline version when not the
-   * default). Pages rendered for OCR go through pdf.js either way.
+   * default). It also renders the pages OCR reads (poppler through cairo: a scanned page in about
+   * half the time).
    */
   pdf: z.object({
     engine: z.enum(['pdf.js', 'poppler']).default('pdf.js')

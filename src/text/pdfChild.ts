@@ -15,7 +15,7 @@ export interface PdfRequest {
   id: number;
   bytes: Uint8Array;
   maxPages: number;
-  /** Which library reads the text layer (pages rendered for OCR always go through pdf.js). */
+  /** Which library reads the text layer and renders the pages OCR reads. */
   engine: PdfEngineName;
   /** Render the pages whose text layer is unusable (needsOcr) as PNG at this dpi, at most maxPages of them. */
   render?: { dpi: number; minChars: number; maxPages: number };
@@ -26,47 +26,67 @@ export type PdfReply =
   | { id: number; ok: false; code: 'ENCRYPTED' | 'CORRUPT_DOCUMENT' | 'TOO_LARGE'; message: string };
 
 async function parse(request: PdfRequest): Promise<PdfReply> {
-  // pdf.js is started only when it has work: every page with pdf.js, OCR renders with poppler.
-  let parser: PDFParse | undefined;
-  const pdfjs = () => (parser ??= new PDFParse({ data: request.bytes, verbosity: VerbosityLevel.ERRORS }));
+  let doc: OpenPdf | undefined;
   try {
-    const { pages, total } = request.engine === 'poppler' ? readWithPoppler(request) : await readWithPdfjs(pdfjs(), request);
+    doc = request.engine === 'poppler' ? openWithPoppler(request.bytes) : openWithPdfjs(request.bytes);
+    const { pages, total } = await doc.read(request.maxPages);
     if (total > request.maxPages) {
       return { id: request.id, ok: false, code: 'TOO_LARGE', message: `the PDF has ${total} pages; the queue allows ${request.maxPages}` };
     }
     const wanted = request.render ? pages.flatMap((text, i) => (needsOcr(text, request.render!.minChars) ? [i + 1] : [])) : [];
     const partial = wanted.slice(0, request.render?.maxPages ?? 0);
-    const images = partial.length === 0 ? [] : (await pdfjs().getScreenshot({ partial, scale: request.render!.dpi / 72, imageBuffer: true, imageDataUrl: false })).pages
-      .map((p) => ({ page: p.pageNumber, png: p.data }));
+    const images = partial.length === 0 ? [] : await doc.render(partial, request.render!.dpi);
     return { id: request.id, ok: true, pages, totalPages: total, images, unrendered: wanted.length - partial.length };
   } catch (err) {
     const name = (err as Error)?.name ?? '';
     const message = (err as Error)?.message ?? String(err);
-    if (name === 'PasswordException' || (err instanceof PopplerError && err.encrypted)) return { id: request.id, ok: false, code: 'ENCRYPTED', message: `the PDF is password-protected (${message})` };
-    // The OS memory cap (RLIMIT_DATA, set by the parent) refused an allocation pdf.js asked for.
-    if (/allocation failed|out of memory/i.test(message)) return { id: request.id, ok: false, code: 'TOO_LARGE', message: `parsing the PDF needed more memory than the parser may use (limits.textMemoryMb): ${message}` };
+    if (name === 'PasswordException' || (err instanceof PopplerError && err.kind === 'encrypted')) return { id: request.id, ok: false, code: 'ENCRYPTED', message: `the PDF is password-protected (${message})` };
+    if (err instanceof PopplerError && err.kind === 'too large') return { id: request.id, ok: false, code: 'TOO_LARGE', message: `a page cannot be rendered for OCR: ${message}` };
+    // The OS memory cap (RLIMIT_DATA, set by the parent) refused an allocation pdf.js asked for,
+    // or the canvas a page renders on ("Create skia surface failed": a 200-inch page at 300 dpi).
+    if (/allocation failed|out of memory|skia surface/i.test(message)) return { id: request.id, ok: false, code: 'TOO_LARGE', message: `parsing the PDF needed more memory than the parser may use (limits.textMemoryMb): ${message}` };
     return { id: request.id, ok: false, code: 'CORRUPT_DOCUMENT', message: `the PDF cannot be parsed: ${message}` };
   } finally {
-    await parser?.destroy().catch(() => undefined);
+    await doc?.close();
   }
 }
 
-/** Parses at most maxPages: a 2,000-page file is refused without reading all of it. */
-async function readWithPdfjs(parser: PDFParse, request: PdfRequest): Promise<{ pages: string[]; total: number }> {
-  const result = await parser.getText({ first: request.maxPages });
-  return { pages: result.pages.map((p) => p.text), total: result.total };
+/** A PDF open in one engine: its pages' text, then the pages OCR needs as PNG. */
+interface OpenPdf {
+  read(maxPages: number): Promise<{ pages: string[]; total: number }>;
+  render(pages: number[], dpi: number): Promise<Array<{ page: number; png: Uint8Array }>>;
+  close(): Promise<void>;
 }
 
-/** The page count comes first: a file over maxPages has none of its pages read. */
-function readWithPoppler(request: PdfRequest): { pages: string[]; total: number } {
-  const doc = new PopplerDocument(request.bytes);
-  try {
-    const total = doc.pageCount;
-    const pages = total > request.maxPages ? [] : Array.from({ length: total }, (_, i) => doc.pageText(i));
-    return { pages, total };
-  } finally {
-    doc.close();
-  }
+/** pdf.js through pdf-parse, which parses at most maxPages: a 2,000-page file is refused without reading all of it. */
+function openWithPdfjs(bytes: Uint8Array): OpenPdf {
+  const parser = new PDFParse({ data: bytes, verbosity: VerbosityLevel.ERRORS });
+  return {
+    async read(maxPages) {
+      const result = await parser.getText({ first: maxPages });
+      return { pages: result.pages.map((p) => p.text), total: result.total };
+    },
+    async render(partial, dpi) {
+      const shot = await parser.getScreenshot({ partial, scale: dpi / 72, imageBuffer: true, imageDataUrl: false });
+      return shot.pages.map((p) => ({ page: p.pageNumber, png: p.data }));
+    },
+    close: () => parser.destroy().catch(() => undefined),
+  };
+}
+
+/** poppler: the page count comes first, so a file over maxPages has none of its pages read. */
+function openWithPoppler(bytes: Uint8Array): OpenPdf {
+  const doc = new PopplerDocument(bytes);
+  return {
+    async read(maxPages) {
+      const total = doc.pageCount;
+      return { pages: total > maxPages ? [] : Array.from({ length: total }, (_, i) => doc.pageText(i)), total };
+    },
+    async render(partial, dpi) {
+      return partial.map((page) => ({ page, png: doc.renderGreyPng(page - 1, dpi) }));
+    },
+    close: async () => doc.close(),
+  };
 }
 
 process.on('message', (request: PdfRequest) => {

@@ -4,8 +4,11 @@
  * OS memory cap and are killed past the time limit, so a fault in the parser ends a document.
  *
  * Why it exists beside pdf.js: on the invoice corpus a process reads ~130 pages/s with it and ~11
- * with pdf.js, whose time goes to translating embedded fonts (2 cores; docs/BENCHMARKS.md).
+ * with pdf.js, whose time goes to translating embedded fonts (2 cores; docs/BENCHMARKS.md); and it
+ * renders a scanned page for OCR (through cairo, its drawing library) with its grey PNG in ~0.4 s
+ * at 300 dpi, where pdf.js's render and RGBA PNG take ~1.1 s.
  */
+import zlib from 'node:zlib';
 import koffi from 'koffi';
 import { libraryMissing, NATIVE_LIBRARIES } from '../config/nativeLibraries.js';
 
@@ -26,6 +29,19 @@ interface Bindings {
   text(page: Pointer): Pointer | null;
   layout(page: Pointer, rects: Pointer[], count: number[]): boolean;
   decodeError(e: Pointer): { code: number; message: string };
+  pageSize(page: Pointer, width: number[], height: number[]): void;
+  render(page: Pointer, cr: Pointer): void;
+  surface(format: number, width: number, height: number): Pointer;
+  surfaceStatus(surface: Pointer): number;
+  surfaceFlush(surface: Pointer): void;
+  surfaceData(surface: Pointer): Pointer;
+  surfaceStride(surface: Pointer): number;
+  surfaceDestroy(surface: Pointer): void;
+  context(surface: Pointer): Pointer;
+  scale(cr: Pointer, sx: number, sy: number): void;
+  sourceRgb(cr: Pointer, r: number, g: number, b: number): void;
+  paint(cr: Pointer): void;
+  contextDestroy(cr: Pointer): void;
 }
 
 let bindings: Bindings | null = null;
@@ -38,6 +54,7 @@ function load(): Bindings {
   const glib = koffi.load(files.glib);
   const gobject = koffi.load(files.gobject);
   const poppler = koffi.load(files.poppler);
+  const cairo = koffi.load(files.cairo);
   const GError = koffi.struct('GError', { domain: 'uint32', code: 'int', message: 'char *' });
   bindings = {
     bytesNew: glib.func('void *g_bytes_new(const uint8_t *data, size_t size)'),
@@ -51,12 +68,30 @@ function load(): Bindings {
     text: poppler.func('void *poppler_page_get_text(void *page)'),
     layout: poppler.func('bool poppler_page_get_text_layout(void *page, _Out_ void **rects, _Out_ uint32_t *count)'),
     decodeError: (e) => koffi.decode(e, GError) as { code: number; message: string },
+    pageSize: poppler.func('void poppler_page_get_size(void *page, _Out_ double *width, _Out_ double *height)'),
+    render: poppler.func('void poppler_page_render(void *page, void *cr)'),
+    surface: cairo.func('void *cairo_image_surface_create(int format, int width, int height)'),
+    surfaceStatus: cairo.func('int cairo_surface_status(void *surface)'),
+    surfaceFlush: cairo.func('void cairo_surface_flush(void *surface)'),
+    surfaceData: cairo.func('void *cairo_image_surface_get_data(void *surface)'),
+    surfaceStride: cairo.func('int cairo_image_surface_get_stride(void *surface)'),
+    surfaceDestroy: cairo.func('void cairo_surface_destroy(void *surface)'),
+    context: cairo.func('void *cairo_create(void *surface)'),
+    scale: cairo.func('void cairo_scale(void *cr, double sx, double sy)'),
+    sourceRgb: cairo.func('void cairo_set_source_rgb(void *cr, double r, double g, double b)'),
+    paint: cairo.func('void cairo_paint(void *cr)'),
+    contextDestroy: cairo.func('void cairo_destroy(void *cr)'),
   };
   return bindings;
 }
 
+/** cairo's CAIRO_FORMAT_RGB24: 32 bits a pixel, B G R and an unused byte in memory on little-endian machines. */
+const CAIRO_FORMAT_RGB24 = 1;
+/** cairo's largest image side. */
+const CAIRO_MAX_SIDE = 32_767;
+
 export class PopplerError extends Error {
-  constructor(readonly encrypted: boolean, message: string) {
+  constructor(readonly kind: 'encrypted' | 'damaged' | 'too large', message: string) {
     super(message);
   }
 }
@@ -75,7 +110,7 @@ export class PopplerDocument {
     if (!this.doc) {
       const { code, message } = error[0] ? this.lib.decodeError(error[0]) : { code: -1, message: 'unknown error' };
       if (error[0]) this.lib.errorFree(error[0]);
-      throw new PopplerError(code === POPPLER_ERROR_ENCRYPTED, message);
+      throw new PopplerError(code === POPPLER_ERROR_ENCRYPTED ? 'encrypted' : 'damaged', message);
     }
     this.pageCount = this.lib.pageCount(this.doc);
   }
@@ -101,10 +136,82 @@ export class PopplerDocument {
     }
   }
 
+  /**
+   * Page `index` (0-based) rendered on white at `dpi`, as an 8-bit grey PNG: what OCR reads
+   * (grey anyway), a quarter of the pixels of an RGBA PNG to compress, at zlib's fastest level.
+   */
+  renderGreyPng(index: number, dpi: number): Uint8Array {
+    const page = this.lib.page(this.doc, index);
+    if (!page) throw new PopplerError('damaged', `page ${index + 1} cannot be read`);
+    try {
+      const w = [0];
+      const h = [0];
+      this.lib.pageSize(page, w, h);
+      const scale = dpi / 72;
+      const width = Math.floor(w[0]! * scale);
+      const height = Math.floor(h[0]! * scale);
+      if (!(width > 0 && height > 0) || width > CAIRO_MAX_SIDE || height > CAIRO_MAX_SIDE) {
+        throw new PopplerError('too large', `page ${index + 1} is ${Math.round(w[0]!)} x ${Math.round(h[0]!)} pt: ${width} x ${height} pixels at ${dpi} dpi`);
+      }
+      const surface = this.lib.surface(CAIRO_FORMAT_RGB24, width, height);
+      try {
+        // Under the OS memory cap cairo returns a surface in an error state rather than none.
+        if (this.lib.surfaceStatus(surface) !== 0) throw new PopplerError('too large', `out of memory: page ${index + 1} renders to ${width} x ${height} pixels`);
+        const cr = this.lib.context(surface);
+        try {
+          this.lib.sourceRgb(cr, 1, 1, 1);
+          this.lib.paint(cr);
+          this.lib.scale(cr, scale, scale);
+          this.lib.render(page, cr);
+        } finally {
+          this.lib.contextDestroy(cr);
+        }
+        this.lib.surfaceFlush(surface);
+        const stride = this.lib.surfaceStride(surface);
+        return greyPng(new Uint8Array(koffi.view(this.lib.surfaceData(surface), stride * height)), width, height, stride);
+      } finally {
+        this.lib.surfaceDestroy(surface);
+      }
+    } finally {
+      this.lib.unref(page);
+    }
+  }
+
   close(): void {
     if (this.doc) this.lib.unref(this.doc);
     this.doc = null;
   }
+}
+
+/**
+ * cairo's RGB24 rows (B, G, R, unused) as an 8-bit grey PNG, each row filtered "none": the OCR
+ * process's decoder (leptonica, or the canvas for tesseract.js) reads it as a scan.
+ */
+function greyPng(bgrx: Uint8Array, width: number, height: number, stride: number): Uint8Array {
+  const rows = Buffer.alloc((width + 1) * height);
+  for (let y = 0; y < height; y++) {
+    let from = y * stride;
+    let to = y * (width + 1) + 1; // the row's filter byte stays 0
+    for (let x = 0; x < width; x++, from += 4) rows[to++] = (bgrx[from + 2]! * 77 + bgrx[from + 1]! * 150 + bgrx[from]! * 29) >> 8;
+  }
+  const chunk = (type: string, body: Buffer) => {
+    const typed = Buffer.concat([Buffer.from(type, 'latin1'), body]);
+    const out = Buffer.alloc(typed.length + 8);
+    out.writeUInt32BE(body.length, 0);
+    typed.copy(out, 4);
+    out.writeUInt32BE(zlib.crc32(typed), typed.length + 4);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bits per sample; colour type 0 (grey), deflate, no filter method, no interlace
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(rows, { level: 1 })),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 /**
