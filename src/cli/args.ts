@@ -28,6 +28,13 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
+type CommandBody = (...args: never[]) => Promise<number | void>;
+
+/** A command whose module is imported when it runs, so `--help` loads no command's dependencies (llama.cpp, BullMQ, pdf.js). */
+export function lazy<M, K extends { [N in keyof M]: M[N] extends CommandBody ? N : never }[keyof M]>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
+  return action(async (...args: unknown[]) => ((await load())[name] as (...a: unknown[]) => Promise<number | void>)(...args));
+}
+
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);

@@ -1,31 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { envHelp } from '../config/env.js';
-import { action, parsePort, parsePositiveInt, parsePrice } from './args.js';
-
-// Commands are imported when they run, so `--help` does not load llama.cpp, BullMQ and pdf.js.
-const workerCommand = async (...a: Parameters<typeof import('./commands/worker.js').workerCommand>) => (await import('./commands/worker.js')).workerCommand(...a);
-const enqueueCommand = async (...a: Parameters<typeof import('./commands/enqueue.js').enqueueCommand>) => (await import('./commands/enqueue.js')).enqueueCommand(...a);
-const resultCommand = async (...a: Parameters<typeof import('./commands/result.js').resultCommand>) => (await import('./commands/result.js')).resultCommand(...a);
-const extractTextCommand = async (...a: Parameters<typeof import('./commands/extractText.js').extractTextCommand>) => (await import('./commands/extractText.js')).extractTextCommand(...a);
-const apiCommand = async (...a: Parameters<typeof import('./commands/api.js').apiCommand>) => (await import('./commands/api.js')).apiCommand(...a);
-const watchCommand = async (...a: Parameters<typeof import('./commands/watch.js').watchCommand>) => (await import('./commands/watch.js')).watchCommand(...a);
-const reportCommand = async (...a: Parameters<typeof import('./commands/report.js').reportCommand>) => (await import('./commands/report.js')).reportCommand(...a);
-const mailCommand = async (...a: Parameters<typeof import('./commands/mail.js').mailCommand>) => (await import('./commands/mail.js')).mailCommand(...a);
-const dbMigrateCommand = async () => (await import('./commands/db.js')).dbMigrateCommand();
-const deadletterListCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterListCommand>) => (await import('./commands/deadletter.js')).deadletterListCommand(...a);
-const deadletterReplayCommand = async (...a: Parameters<typeof import('./commands/deadletter.js').deadletterReplayCommand>) => (await import('./commands/deadletter.js')).deadletterReplayCommand(...a);
-const boardCommand = async (...a: Parameters<typeof import('./commands/board.js').boardCommand>) => (await import('./commands/board.js')).boardCommand(...a);
-const doctorCommand = async () => (await import('./commands/doctor.js')).doctorCommand();
-const gpuBuildCommand = async (...a: Parameters<typeof import('./commands/gpu.js').gpuBuildCommand>) => (await import('./commands/gpu.js')).gpuBuildCommand(...a);
-const pipelineCommand = async (...a: Parameters<typeof import('./commands/pipeline.js').pipelineCommand>) => (await import('./commands/pipeline.js')).pipelineCommand(...a);
-const modelsListCommand = async () => (await import('./commands/models.js')).modelsListCommand();
-const modelsPullCommand = async (name: string) => (await import('./commands/models.js')).modelsPullCommand(name);
-const modelsInspectCommand = async (...a: Parameters<typeof import('./commands/models.js').modelsInspectCommand>) => (await import('./commands/models.js')).modelsInspectCommand(...a);
-const upCommand = async (...a: Parameters<typeof import('./commands/up.js').upCommand>) => (await import('./commands/up.js')).upCommand(...a);
-const evalCommand = async (...a: Parameters<typeof import('./commands/evaluate.js').evalCommand>) => (await import('./commands/evaluate.js')).evalCommand(...a);
-const review = async <K extends 'reviewListCommand' | 'reviewShowCommand' | 'reviewAcceptCommand' | 'reviewCorrectCommand'>(name: K) => (await import('./commands/review.js'))[name];
-const makeTestModelCommand = async (...a: Parameters<typeof import('./commands/makeTestModel.js').makeTestModelCommand>) => (await import('./commands/makeTestModel.js')).makeTestModelCommand(...a);
+import { lazy, parsePort, parsePositiveInt, parsePrice } from './args.js';
 
 const program = new Command('docsift')
   .description('On-premises document processing: queue documents, extract text, classify and extract fields with a local GGUF model.')
@@ -55,7 +31,7 @@ REDIS_URL's port, on 127.0.0.1 with a generated password (in ./data/secrets/redi
 DOCSIFT_MODELS_DIR; with none, up explains how to get one. Board credentials: DOCSIFT_BOARD_USER and
 DOCSIFT_BOARD_PASSWORD, else user docsift with a generated password in ./data/secrets/board-password
 (mode 0600; never logged).`)
-  .action(action(upCommand));
+  .action(lazy(() => import('./commands/up.js'), 'upCommand'));
 
 program.command('worker')
   .description('Run a worker: take documents from a queue, extract text, classify and extract fields with the model, write results.')
@@ -64,7 +40,7 @@ program.command('worker')
   .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may finish before they are handed back to the queue', parsePositiveInt, 30_000)
   .option('--metrics-port <port>', 'serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port)', parsePort, 9464)
   .option('--metrics-host <host>', 'address the metrics server binds (0.0.0.0 in a container whose metrics are scraped from outside)', '127.0.0.1')
-  .action(action(workerCommand));
+  .action(lazy(() => import('./commands/worker.js'), 'workerCommand'));
 
 program.command('enqueue')
   .description('Enqueue files. The same file for the same pipeline is one job; --force runs it again.')
@@ -76,14 +52,14 @@ program.command('enqueue')
   .option('--timeout <seconds>', 'with --wait: give up waiting after this long (documents stay queued)', parsePositiveInt, 3600)
   .option('--metadata <json>', 'JSON object copied onto every result record')
   .addHelpText('after', '\nExit status: 0 all done (or queued without --wait), 1 any failed or still pending at the timeout, 2 configuration error.')
-  .action(action(enqueueCommand));
+  .action(lazy(() => import('./commands/enqueue.js'), 'enqueueCommand'));
 
 program.command('result')
   .description('Print the stored result record of a document (its failure or state when it has no result).')
   .argument('<documentId>', 'the id printed by enqueue')
   .addOption(queueOption())
   .addHelpText('after', '\nExit status: 0 result printed, 1 failed or unknown, 3 still queued or running.')
-  .action(action(resultCommand));
+  .action(lazy(() => import('./commands/result.js'), 'resultCommand'));
 
 program.command('report')
   .description('Documents, tokens and model-seconds per tier (queue) and node, from the result records in Redis; with prices, what the same tokens would cost from an API.')
@@ -95,7 +71,7 @@ program.command('report')
 Each document counts once: a document handed on to a larger tier counts in every tier it went
 through (its record's tiers), a challenger's answer in the challenger's queue. The same figures
 are in /metrics: docsift_tokens_total and docsift_model_seconds_total per queue, per scraped node.`)
-  .action(action(reportCommand));
+  .action(lazy(() => import('./commands/report.js'), 'reportCommand'));
 
 program.command('extract-text')
   .description('Show what the text stage sees for each file (same extractor and limits as the workers); of an e-mail, its body document and each attachment\'s format.')
@@ -104,7 +80,7 @@ program.command('extract-text')
   .option('--json', 'one JSON object per file: format, pages, chars, text (and attachments for an e-mail), or error with code and message', false)
   .addOption(new Option('--pdf-engine <engine>', 'read PDF text layers with this engine instead of the queue\'s pdf.engine (to compare them before changing a queue)').choices(['pdf.js', 'poppler']))
   .addHelpText('after', '\nExit status: 1 if any file failed; the others are still printed; 2 configuration error.')
-  .action(action(extractTextCommand));
+  .action(lazy(() => import('./commands/extractText.js'), 'extractTextCommand'));
 
 program.command('api')
   .description('Serve the HTTP API: enqueue by upload or path, document status and results, queue counts; OpenAPI at /openapi.json, docs at /docs.')
@@ -116,7 +92,7 @@ program.command('api')
 Environment:
 ${envHelp(['DOCSIFT_API_TOKENS', 'DOCSIFT_API_ROOTS', 'DOCSIFT_API_MAX_REQUEST_BYTES', 'DOCSIFT_API_MAX_FILES', 'DOCSIFT_CALLBACK_HOSTS'])}
 Every route but /healthz and /readyz needs a token (16+ characters) when tokens are set.`)
-  .action(action(apiCommand));
+  .action(lazy(() => import('./commands/api.js'), 'apiCommand'));
 
 program.command('mail')
   .description('Read IMAP mailboxes (DOCSIFT_HOME/mailboxes.json) into their queues: each message a rule takes is enqueued exactly once, as an e-mail document or as its attachments, then marked seen, flagged or moved.')
@@ -127,7 +103,7 @@ Accounts, rules, after-actions, TLS and credentials (password or XOAUTH2 token, 
 variable or a file) are described in docs/MAIL.md. Several docsift mail processes may read the same
 mailbox: each message is claimed in Redis before it is fetched and recorded done (per UIDVALIDITY)
 once its documents are enqueued. docsift up reads the mailboxes too when mailboxes.json exists.`)
-  .action(action(mailCommand));
+  .action(lazy(() => import('./commands/mail.js'), 'mailCommand'));
 
 program.command('watch')
   .description('Watch a folder: files dropped into DIR/inbox are processed and moved to DIR/done (with NAME.result.json) or DIR/failed (with NAME.error.json).')
@@ -142,7 +118,7 @@ Subfolders: inbox/<queue>/ sends files to that queue; inbox/<type>/ (a folder of
 extracts that document type without classification. Hidden and temporary files (.*, ~$*, *.part, *.tmp,
 *.crdownload, *.swp) are ignored. Several watchers may share one folder (the claim is an atomic rename);
 files a stopped watcher left in processing/ are finished by the next scan of any watcher.`)
-  .action(action(watchCommand));
+  .action(lazy(() => import('./commands/watch.js'), 'watchCommand'));
 
 program.command('board')
   .description('Serve Bull Board over every queue (and webhook deliveries) at /board, behind basic auth.')
@@ -152,12 +128,12 @@ program.command('board')
   .addHelpText('after', `
 Environment (both required):
 ${envHelp(['DOCSIFT_BOARD_USER', 'DOCSIFT_BOARD_PASSWORD'])}`)
-  .action(action(boardCommand));
+  .action(lazy(() => import('./commands/board.js'), 'boardCommand'));
 
 program.command('doctor')
   .description('Check this node: configuration, Redis (reachable, persistence, noeviction), GPUs and driver, each llama.cpp build and whether it runs here (with the fix when not), backend memory, the model, every schema\'s grammar.')
   .addHelpText('after', '\nOne line per finding (ok, warn, error). Exit status 1 when any finding is an error.')
-  .action(action(doctorCommand));
+  .action(lazy(() => import('./commands/doctor.js'), 'doctorCommand'));
 
 const gpu = program.command('gpu').description('GPU builds of llama.cpp: what runs on this machine is shown by docsift doctor.');
 gpu.command('build')
@@ -171,28 +147,28 @@ nothing is built until all are there. The build (machine code for each architect
 highest) lands in node-llama-cpp's localBuilds folder, so npm ci removes it: build again after it,
 or use deploy/docker/Dockerfile.cuda. DOCSIFT_GPU=auto prefers it whenever it runs here; see
 docs/GPU.md.`)
-  .action(action(gpuBuildCommand));
+  .action(lazy(() => import('./commands/gpu.js'), 'gpuBuildCommand'));
 
 program.command('pipeline')
   .description('Print a queue\'s pipeline version and prompt versions as JSON: what names its documents (docs/JOB-PAYLOAD.md, "One document, one result").')
   .addOption(queueOption())
   .addHelpText('after', '\nReads the configuration only. Workers and API servers also publish it in Redis under <prefix>:pipeline:<queue>, and GET /v1/queues returns it.')
-  .action(action(pipelineCommand));
+  .action(lazy(() => import('./commands/pipeline.js'), 'pipelineCommand'));
 
 const models = program.command('models').description('Get and inspect GGUF models.');
 models.command('list')
   .description('The curated catalogue and the models in DOCSIFT_MODELS_DIR.')
-  .action(action(modelsListCommand));
+  .action(lazy(() => import('./commands/models.js'), 'modelsListCommand'));
 models.command('pull')
   .description('Download a catalogue model (or an hf:/https: URI) into DOCSIFT_MODELS_DIR, with progress and a sha256 beside it.')
   .argument('<name>', 'a catalogue name (docsift models list) or a model URI')
-  .action(action(modelsPullCommand));
+  .action(lazy(() => import('./commands/models.js'), 'modelsPullCommand'));
 models.command('inspect')
   .description('Architecture, parameters, quantisation, context length, and how many sequences of the queue\'s context fit in GPU or CPU memory.')
   .argument('<file>', '.gguf file')
   .addOption(queueOption())
   .option('--json', 'one JSON object', false)
-  .action(action(modelsInspectCommand));
+  .action(lazy(() => import('./commands/models.js'), 'modelsInspectCommand'));
 
 program.command('eval')
   .description('Score the model and prompts on labelled documents (FILE with FILE-stem.json beside it): per-field exact match, precision, recall, per-document pass/fail.')
@@ -204,44 +180,44 @@ program.command('eval')
   .option('--report <file>', 'write the full report as JSON')
   .addOption(new Option('--decoder <kind>', 'decode with this instead of the queue\'s model.decoder: walk (jump-forward) or grammar (every token sampled, the reference)').choices(['walk', 'grammar']))
   .addHelpText('after', '\nRuns the text stage and pipeline in this process with DOCSIFT_MODEL (no Redis or worker needed). Values are compared after normalising numbers, dates and whitespace. A table of confidence buckets against exact match follows, to choose review.minConfidence from.')
-  .action(action(evalCommand));
+  .action(lazy(() => import('./commands/evaluate.js'), 'evalCommand'));
 
 const reviewCmd = program.command('review').description('Results held for review (queue option review): list, show, accept or correct them.');
 reviewCmd.command('list').description('Documents waiting for review, with the reasons.')
   .option('--json', 'the whole records, one per line', false)
-  .action(action(async (o: { json: boolean }) => (await review('reviewListCommand'))(o)));
+  .action(lazy(() => import('./commands/review.js'), 'reviewListCommand'));
 reviewCmd.command('show').description('The held record of a document.').argument('<documentId>')
-  .action(action(async (id: string) => (await review('reviewShowCommand'))(id)));
+  .action(lazy(() => import('./commands/review.js'), 'reviewShowCommand'));
 reviewCmd.command('accept').description('Accept the record as it is: it becomes final and goes to every output.').argument('<documentId>')
   .option('--by <name>', 'who accepts (default: the user running the command)')
-  .action(action(async (id: string, o: { by?: string }) => (await review('reviewAcceptCommand'))(id, o)));
+  .action(lazy(() => import('./commands/review.js'), 'reviewAcceptCommand'));
 reviewCmd.command('correct').description('Fix fields: the corrected record becomes final and goes to every output, with who, when and the old values.').argument('<documentId>')
   .option('--set <field=value>', 'a field and its value (JSON when it parses, else text); repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--by <name>', 'who corrects (default: the user running the command)')
-  .action(action(async (id: string, o: { set: string[]; by?: string }) => (await review('reviewCorrectCommand'))(id, o)));
+  .action(lazy(() => import('./commands/review.js'), 'reviewCorrectCommand'));
 
 program.command('export-training')
   .description('Write reviewed results (accepted or corrected) as JSONL chat examples for fine-tuning: the pipeline\'s prompts and the final fields.')
   .option('--since <date>', 'only documents reviewed since this date (YYYY-MM-DD or ISO timestamp)')
   .option('--out <file>', 'write here instead of stdout')
   .addHelpText('after', '\nThe document text is extracted again from the stored bytes (DOCSIFT_STORE=redis keeps them DOCSIFT_STORE_TTL_S); expired ones are skipped and counted.')
-  .action(action(async (o: { since?: string; out?: string }) => (await import('./commands/exportTraining.js')).exportTrainingCommand(o)));
+  .action(lazy(() => import('./commands/exportTraining.js'), 'exportTrainingCommand'));
 
 const db = program.command('db').description('PostgreSQL output: tables in DOCSIFT_DATABASE_URL.');
 db.command('migrate')
   .description('Create or update the docsift_results table (idempotent; safe on every deploy).')
-  .action(action(dbMigrateCommand));
+  .action(lazy(() => import('./commands/db.js'), 'dbMigrateCommand'));
 
 const deadletter = program.command('deadletter').description('Webhook and callback deliveries that failed their last attempt.');
 deadletter.command('list')
   .description('List dead-lettered deliveries.')
   .option('--json', 'one JSON object per line', false)
-  .action(action(deadletterListCommand));
+  .action(lazy(() => import('./commands/deadletter.js'), 'deadletterListCommand'));
 deadletter.command('replay')
   .description('Schedule dead-lettered deliveries again and remove them from the list.')
   .argument('[ids...]', 'ids printed by deadletter list')
   .option('--all', 'replay every entry', false)
-  .action(action(deadletterReplayCommand));
+  .action(lazy(() => import('./commands/deadletter.js'), 'deadletterReplayCommand'));
 
 program.command('make-test-model')
   .description('Write the tiny random-weight llama GGUF the tests use (byte vocabulary, or a real tokenizer; meaningless output; drives the real inference path offline).')
@@ -249,6 +225,6 @@ program.command('make-test-model')
   .addOption(new Option('--quant <type>', 'weight type (q8_0 always with --tokenizer)').choices(['f32', 'q8_0']).default('f32'))
   .option('--tokenizer <dir>', 'a folder with a Hugging Face tokenizer.json and tokenizer_config.json (BPE): the model gets its vocabulary, merges, special tokens and chat template')
   .option('--pre <name>', 'llama.cpp pre-tokenizer for --tokenizer: qwen2, llama-bpe, smollm, ...', 'qwen2')
-  .action(action(makeTestModelCommand));
+  .action(lazy(() => import('./commands/makeTestModel.js'), 'makeTestModelCommand'));
 
 await program.parseAsync();

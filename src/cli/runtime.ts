@@ -21,9 +21,7 @@ export function createRuntime(destination: 'stdout' | 'stderr'): Runtime {
 
 export async function openQueue(rt: Runtime, queueName: string, forWorker = false): Promise<{ redis: RedisClient; queueConfig: QueueConfig; queue: DocumentQueue; store: DocumentStore }> {
   const queueConfig = getQueue(rt.config, queueName);
-  const target = redisTarget(rt.config.env);
-  const redis = createRedis(target, { forWorker });
-  await connectRedis(redis, target);
+  const redis = await openRedis(rt, forWorker);
   const queue = createDocumentQueue(queueConfig, redis, rt.keys);
   return { redis, queueConfig, queue, store: createDocumentStore(rt.config.env, redis, rt.keys, rt.s3) };
 }
@@ -44,9 +42,9 @@ export async function openAllQueues(rt: Runtime): Promise<{ redis: RedisClient; 
   return { redis, queues };
 }
 
-export async function openRedis(rt: Runtime): Promise<RedisClient> {
+export async function openRedis(rt: Runtime, forWorker = false): Promise<RedisClient> {
   const target = redisTarget(rt.config.env);
-  const redis = createRedis(target, { forWorker: false });
+  const redis = createRedis(target, { forWorker });
   await connectRedis(redis, target);
   return redis;
 }

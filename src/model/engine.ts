@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -240,10 +239,6 @@ export class ModelEngine implements Engine {
 
   /** The prompt's tokens: the conversation through the model's own chat template, ready for the answer. */
   renderPrompt(turns: ChatTurn[]): Token[] {
-    return this.render(turns);
-  }
-
-  private render(turns: ChatTurn[]): Token[] {
     const chatHistory: ChatHistoryItem[] = turns.map((t) => t.role === 'model' ? { type: 'model', response: [t.text] } : { type: t.role, text: t.text });
     chatHistory.push({ type: 'model', response: [] });
     return this.chatWrapper.generateContextState({ chatHistory }).contextText.tokenize(this.model.tokenizer);
@@ -252,9 +247,9 @@ export class ModelEngine implements Engine {
   private borrowed(sequence: LlamaContextSequence): ModelSequence {
     return {
       contextSize: sequence.contextSize,
-      countTokens: (turns) => this.render(turns).length,
+      countTokens: (turns) => this.renderPrompt(turns).length,
       generate: async (turns, options) => {
-        const tokens = this.render(turns);
+        const tokens = this.renderPrompt(turns);
         let reused = 0;
         if (this.tuning.prefixReuse) {
           // Keep the longest prefix the sequence already holds; at least one token is evaluated
@@ -266,33 +261,15 @@ export class ModelEngine implements Engine {
         }
         const decoder = options.decoder ?? 'walk';
         const shape = await this.grammarFor(options.schema, decoder);
-        const decoded = await decodeJson(sequence, tokens.slice(reused), {
-          decoder,
-          ...shape,
-          maxTokens: options.maxTokens,
-          temperature: options.temperature,
-          signal: options.signal,
-          steer: options.steer,
-        });
+        const { maxTokens, temperature, signal, steer } = options;
+        const decoded = await decodeJson(sequence, tokens.slice(reused), { decoder, ...shape, maxTokens, temperature, signal, steer });
+        const { text, tokens: answerTokens, evaluatedTokens, truncated, confidence, fieldConfidence } = decoded;
         const answer: Answer = {
-          text: decoded.text,
-          promptTokens: tokens.length - reused,
-          reusedTokens: reused,
-          generatedTokens: decoded.sampledTokens,
-          forcedTokens: decoded.forcedTokens,
-          tokens: decoded.tokens,
-          evaluatedTokens: decoded.evaluatedTokens,
-          truncated: decoded.truncated,
-          confidence: decoded.confidence,
-          fieldConfidence: decoded.fieldConfidence,
+          text, tokens: answerTokens, evaluatedTokens, truncated, confidence, fieldConfidence,
+          promptTokens: tokens.length - reused, reusedTokens: reused, generatedTokens: decoded.sampledTokens, forcedTokens: decoded.forcedTokens,
         };
-        const s = this.stats;
-        s.answers++;
-        s.promptTokens += answer.promptTokens;
-        s.reusedTokens += answer.reusedTokens;
-        s.generatedTokens += answer.generatedTokens;
-        s.forcedTokens += answer.forcedTokens;
-        s.evaluatedTokens += answer.evaluatedTokens;
+        this.stats.answers++;
+        for (const k of ['promptTokens', 'reusedTokens', 'generatedTokens', 'forcedTokens', 'evaluatedTokens'] as const) this.stats[k] += answer[k];
         return answer;
       },
     };

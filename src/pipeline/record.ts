@@ -29,23 +29,11 @@ interface Provenance {
 }
 
 /** The record's fields that say which document it is, who sent it and what processed it. */
-function provenance(parts: Provenance) {
-  const { identity } = parts;
+function provenance({ identity, queue, pipelineVersion, prompts, model }: Provenance) {
+  const { documentId, sha256, filename, source, metadata, attempt, jobId, parent } = identity;
   return {
-    documentId: identity.documentId,
-    sha256: identity.sha256,
-    filename: identity.filename,
-    source: identity.source,
-    metadata: identity.metadata,
-    queue: parts.queue,
-    pipelineVersion: parts.pipelineVersion,
-    prompts: parts.prompts,
-    model: { file: parts.model.file, sha256: parts.model.sha256, lora: parts.model.lora },
-    attempts: identity.attempt,
-    jobId: identity.jobId,
-    completedAt: new Date().toISOString(),
-    review: null,
-    ...(identity.parent ? { parent: identity.parent } : {}),
+    documentId, sha256, filename, source, metadata, queue, pipelineVersion, prompts, model: { file: model.file, sha256: model.sha256, lora: model.lora },
+    attempts: attempt, jobId, completedAt: new Date().toISOString(), review: null, ...(parent ? { parent } : {}),
   };
 }
 

@@ -56,14 +56,7 @@ export class DocumentRunner {
     const text = await this.extractor.extract(input.bytes, textLimits(this.queue), input.onOcr);
     const textMs = Math.round(performance.now() - textStarted);
     input.onText?.(text, textMs);
-    const pipeline = await this.pipeline.run({
-      text,
-      ...(input.documentType ? { documentType: input.documentType } : {}),
-      ...(input.signal ? { signal: input.signal } : {}),
-      ...(input.refuseChunks ? { refuseChunks: true } : {}),
-      ...(input.onlyFields ? { onlyFields: input.onlyFields } : {}),
-      ...(input.onStage ? { onStage: input.onStage } : {}),
-    });
+    const pipeline = await this.pipeline.run({ ...input, text });
     const record = makeRecord({
       identity: input.identity, queue: this.queue.name, pipelineVersion: this.pipelineVersion, prompts: this.promptVersions,
       model: this.engine.info, text, pipeline, textMs, totalMs: Math.round(performance.now() - (input.startedAt ?? textStarted)),

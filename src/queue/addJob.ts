@@ -1,4 +1,4 @@
-import type { RedisClient } from './connection.js';
+import { setFor, type RedisClient } from './connection.js';
 import type { QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { JOB_NAME, type DocumentQueue } from './documentQueue.js';
@@ -65,8 +65,7 @@ export async function addDocumentJob(queue: DocumentQueue, redis: RedisClient, k
     ...(input.flowParent ? { parent: input.flowParent, ignoreDependencyOnFailure: true } : {}),
   });
   const latest = JSON.stringify({ queue: queueConfig.name, jobId: job.id ?? jobId });
-  const { recordSeconds } = queueConfig.retention;
-  await (recordSeconds > 0 ? redis.set(keys.latestJob(input.documentId), latest, 'EX', recordSeconds) : redis.set(keys.latestJob(input.documentId), latest));
+  await setFor(redis, keys.latestJob(input.documentId), latest, queueConfig.retention.recordSeconds);
   // add() returns the existing job when the id is taken (a concurrent enqueue of the same bytes).
   return { jobId, status: job.data.enqueuedAt === data.enqueuedAt ? 'queued' : 'duplicate' };
 }

@@ -110,6 +110,11 @@ export function blockingCopy(redis: RedisClient): RedisClient {
  * every primary (the cluster client would ask one node). Read a batch through its server with
  * single-key commands in a pipeline, not MGET: the keys share a node, not a slot.
  */
+/** Writes a record that lives `seconds` (0: no expiry, as retention.recordSeconds 0 asks). */
+export function setFor(redis: RedisClient, key: string, value: string, seconds: number): Promise<unknown> {
+  return seconds > 0 ? redis.set(key, value, 'EX', seconds) : redis.set(key, value);
+}
+
 export async function* scanKeys(redis: RedisClient, pattern: string): AsyncGenerator<{ keys: string[]; node: Redis }> {
   for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
     let cursor = '0';

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { RedisClient } from '../queue/connection.js';
+import { setFor, type RedisClient } from '../queue/connection.js';
 import { getQueue, pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
 import type { DocumentIdentity, ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
@@ -47,9 +47,7 @@ export class Challenge {
     const { identity, record } = input;
     const queue = this.deps.queue.challenge.queue;
     const asked: Asked = { next: { queue, documentId: documentIdFor(identity.sha256, this.version, record.documentType!) }, record };
-    const seconds = this.deps.queue.retention.recordSeconds;
-    const key = this.deps.keys.challenge(identity.documentId);
-    await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(asked), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(asked)));
+    await setFor(this.deps.redis, this.deps.keys.challenge(identity.documentId), JSON.stringify(asked), this.deps.queue.retention.recordSeconds);
     await this.deps.children.add(job, queue, {
       documentId: asked.next.documentId, sha256: identity.sha256, size: input.bytes.length, filename: identity.filename, source: identity.source, metadata: identity.metadata,
       detectedType: input.payload.detectedType, documentType: record.documentType!,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
-import type { RedisClient } from '../queue/connection.js';
+import { setFor, type RedisClient } from '../queue/connection.js';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -110,15 +110,10 @@ export class DocumentWorker {
       // Jobs failed by the stall checker never reach the processor's catch: record them here.
       if (!job || !/stalled more than allowable limit/.test(err.message)) return;
       const { code, message } = parseFailure(err.message);
-      const documentId = this.claimedId(job);
       deps.metrics.documents.inc({ queue: deps.queue.name, result: 'failed', code });
-      deps.logger.error({ jobId: job.id, documentId, code }, 'document failed: workers lost');
-      void this.recordFailure({
-        documentId, jobId: job.id ?? documentId, queue: deps.queue.name, filename: (job.data as Partial<JobPayload>).filename ?? 'document',
-        code, message, attempts: job.attemptsMade, willRetry: false, failedAt: new Date().toISOString(),
-      }).catch(() => undefined);
-      const ref = DocumentRef.safeParse((job.data as Partial<JobPayload>).ref);
-      if (ref.success) void this.release(job, ref.data);
+      deps.logger.error({ jobId: job.id, documentId: this.claimedId(job), code }, 'document failed: workers lost');
+      void this.recordFailure(job, { code, message, attempts: job.attemptsMade, willRetry: false }).catch(() => undefined);
+      void this.releaseFailed(job);
     });
     this.worker.on('error', (err) => deps.logger.error({ err }, 'worker error'));
     // A lock not renewed in time (Redis unreachable for over half of lockDurationMs, as in a
@@ -225,11 +220,8 @@ export class DocumentWorker {
     const when = this.deps.queue.escalate?.when;
     try {
       const outcome = await this.runner.run({
-        identity: checked.identity, bytes: checked.bytes, startedAt: run.startedAt,
-        ...(checked.payload.documentType ? { documentType: checked.payload.documentType } : {}),
-        ...(run.signal ? { signal: run.signal } : {}),
-        ...(when?.tooLong ? { refuseChunks: true } : {}),
-        ...(checked.payload.escalation?.fields ? { onlyFields: checked.payload.escalation.fields } : {}),
+        identity: checked.identity, bytes: checked.bytes, startedAt: run.startedAt, signal: run.signal, refuseChunks: when?.tooLong,
+        documentType: checked.payload.documentType, onlyFields: checked.payload.escalation?.fields,
         onStage: (stage, detail) => {
           report.progress({ stage, percent: STAGE_PERCENT[stage], ...detail });
           log.debug({ stage, ...detail }, 'stage');
@@ -386,15 +378,10 @@ export class DocumentWorker {
     const attempts = job.attemptsMade + 1;
     const willRetry = err.retryable && attempts < (job.opts.attempts ?? 1);
     log[willRetry ? 'warn' : 'error']({ code: err.code, err: err.cause ?? err, attempts, willRetry }, 'document failed');
-    const documentId = checked?.identity.documentId ?? this.claimedId(job);
-    await this.recordFailure({
-      documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename: checked?.payload.filename ?? (job.data as Partial<JobPayload>).filename ?? 'document',
-      code: err.code, message: err.message, attempts, willRetry, failedAt: new Date().toISOString(),
-    }).catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
+    await this.recordFailure(job, { code: err.code, message: err.message, attempts, willRetry }, checked)
+      .catch((e: unknown) => log.error({ err: e }, 'could not store the failure record'));
     this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: willRetry ? 'retried' : 'failed', code: err.code });
-    // Final: its stored bytes go, also when they were refused (too large) or never matched the job.
-    const ref = DocumentRef.safeParse((job.data as Partial<JobPayload> | undefined)?.ref);
-    if (!willRetry && ref.success) await this.release(job, ref.data);
+    if (!willRetry) await this.releaseFailed(job);
     const reason = formatFailure(err.code, err.message);
     return err.retryable ? new Error(reason) : new UnrecoverableError(reason);
   }
@@ -413,10 +400,18 @@ export class DocumentWorker {
     }
   }
 
-  private async recordFailure(failure: FailureRecord): Promise<void> {
-    const key = this.deps.keys.failure(failure.documentId);
-    const seconds = this.deps.queue.retention.recordSeconds;
-    await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(failure), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(failure)));
+  /** The failure record, under the checked document id or, before the bytes were checked, the one the job claims. */
+  private async recordFailure(job: Job, failure: Pick<FailureRecord, 'code' | 'message' | 'attempts' | 'willRetry'>, checked?: CheckedJob): Promise<void> {
+    const documentId = checked?.identity.documentId ?? this.claimedId(job);
+    const filename = checked?.payload.filename ?? (job.data as Partial<JobPayload> | undefined)?.filename ?? 'document';
+    const record: FailureRecord = { documentId, jobId: job.id ?? documentId, queue: this.deps.queue.name, filename, ...failure, failedAt: new Date().toISOString() };
+    await setFor(this.deps.redis, this.deps.keys.failure(documentId), JSON.stringify(record), this.deps.queue.retention.recordSeconds);
+  }
+
+  /** A final failure: the stored bytes go, also when they were refused (too large) or never matched the job. */
+  private async releaseFailed(job: Job): Promise<void> {
+    const ref = DocumentRef.safeParse((job.data as Partial<JobPayload> | undefined)?.ref);
+    if (ref.success) await this.release(job, ref.data);
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { RedisClient } from '../queue/connection.js';
+import { setFor, type RedisClient } from '../queue/connection.js';
 import { getQueue, pipelineVersion, ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
 import { checkRules, type DocumentIdentity, type ResultRecord, type TierStep } from '../pipeline/index.js';
@@ -112,9 +112,7 @@ export class Escalation {
       // A tier that failed has no record of its times: its whole run counts as model time.
       : { queue: this.deps.queue.name, model: this.deps.model.file, node: this.deps.node, label: null, reasons, totalMs: Math.round(performance.now() - input.startedAt), modelMs: Math.round(performance.now() - input.startedAt), tokens: (failure?.details?.tokens as TierStep['tokens'] | undefined) ?? { prompt: 0, reused: 0, generated: 0, forced: 0 }, code: failure?.code ?? 'INTERNAL' };
     const handover: Handover = { next, fields, record, step };
-    const seconds = this.deps.queue.retention.recordSeconds;
-    const key = this.deps.keys.escalation(identity.documentId);
-    await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(handover), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(handover)));
+    await setFor(this.deps.redis, this.deps.keys.escalation(identity.documentId), JSON.stringify(handover), this.deps.queue.retention.recordSeconds);
     await this.deps.children.add(job, this.to, {
       documentId: next.documentId, sha256: identity.sha256, size: input.bytes.length, filename: identity.filename, source: identity.source, metadata: identity.metadata,
       detectedType: payload.detectedType,

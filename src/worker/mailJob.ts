@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
-import type { RedisClient } from '../queue/connection.js';
+import { setFor, type RedisClient } from '../queue/connection.js';
 import { promptVersions, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -54,8 +54,7 @@ export class MailJob {
       plan = JSON.parse(stored) as MailPlan;
     } else {
       plan = await this.split(job, bytes, payload, identity);
-      const seconds = this.deps.queue.retention.recordSeconds;
-      await (seconds > 0 ? this.deps.redis.set(key, JSON.stringify(plan), 'EX', seconds) : this.deps.redis.set(key, JSON.stringify(plan)));
+      await setFor(this.deps.redis, key, JSON.stringify(plan), this.deps.queue.retention.recordSeconds);
       log.info({ parts: plan.children.length, skipped: plan.children.filter((c) => c.status === 'skipped').length }, 'mail split into its parts');
     }
     const read = plan.children.filter((c) => c.documentId !== null);

@@ -49,6 +49,9 @@ export function freeName(dir: string, name: string, taken: (p: string) => boolea
 
 const SEP = '--';
 
+/** A file that leaves processing/ for failed/ without a document: refused before or at enqueue. */
+const refused = (code: string, message: string): DocumentStatus => ({ state: 'failed', documentId: '', code, message, attempts: 0 });
+
 /**
  * The whole lifecycle of a watched folder. State lives in the folder itself, so any number of
  * watchers (on several nodes sharing the folder) cooperate and a restarted one picks up where a
@@ -188,10 +191,7 @@ export class FolderWatcher {
 
   private async enqueueClaimed(file: string, sub: string, name: string, force: boolean): Promise<void> {
     const route = this.route(sub);
-    if ('error' in route) {
-      await this.finish(file, sub, name, { state: 'failed', documentId: '', code: 'UNKNOWN_FOLDER', message: route.error, attempts: 0 });
-      return;
-    }
+    if ('error' in route) return void (await this.finish(file, sub, name, refused('UNKNOWN_FOLDER', route.error)));
     const q = this.queues.get(route.queue)!;
     try {
       const bytes = await this.read(file, q);
@@ -204,7 +204,7 @@ export class FolderWatcher {
     } catch (err) {
       const e = toDocsiftError(err);
       // A problem of the file itself (too large, bad type) is final; anything else is retried next scan.
-      if (!e.retryable) await this.finish(file, sub, name, { state: 'failed', documentId: '', code: e.code, message: e.message, attempts: 0 });
+      if (!e.retryable) await this.finish(file, sub, name, refused(e.code, e.message));
       else this.logger.warn({ err: e, file }, 'enqueue failed; retrying on the next scan');
     }
   }
@@ -215,8 +215,7 @@ export class FolderWatcher {
   }
 
   private async refuse(file: string, sub: string, name: string): Promise<void> {
-    const message = `${path.join(sub, name)} is not a regular file (a symbolic link, FIFO or socket); watched folders take regular files only`;
-    await this.finish(file, sub, name, { state: 'failed', documentId: '', code: 'PATH_NOT_ALLOWED', message, attempts: 0 });
+    await this.finish(file, sub, name, refused('PATH_NOT_ALLOWED', `${path.join(sub, name)} is not a regular file (a symbolic link, FIFO or socket); watched folders take regular files only`));
   }
 
   private async statKey(file: string): Promise<string> {
@@ -256,7 +255,7 @@ export class FolderWatcher {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err instanceof DocsiftError && err.code === 'DOCUMENT_MISSING')) continue; // finished by another watcher
         // The file itself is refused (a link swapped in, grown too large): it leaves processing/ with the reason.
         if (err instanceof DocsiftError && !err.retryable) {
-          await this.finish(file, sub, name, { state: 'failed', documentId: '', code: err.code, message: err.message, attempts: 0 });
+          await this.finish(file, sub, name, refused(err.code, err.message));
           continue;
         }
         throw err;

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { compareDotted } from './host.js';
 
 /**
  * What a llama.cpp CUDA backend library (libggml-cuda.so) carries, read from the file itself:
@@ -35,7 +36,7 @@ export function readCudaBinary(file: string): CudaBinaryFacts {
     const ptx = new Map<number, string>();
     for (const e of entries) {
       if (e.kind === 'sass') sass.set(e.arch, (sass.get(e.arch) ?? false) || e.archSpecific);
-      else if (compareVersions(e.isa, ptx.get(e.arch) ?? '0.0') > 0) ptx.set(e.arch, e.isa);
+      else if (compareDotted(e.isa, ptx.get(e.arch) ?? '0.0') > 0) ptx.set(e.arch, e.isa);
     }
     return {
       runtime: runtime === undefined ? null : Number(runtime),
@@ -49,12 +50,6 @@ export function readCudaBinary(file: string): CudaBinaryFacts {
 }
 
 const SYSTEM_LIBRARY = /^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux.*|libggml.*|libllama.*)\.so/;
-
-export function compareVersions(a: string, b: string): number {
-  const [am = 0, an = 0] = a.split('.').map(Number);
-  const [bm = 0, bn = 0] = b.split('.').map(Number);
-  return am - bm || an - bn;
-}
 
 /** Reads at a position; a short read (a truncated file) is an error, never a garbage header. */
 function readAt(fd: number, position: number, length: number): Buffer {

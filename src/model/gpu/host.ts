@@ -138,7 +138,8 @@ export const CUDA_DRIVERS: ReadonlyArray<{ cuda: string; driver: string; ptxIsa:
   { cuda: '13.1', driver: '590.44.01', ptxIsa: '9.1' },
 ];
 
-function compareDotted(a: string, b: string): number {
+/** Dotted versions compared numerically, part by part (570.26 < 570.133; a missing part is 0). */
+export function compareDotted(a: string, b: string): number {
   const x = a.split('.').map(Number);
   const y = b.split('.').map(Number);
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
@@ -171,5 +172,3 @@ export function cudaForPtxIsa(isa: string): { cuda: string; driver: string } | n
 export function driverForRuntime(major: number): string | null {
   return CUDA_DRIVERS.find((r) => r.cuda === `${major}.0`)?.driver ?? null;
 }
-
-export { compareDotted };

@@ -1,6 +1,5 @@
 import type { Backend, LlamaBinary } from './binaries.js';
-import { compareVersions } from './cudaBinary.js';
-import { cudaForPtxIsa, driverForRuntime, ptxIsaForCuda, type GpuHost } from './host.js';
+import { compareDotted, cudaForPtxIsa, driverForRuntime, ptxIsaForCuda, type GpuHost } from './host.js';
 
 export type GpuSetting = 'auto' | 'cuda' | 'vulkan' | 'metal' | 'cpu';
 
@@ -119,7 +118,7 @@ function codeFor(facts: NonNullable<LlamaBinary['cuda']>, computeCapability: str
   if (sass) return { runs: true, code: 'sass', why: `machine code for sm_${sass.arch}`, fix: null };
   const maxIsa = driverCuda ? ptxIsaForCuda(driverCuda) : '0.0';
   const lower = facts.ptx.filter((p) => p.arch <= cc).sort((a, b) => b.arch - a.arch);
-  const usable = lower.find((p) => compareVersions(p.isa, maxIsa) <= 0);
+  const usable = lower.find((p) => compareDotted(p.isa, maxIsa) <= 0);
   if (usable) return { runs: true, code: 'ptx-jit', why: `no machine code for sm_${cc}; PTX compute_${usable.arch} (ISA ${usable.isa}) is compiled for it by the driver`, fix: null };
   const has = facts.sass.map((s) => `sm_${s.arch}${s.exact ? 'a' : ''}`).join(', ') || 'none';
   const build = `or build for this GPU: docsift gpu build --arch ${cc}`;

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
+import { EnvSchema, loadConfig, parseEnv, pipelineVersion, getQueue } from '../../../src/config/index.js';
+import { envHelp } from '../../../src/config/env.js';
 import { ConfigError } from '../../../src/infra/errors.js';
 import { describeRedis, redisTarget, S3Bucket, topologyOf } from '../../../src/queue/index.js';
 import { textLimits } from '../../../src/text/index.js';
@@ -40,6 +41,14 @@ describe('configuration', () => {
     // A partial block keeps the other defaults.
     const partial = getQueue(loadConfig({ DOCSIFT_HOME: makeHome({ partial: { ...validQueue, model: { chunking: { maxChunks: 4 } } } }) }), 'partial');
     expect(partial.model.chunking).toEqual({ enabled: true, maxChunks: 4, overlapChars: 400 });
+  });
+
+  it('describes every environment variable in --help, with the schema\'s default', () => {
+    const lines = envHelp().split('\n');
+    expect(lines).toHaveLength(Object.keys(EnvSchema.shape).length);
+    for (const [name, schema] of Object.entries(EnvSchema.shape)) expect(schema.description, name).toMatch(/\w/);
+    expect(lines.find((l) => l.includes('DOCSIFT_PREFIX'))).toMatch(/prefix of every Redis key \[docsift\]$/);
+    expect(lines.find((l) => l.includes('DOCSIFT_THREADS'))).toMatch(/\[cores - 1\]$/);
   });
 
   it('names the key of a bad environment value', () => {
