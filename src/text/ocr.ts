@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { createCanvas } from '@napi-rs/canvas';
+import type { z } from 'zod';
+import type { OcrSchema } from '../config/queues.js';
 import { libraryMissing } from '../config/nativeLibraries.js';
 import { installedLanguages, languageFile } from '../config/ocrLanguages.js';
 import { DocsiftError } from '../infra/errors.js';
@@ -11,17 +13,7 @@ import { childScript, ChildPool, isFailure, runtimeReservationMb } from './cappe
 import type { OcrEngineName, OcrEngineSetting, OcrReply, OcrRequest } from './ocrChild.js';
 
 /** A queue's `ocr` section as the text stage takes it (src/config/queues.ts documents each). */
-export interface OcrSettings {
-  enabled: boolean;
-  languages: string[];
-  dpi: number;
-  minCharsPerPage: number;
-  maxPages: number;
-  pageTimeoutMs: number;
-  pageMemoryMb: number;
-  workers: number | 'auto';
-  engine: OcrEngineSetting;
-}
+export type OcrSettings = z.infer<typeof OcrSchema>;
 
 /**
  * Whether a page's text layer is unusable: fewer than minChars non-space characters (a scan,
