@@ -8,6 +8,7 @@ export type { DeliveryPolicy } from './webhook/destination.js';
 export type { DeadLetter } from './webhook/deliveries.js';
 export { DELIVERY_HEADER, KIND_HEADER, sign, verify, SIGNATURE_HEADER, TIMESTAMP_HEADER } from './webhook/signature.js';
 export { WebhookOutput } from './webhookOutput.js';
-export { holdForReview, ReviewDesk, reviewReasons } from './review.js';
+export { doubts, holdForReview, ReviewDesk, reviewReasons } from './review.js';
+export type { Doubt } from './review.js';
 export { createOutputs, finalOutputs } from './queueOutputs.js';
 export type { QueueOutputs } from './queueOutputs.js';

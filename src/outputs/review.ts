@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from '../queue/connection.js';
-import type { Config, QueueConfig } from '../config/index.js';
+import { ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { makeValidator } from '../model/grammarSchema.js';
 import type { ResultRecord } from '../pipeline/index.js';
@@ -9,24 +9,45 @@ import type { Keys } from '../queue/keys.js';
 import type { OutputContext } from './output.js';
 import { finalOutputs, type QueueOutputs } from './queueOutputs.js';
 
+/** A reason to doubt a record: a kind for metrics, a sentence for people, the top-level fields in doubt (none: the whole document). */
+export interface Doubt {
+  kind: 'failed_check' | 'ungrounded' | 'low_confidence';
+  text: string;
+  fields?: string[];
+}
+
+/**
+ * What a record's rules, grounding and confidence give to doubt, as review and escalation both
+ * ask it (each with its own switches). rules: the document type's, in the order of record.checks.
+ */
+export function doubts(record: ResultRecord, on: { failedChecks: boolean; ungroundedFields: boolean; minConfidence: number }, rules: readonly Rule[] = []): Doubt[] {
+  const found: Doubt[] = [];
+  const top = (paths: string[]) => [...new Set(paths.map((p) => p.split('.')[0]!))];
+  if (on.failedChecks) {
+    record.checks.forEach((c, i) => {
+      if (c.status === 'failed') found.push({ kind: 'failed_check', text: `check ${c.rule} failed: ${c.message}`, ...(rules[i] ? { fields: ruleFields(rules[i]) } : {}) });
+    });
+  }
+  if (on.ungroundedFields && record.grounding) {
+    const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
+    if (missing.length) found.push({ kind: 'ungrounded', text: `not found in the document: ${missing.join(', ')}`, fields: top(missing) });
+  }
+  if (on.minConfidence > 0) {
+    const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < on.minConfidence);
+    const label = record.classification.confidence;
+    const lowLabel = label !== null && label < on.minConfidence;
+    if (lowLabel) low.unshift(['label', label]);
+    // A doubtful label puts the whole reading in doubt.
+    if (low.length) found.push({ kind: 'low_confidence', text: `confidence below ${on.minConfidence}: ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`, ...(lowLabel ? {} : { fields: top(low.map(([k]) => k)) }) });
+  }
+  return found;
+}
+
 /** Why a result should wait for a person, per the queue's review settings; empty: final at once. */
 export function reviewReasons(queue: QueueConfig, record: ResultRecord): string[] {
   const { review } = queue;
   if (!review.enabled || record.fields === null) return [];
-  const reasons: string[] = [];
-  if (review.failedChecks) {
-    for (const c of record.checks) if (c.status === 'failed') reasons.push(`check ${c.rule} failed: ${c.message}`);
-  }
-  if (review.ungroundedFields && record.grounding) {
-    const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
-    if (missing.length) reasons.push(`not found in the document: ${missing.join(', ')}`);
-  }
-  if (review.minConfidence > 0) {
-    const c = record.classification.confidence;
-    if (c !== null && c < review.minConfidence) reasons.push(`low confidence in the label ${record.classification.label}: ${c}`);
-    const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < review.minConfidence);
-    if (low.length) reasons.push(`low confidence (< ${review.minConfidence}): ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  }
+  const reasons = doubts(record, review).map((d) => d.text);
   if (record.challenge?.disagreed.length) reasons.push(`the challenger model (${record.challenge.model}) disagreed on: ${record.challenge.disagreed.join(', ')}`);
   const ocr = record.text.ocr;
   if (ocr && ocr.meanConfidence < queue.ocr.minConfidence) reasons.push(`low OCR confidence on page(s) ${ocr.pages.join(', ')}: ${ocr.meanConfidence} (< ocr.minConfidence ${queue.ocr.minConfidence})`);

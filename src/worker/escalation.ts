@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import { setFor, type RedisClient } from '../queue/connection.js';
-import { getQueue, pipelineVersion, ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
+import { getQueue, pipelineVersion, type Config, type QueueConfig, type Rule } from '../config/index.js';
+import { doubts, type Doubt } from '../outputs/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
 import { checkRules, type DocumentIdentity, type ResultRecord, type TierStep } from '../pipeline/index.js';
 import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
@@ -9,11 +10,8 @@ import type { ChildJobs } from './childJobs.js';
 type When = NonNullable<QueueConfig['escalate']>['when'];
 
 /** Why a tier hands a document on: a kind for metrics, a sentence for people. */
-export interface Reason {
-  kind: 'invalid_output' | 'too_long' | 'failed_check' | 'ungrounded' | 'low_confidence' | 'document_type' | 'disagreement';
-  text: string;
-  /** The top-level fields in doubt; undefined when the doubt is about the whole document. */
-  fields?: string[];
+export interface Reason extends Omit<Doubt, 'kind'> {
+  kind: Doubt['kind'] | 'invalid_output' | 'too_long' | 'document_type' | 'disagreement';
 }
 
 /** The failures a tier may hand on instead of failing: the next, larger model may succeed. */
@@ -30,26 +28,8 @@ export function escalationReasons(when: When, record: ResultRecord | null, failu
   }
   if (!record || record.fields === null) return [];
   const reasons: Reason[] = [];
-  const top = (paths: string[]) => [...new Set(paths.map((p) => p.split('.')[0]!))];
   if (record.documentType && when.documentTypes.includes(record.documentType)) reasons.push({ kind: 'document_type', text: `${record.documentType} is always read by the next tier` });
-  if (when.failedChecks) {
-    record.checks.forEach((c, i) => {
-      const rule = rules[i];
-      if (c.status === 'failed') reasons.push({ kind: 'failed_check', text: `check ${c.rule} failed: ${c.message}`, ...(rule ? { fields: ruleFields(rule) } : {}) });
-    });
-  }
-  if (when.ungroundedFields && record.grounding) {
-    const missing = Object.entries(record.grounding).filter(([, g]) => g === null).map(([k]) => k);
-    if (missing.length) reasons.push({ kind: 'ungrounded', text: `not found in the document: ${missing.join(', ')}`, fields: top(missing) });
-  }
-  if (when.minConfidence > 0) {
-    const low = Object.entries(record.confidence ?? {}).filter(([, v]) => v < when.minConfidence);
-    const label = record.classification.confidence;
-    const lowLabel = label !== null && label < when.minConfidence;
-    if (lowLabel) low.unshift(['label', label]);
-    // A doubtful label puts the whole reading in doubt.
-    if (low.length) reasons.push({ kind: 'low_confidence', text: `confidence below ${when.minConfidence}: ${low.map(([k, v]) => `${k} ${v}`).join(', ')}`, ...(lowLabel ? {} : { fields: top(low.map(([k]) => k)) }) });
-  }
+  reasons.push(...doubts(record, when, rules));
   return reasons;
 }
 

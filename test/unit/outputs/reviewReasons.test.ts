@@ -19,8 +19,8 @@ describe('review routing by model confidence', () => {
 
   it('holds a result whose field or label confidence is below minConfidence, naming them', () => {
     const reasons = reviewReasons(queue, record({ invoice_number: 0.97, amount: 0.31, 'lines.0.amount': 0.59 }, 0.99));
-    expect(reasons).toEqual(['low confidence (< 0.6): amount 0.31, lines.0.amount 0.59']);
-    expect(reviewReasons(queue, record({ invoice_number: 0.97 }, 0.4))).toEqual(['low confidence in the label invoice: 0.4']);
+    expect(reasons).toEqual(['confidence below 0.6: amount 0.31, lines.0.amount 0.59']);
+    expect(reviewReasons(queue, record({ invoice_number: 0.97 }, 0.4))).toEqual(['confidence below 0.6: label 0.4']);
   });
 
   it('holds a scan whose OCR read it with low confidence (ocr.minConfidence)', () => {
