@@ -8,7 +8,6 @@ import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../out
 import { sniffFormat } from '../text/detectFormat.js';
 import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
 
-
 /** Everything about a document but its bytes. */
 export interface EnqueueOptions {
   filename: string;
@@ -121,19 +120,15 @@ export class Enqueuer {
     }
     if (input.callbackUrl) this.checkCallback(input.callbackUrl);
     const { sha256 } = document;
-    const documentId = documentIdFor(sha256, this.pipelineVersion, input.documentType);
-    if (!input.force) {
+    const { filename, source, metadata = {}, force, priority, documentType, callbackUrl } = input;
+    const documentId = documentIdFor(sha256, this.pipelineVersion, documentType);
+    if (!force) {
       // A result first: BullMQ keeps the finished job too, and "done" is the more useful answer.
       if (await this.redis.exists(this.keys.result(documentId))) return { documentId, jobId: documentId, sha256, status: 'done' };
       if (await this.queue.getJob(documentId)) return { documentId, jobId: documentId, sha256, status: 'duplicate' };
     }
     const { jobId, status } = await addDocumentJob(this.queue, this.redis, this.keys, this.queueConfig, {
-      documentId, sha256, size: document.size, filename: input.filename, source: input.source, metadata: input.metadata ?? {},
-      detectedType: sniffFormat(document.head) ?? 'unknown', store: document.store,
-      ...(input.force ? { force: true } : {}),
-      ...(input.priority ? { priority: input.priority } : {}),
-      ...(input.documentType ? { documentType: input.documentType } : {}),
-      ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
+      documentId, sha256, size: document.size, filename, source, metadata, force, priority, documentType, callbackUrl, detectedType: sniffFormat(document.head) ?? 'unknown', store: document.store,
     });
     return { documentId, jobId, sha256, status };
   }

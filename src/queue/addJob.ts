@@ -38,31 +38,14 @@ export interface NewDocumentJob {
 export async function addDocumentJob(queue: DocumentQueue, redis: RedisClient, keys: Keys, queueConfig: QueueConfig, input: NewDocumentJob): Promise<{ jobId: string; status: 'queued' | 'duplicate' }> {
   // A forced re-run needs a fresh job id: BullMQ ignores an add whose id already exists.
   const jobId = input.force ? `${input.documentId}-r${Date.now().toString(36)}` : input.documentId;
-  const payload = JobPayload.safeParse({
-    v: 1,
-    ref: { kind: 'redis', key: keys.document(input.sha256) },
-    sha256: input.sha256,
-    documentId: input.documentId,
-    filename: input.filename,
-    detectedType: input.detectedType,
-    size: input.size,
-    source: input.source,
-    metadata: input.metadata,
-    ...(input.force ? { force: true } : {}),
-    ...(input.documentType ? { documentType: input.documentType } : {}),
-    ...(input.callbackUrl ? { callbackUrl: input.callbackUrl } : {}),
-    ...(input.parent ? { parent: input.parent } : {}),
-    ...(input.escalation ? { escalation: input.escalation } : {}),
-    ...(input.challenge ? { challenge: input.challenge } : {}),
-    enqueuedAt: new Date().toISOString(),
-  });
+  const { store, priority, flowParent, ...fields } = input;
+  const payload = JobPayload.safeParse({ v: 1, ref: { kind: 'redis', key: keys.document(input.sha256) }, ...fields, enqueuedAt: new Date().toISOString() });
   if (!payload.success) throw new DocsiftError('INVALID_JOB', `the job would break the payload contract: ${payload.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const data = { ...payload.data, ref: await input.store(`${queueConfig.name}:${jobId}`) };
+  const data = { ...payload.data, ref: await store(`${queueConfig.name}:${jobId}`) };
   const job = await queue.add(JOB_NAME, data, {
-    jobId,
-    ...(input.priority ? { priority: input.priority } : {}),
+    jobId, priority,
     // A part that fails for good is recorded as failed by the parent, which still completes.
-    ...(input.flowParent ? { parent: input.flowParent, ignoreDependencyOnFailure: true } : {}),
+    ...(flowParent ? { parent: flowParent, ignoreDependencyOnFailure: true } : {}),
   });
   const latest = JSON.stringify({ queue: queueConfig.name, jobId: job.id ?? jobId });
   await setFor(redis, keys.latestJob(input.documentId), latest, queueConfig.retention.recordSeconds);

@@ -42,6 +42,9 @@ export function describeRedis(target: RedisTarget | string): string {
   }
 }
 
+/** ioredis's wait before reconnect attempt `times`: 400 ms doubling to 10 s. */
+const reconnectDelay = (times: number) => Math.min(200 * 2 ** Math.min(times, 6), 10_000);
+
 /**
  * One client per process, shared by docsift's own keys and BullMQ (which duplicates it for its
  * blocking connection). maxRetriesPerRequest: null is what BullMQ workers require: a command
@@ -58,7 +61,7 @@ export function createRedis(target: RedisTarget | string, options: ClientOptions
     maxRetriesPerRequest: options.forWorker ? null : 3,
     enableOfflineQueue: options.forWorker,
     lazyConnect: true,
-    retryStrategy: (times) => Math.min(200 * 2 ** Math.min(times, 6), 10_000),
+    retryStrategy: reconnectDelay,
     // A primary demoted by a failover refuses writes: reconnect (Sentinel names the new one) and
     // send the command again. Safe: a refused command, BullMQ's scripts included, did nothing.
     reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
@@ -75,7 +78,7 @@ export function createRedis(target: RedisTarget | string, options: ClientOptions
         name: url.hostname,
         ...(t.sentinelPassword ? { sentinelPassword: t.sentinelPassword } : {}),
         enableTLSForSentinelMode: Boolean(tls), ...(tls ? { sentinelTLS: tls } : {}),
-        sentinelRetryStrategy: (times) => Math.min(200 * 2 ** Math.min(times, 6), 10_000),
+        sentinelRetryStrategy: reconnectDelay,
       });
       break;
     case 'cluster': {
@@ -83,7 +86,7 @@ export function createRedis(target: RedisTarget | string, options: ClientOptions
       const clusterOptions: ClusterOptions = {
         enableOfflineQueue, lazyConnect,
         redisOptions: { ...redisOptions, tls },
-        clusterRetryStrategy: (times) => Math.min(200 * 2 ** Math.min(times, 6), 10_000),
+        clusterRetryStrategy: reconnectDelay,
       };
       redis = new Cluster(t.clusterNodes!.map((n) => ({ ...n })), clusterOptions);
       break;
@@ -105,16 +108,16 @@ export function blockingCopy(redis: RedisClient): RedisClient {
   return redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
-/**
- * Keys matching a glob, in batches, each with the server holding them: on a Cluster SCAN runs on
- * every primary (the cluster client would ask one node). Read a batch through its server with
- * single-key commands in a pipeline, not MGET: the keys share a node, not a slot.
- */
 /** Writes a record that lives `seconds` (0: no expiry, as retention.recordSeconds 0 asks). */
 export function setFor(redis: RedisClient, key: string, value: string, seconds: number): Promise<unknown> {
   return seconds > 0 ? redis.set(key, value, 'EX', seconds) : redis.set(key, value);
 }
 
+/**
+ * Keys matching a glob, in batches, each with the server holding them: on a Cluster SCAN runs on
+ * every primary (the cluster client would ask one node). Read a batch through its server with
+ * single-key commands in a pipeline, not MGET: the keys share a node, not a slot.
+ */
 export async function* scanKeys(redis: RedisClient, pattern: string): AsyncGenerator<{ keys: string[]; node: Redis }> {
   for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
     let cursor = '0';

@@ -195,10 +195,7 @@ export class FolderWatcher {
     const q = this.queues.get(route.queue)!;
     try {
       const bytes = await this.read(file, q);
-      const outcome = await q.enqueuer.enqueue({
-        bytes, filename: name, source: `watch:${this.options.dir}`, metadata: { watchedFile: path.join(sub, name) }, force,
-        ...(route.documentType ? { documentType: route.documentType } : {}),
-      });
+      const outcome = await q.enqueuer.enqueue({ bytes, filename: name, source: `watch:${this.options.dir}`, metadata: { watchedFile: path.join(sub, name) }, force, documentType: route.documentType });
       this.ids.set(file, { key: await this.statKey(file), documentId: outcome.documentId });
       this.logger.info({ file: path.join(sub, name), documentId: outcome.documentId, status: outcome.status }, 'taken from inbox');
     } catch (err) {

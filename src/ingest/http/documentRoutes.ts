@@ -173,11 +173,8 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
       const q = queueOf(upload.fields.queue);
       while (upload.files.length) {
         const file = upload.files.shift()!;
-        const outcome = await q.enqueuer.enqueueStaged(file.staged, {
-          filename: file.filename, source: 'api', metadata: upload.fields.metadata ?? {}, force: upload.fields.force,
-          ...(upload.fields.callbackUrl ? { callbackUrl: upload.fields.callbackUrl } : {}),
-          ...(upload.fields.priority ? { priority: upload.fields.priority } : {}),
-        });
+        const { metadata, force, callbackUrl, priority } = upload.fields;
+        const outcome = await q.enqueuer.enqueueStaged(file.staged, { filename: file.filename, source: 'api', metadata, force, callbackUrl, priority });
         documents.push(describe(outcome, file.filename, q.config.name));
       }
     } finally {
@@ -195,11 +192,8 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
     const requested = path.isAbsolute(body.path) || body.path.split(/[\\/]/).includes('..') ? body.path : path.join(path.resolve(roots[0]!), body.path);
     const file = await readFileUnderRoots(requested, roots, q.config.limits.maxBytes);
     const filename = path.basename(file.realPath);
-    const outcome = await q.enqueuer.enqueue({
-      bytes: file.bytes, filename, source: 'api', metadata: body.metadata ?? {}, force: body.force,
-      ...(body.callbackUrl ? { callbackUrl: body.callbackUrl } : {}),
-      ...(body.priority ? { priority: body.priority } : {}),
-    });
+    const { metadata, force, callbackUrl, priority } = body;
+    const outcome = await q.enqueuer.enqueue({ bytes: file.bytes, filename, source: 'api', metadata, force, callbackUrl, priority });
     return [describe(outcome, filename, q.config.name)];
   };
 

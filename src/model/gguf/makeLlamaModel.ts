@@ -154,7 +154,7 @@ export function makeLlamaModel(file: string, options: MakeModelOptions = {}): vo
     );
   }
 
-  const fileType = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7 }[type];
+  const fileType = { F32: 0, Q8_0: 7 }[type];
   const metadata: Array<readonly [string, GgufValue]> = [
     ['general.architecture', { type: 'string', value: 'llama' }],
     ['general.name', { type: 'string', value: options.name ?? 'docsift-test-model' }],

@@ -8,8 +8,6 @@ import fs from 'node:fs';
 
 export type GgufValue =
   | { type: 'u32'; value: number }
-  | { type: 'i32'; value: number }
-  | { type: 'u64'; value: bigint }
   | { type: 'f32'; value: number }
   | { type: 'bool'; value: boolean }
   | { type: 'string'; value: string }
@@ -17,7 +15,8 @@ export type GgufValue =
   | { type: 'f32[]'; value: ArrayLike<number> }
   | { type: 'i32[]'; value: ArrayLike<number> };
 
-export type TensorType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0';
+/** What the test models need: exact weights, and the 8-bit type llama.cpp's fast paths take. */
+export type TensorType = 'F32' | 'Q8_0';
 
 export interface GgufTensor {
   name: string;
@@ -29,15 +28,13 @@ export interface GgufTensor {
 }
 
 const VALUE_TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10 } as const;
-const GGML_TYPE: Record<TensorType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8 };
+const GGML_TYPE: Record<TensorType, number> = { F32: 0, Q8_0: 8 };
 const ALIGNMENT = 32;
 
 export function tensorBytes(type: TensorType, elements: number): number {
   switch (type) {
     case 'F32': return elements * 4;
-    case 'F16': return elements * 2;
     case 'Q8_0': return (elements / 32) * 34;
-    case 'Q4_0': return (elements / 32) * 18;
   }
 }
 
@@ -56,8 +53,6 @@ class ByteWriter {
 function writeValue(w: ByteWriter, v: GgufValue): void {
   switch (v.type) {
     case 'u32': w.u32(VALUE_TYPE.u32); w.u32(v.value); break;
-    case 'i32': w.u32(VALUE_TYPE.i32); w.i32(v.value); break;
-    case 'u64': w.u32(VALUE_TYPE.u64); w.u64(v.value); break;
     case 'f32': w.u32(VALUE_TYPE.f32); w.f32(v.value); break;
     case 'bool': w.u32(VALUE_TYPE.bool); w.push(Buffer.from([v.value ? 1 : 0])); break;
     case 'string': w.u32(VALUE_TYPE.string); w.str(v.value); break;
@@ -90,11 +85,6 @@ export function toHalf(value: number): number {
 export function encodeTensor(type: TensorType, data: Float32Array): Buffer {
   switch (type) {
     case 'F32': return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    case 'F16': {
-      const out = Buffer.alloc(data.length * 2);
-      for (let i = 0; i < data.length; i++) out.writeUInt16LE(toHalf(data[i]!), i * 2);
-      return out;
-    }
     case 'Q8_0': {
       const blocks = data.length / 32;
       const out = Buffer.alloc(blocks * 34);
@@ -105,24 +95,6 @@ export function encodeTensor(type: TensorType, data: Float32Array): Buffer {
         const id = d === 0 ? 0 : 1 / d;
         out.writeUInt16LE(toHalf(d), b * 34);
         for (let j = 0; j < 32; j++) out.writeInt8(Math.round(data[b * 32 + j]! * id), b * 34 + 2 + j);
-      }
-      return out;
-    }
-    case 'Q4_0': {
-      const blocks = data.length / 32;
-      const out = Buffer.alloc(blocks * 18);
-      for (let b = 0; b < blocks; b++) {
-        // As ggml's quantize_row_q4_0: the largest magnitude, sign kept, maps to -8.
-        let max = 0;
-        for (let j = 0; j < 32; j++) { const v = data[b * 32 + j]!; if (Math.abs(v) > Math.abs(max)) max = v; }
-        const d = max / -8;
-        const id = d === 0 ? 0 : 1 / d;
-        out.writeUInt16LE(toHalf(d), b * 18);
-        for (let j = 0; j < 16; j++) {
-          const q0 = Math.min(15, Math.trunc(data[b * 32 + j]! * id + 8.5));
-          const q1 = Math.min(15, Math.trunc(data[b * 32 + j + 16]! * id + 8.5));
-          out[b * 18 + 2 + j] = q0 | (q1 << 4);
-        }
       }
       return out;
     }
@@ -143,7 +115,7 @@ export function writeGguf(file: string, metadata: ReadonlyArray<readonly [string
   const sizes: number[] = [];
   for (const t of tensors) {
     const elements = t.dims.reduce((a, b) => a * b, 1);
-    if ((t.type === 'Q8_0' || t.type === 'Q4_0') && t.dims[0]! % 32 !== 0) {
+    if (t.type === 'Q8_0' && t.dims[0]! % 32 !== 0) {
       throw new Error(`${t.name}: quantised tensors need an innermost dimension divisible by 32`);
     }
     header.str(t.name);
