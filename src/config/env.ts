@@ -1,8 +1,7 @@
 import { isIP } from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
-import { ConfigError } from '../infra/errors.js';
-import { firstIssue } from './zodIssue.js';
+import { parseWith } from './configFile.js';
 
 /**
  * What an example file or a tutorial puts where a secret goes. Such a value is refused: a
@@ -158,12 +157,7 @@ export type Env = z.infer<typeof EnvSchema>;
 export function parseEnv(env: NodeJS.ProcessEnv): Env {
   // Empty strings mean "unset" (a blank line in an .env file must not become an empty model path).
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = EnvSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    const { key, message } = firstIssue(parsed.error);
-    throw new ConfigError('environment', key, message);
-  }
-  return parsed.data;
+  return parseWith('environment', EnvSchema, cleaned);
 }
 
 /**

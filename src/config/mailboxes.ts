@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
 import { isPlaceholder } from './env.js';
-import { parseJsonFile } from './zodIssue.js';
+import { readJson } from './configFile.js';
 
 /** A secret is never written in the file: it names an environment variable or a file holding it. */
 const SecretSource = z.union([
@@ -69,7 +69,7 @@ export type Mailboxes = z.infer<typeof MailboxesFile> & { readonly file: string 
 /** <home>/mailboxes.json when it exists (docs/MAIL.md); null when the installation reads no mailbox. */
 export function loadMailboxes(file: string): Mailboxes | null {
   if (!fs.existsSync(file)) return null;
-  return { ...parseJsonFile(file, MailboxesFile), file };
+  return { ...readJson(file, MailboxesFile), file };
 }
 
 /** The secret a source names, read when an ingester starts: a missing or placeholder value fails naming its key. */

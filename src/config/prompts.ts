@@ -3,7 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../infra/errors.js';
 import { NORMALISERS, RulesFile, type Rule } from './rules.js';
-import { firstIssue } from './zodIssue.js';
+import { parseWith, readJson, readText } from './configFile.js';
 
 /** A document type: instructions for the model and the JSON Schema of the fields it extracts. */
 export interface DocTypePrompt {
@@ -58,33 +58,6 @@ export function parseFrontMatter(file: string, source: string): { meta: Record<s
     meta[kv[1]!] = kv[2]!.trim();
   }
   return { meta, body: match[2]!.trim() };
-}
-
-function readText(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, '(file)', `cannot be read: ${(err as Error).message}`);
-  }
-}
-
-function readJson(file: string): unknown {
-  const text = readText(file);
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(file, '(file)', `is not valid JSON: ${(err as Error).message}`);
-  }
-}
-
-/** Parses a value with a zod schema; a problem becomes a ConfigError naming the file and key. */
-function parseWith<T extends z.ZodType>(file: string, schema: T, meta: unknown): z.infer<T> {
-  const parsed = schema.safeParse(meta);
-  if (!parsed.success) {
-    const { key, message } = firstIssue(parsed.error);
-    throw new ConfigError(file, key, message);
-  }
-  return parsed.data;
 }
 
 /**
@@ -149,7 +122,7 @@ function loadDocType(dir: string, name: string): DocTypePrompt {
   const rulesFile = path.join(dir, 'rules.json');
   let rules: Rule[] = [];
   if (fs.existsSync(rulesFile)) {
-    const parsed = parseWith(rulesFile, RulesFile, readJson(rulesFile));
+    const parsed = readJson(rulesFile, RulesFile);
     const props = Object.keys((schema as { properties: Record<string, unknown> }).properties);
     parsed.forEach((rule, i) => {
       for (const [k, v] of Object.entries(rule)) {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { libraryMissing } from './nativeLibraries.js';
 import { installedLanguages, languageFile } from './ocrLanguages.js';
 import { ConfigError } from '../infra/errors.js';
-import { parseJsonFile } from './zodIssue.js';
+import { readJson } from './configFile.js';
 
 const MB = 1024 * 1024;
 /** 30 days: long enough for a back office to collect results after a holiday, short enough to bound Redis. */
@@ -259,7 +259,7 @@ export function loadQueues(queuesDir: string): ReadonlyMap<string, QueueConfig> 
   const queues = new Map<string, QueueConfig>();
   for (const entry of fs.readdirSync(queuesDir).filter((f) => f.endsWith('.json')).sort()) {
     const file = path.join(queuesDir, entry);
-    const queue = parseJsonFile(file, QueueFileSchema);
+    const queue = readJson(file, QueueFileSchema);
     if (queue.name !== entry.slice(0, -'.json'.length)) {
       throw new ConfigError(file, 'name', `must equal the file name "${entry.slice(0, -5)}"`);
     }

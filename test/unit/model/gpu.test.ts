@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/infra/errors.js';
 import { findBinaries, loadLlama, planBackend, probeHost, type GpuHost, type LlamaBinary } from '../../../src/model/index.js';
 import { cudaForDriver, isGpuIcd, parseLdconfig, parseNvidiaSmi } from '../../../src/model/gpu/host.js';
 import { gpuFindings } from '../../../src/model/gpu/report.js';
