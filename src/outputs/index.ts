@@ -10,5 +10,5 @@ export { DELIVERY_HEADER, KIND_HEADER, sign, verify, SIGNATURE_HEADER, TIMESTAMP
 export { WebhookOutput } from './webhookOutput.js';
 export { doubts, holdForReview, ReviewDesk, reviewReasons } from './review.js';
 export type { Doubt } from './review.js';
-export { createOutputs, finalOutputs } from './queueOutputs.js';
-export type { QueueOutputs } from './queueOutputs.js';
+export { createOutputs, finalOutputs, openOutputDeps } from './queueOutputs.js';
+export type { OutputDeps, QueueOutputs } from './queueOutputs.js';

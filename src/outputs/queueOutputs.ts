@@ -8,7 +8,8 @@ import { OutboxOutput, S3OutboxOutput } from './outboxOutput.js';
 import type { ResultOutput } from './output.js';
 import { PostgresOutput } from './postgresOutput.js';
 import { RedisOutput } from './redisOutput.js';
-import type { Delivery } from './webhook/deliveries.js';
+import { createPool } from './postgresOutput.js';
+import { createDeliveryQueue, type Delivery } from './webhook/deliveries.js';
 import { WebhookOutput } from './webhookOutput.js';
 
 /** Where a queue's results go. */
@@ -22,7 +23,21 @@ export interface QueueOutputs {
   readonly others: readonly ResultOutput[];
 }
 
-export function createOutputs(queue: QueueConfig, deps: { redis: RedisClient; keys: Keys; deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined }): QueueOutputs {
+/** What a process's outputs share: one delivery queue, one PostgreSQL pool (lazy: no connection until used), the bucket. */
+export interface OutputDeps {
+  deliveries: Queue<Delivery>;
+  pool?: pg.Pool | undefined;
+  s3?: S3Bucket | undefined;
+}
+
+/** Opens a process's output connections; close() ends the queue and the pool (the bucket is its opener's). */
+export function openOutputDeps(env: { DOCSIFT_DATABASE_URL?: string | undefined }, redis: RedisClient, keys: Keys, s3: S3Bucket | undefined): OutputDeps & { close(): Promise<void> } {
+  const deliveries = createDeliveryQueue(redis, keys);
+  const pool = env.DOCSIFT_DATABASE_URL ? createPool(env.DOCSIFT_DATABASE_URL) : undefined;
+  return { deliveries, pool, s3, close: async () => { await deliveries.close(); await pool?.end(); } };
+}
+
+export function createOutputs(queue: QueueConfig, deps: OutputDeps & { redis: RedisClient; keys: Keys }): QueueOutputs {
   const others: ResultOutput[] = [];
   if (queue.outputs.outbox) others.push(new OutboxOutput(queue.outputs.outbox.dir));
   if (queue.outputs.s3) {

@@ -1,11 +1,9 @@
-import type { Queue } from 'bullmq';
 import type { RedisClient } from '../queue/connection.js';
-import type pg from 'pg';
 import { getQueue, pipelineInfo, type Config, type QueueConfig } from '../config/index.js';
 import type { Logger } from '../infra/logger.js';
 import { Metrics, startMetricsServer } from '../infra/metrics.js';
 import { ModelEngine } from '../model/index.js';
-import { createDeliveryQueue, createOutputs, createPool, deliveryPolicyOf, type Delivery } from '../outputs/index.js';
+import { createOutputs, deliveryPolicyOf, openOutputDeps, type OutputDeps } from '../outputs/index.js';
 import { createDocumentQueue, createRedis, describeRedis, publishPipeline, redisTarget, S3Bucket, waitForRedis, type Keys } from '../queue/index.js';
 import { TextExtractor } from '../text/index.js';
 import { startDeliveryWorker } from './deliveryWorker.js';
@@ -20,8 +18,8 @@ export interface RunningWorker {
   metricsPort: number | undefined;
   /** The address the metrics server is bound to. */
   metricsHost: string | undefined;
-  /** The process's one delivery queue and PostgreSQL pool (lazy: no connection until used), for others in the process to share. */
-  outputs: { deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined };
+  /** The process's one delivery queue and PostgreSQL pool, for others in the process to share. */
+  outputs: OutputDeps;
   /** The shutdown order: stop intake and drain (graceMs), dispose the model, stop parsers, close Redis. */
   stop(graceMs: number): Promise<void>;
 }
@@ -69,12 +67,11 @@ export async function startWorker(options: {
   metrics.sequences.set({ state: 'total' }, engine.info.sequences);
   metrics.onScrape.push(() => metrics.sequences.set({ state: 'busy' }, engine.busySequences));
   const extractor = new TextExtractor();
-  const deliveries = createDeliveryQueue(redis, keys);
-  const pool = config.env.DOCSIFT_DATABASE_URL ? createPool(config.env.DOCSIFT_DATABASE_URL) : undefined;
   const s3 = S3Bucket.fromEnv(config.env);
+  const outputs = openOutputDeps(config.env, redis, keys, s3);
   const worker = new DocumentWorker({
     config, queue, redis, keys, engine, extractor, logger, concurrency: jobs, metrics, s3,
-    outputs: createOutputs(queue, { redis, keys, deliveries, s3, ...(pool ? { pool } : {}) }),
+    outputs: createOutputs(queue, { redis, keys, ...outputs }),
   });
   const deliveryWorker = startDeliveryWorker({ redis, keys, logger, metrics, policy: deliveryPolicyOf(config), secrets: { webhook: config.env.DOCSIFT_WEBHOOK_SECRET, callback: config.env.DOCSIFT_CALLBACK_SECRET }, deadLetterMax: config.env.DOCSIFT_DEADLETTER_MAX });
   const bullQueue = createDocumentQueue(queue, redis, keys);
@@ -89,15 +86,14 @@ export async function startWorker(options: {
   worker.run();
   return {
     queue, engine, worker, redis, metrics, metricsPort: metricsServer?.port, metricsHost: metricsServer?.host,
-    outputs: { deliveries, s3, ...(pool ? { pool } : {}) },
+    outputs,
     async stop(graceMs: number) {
       await worker.close(graceMs);
       modelLoaded = false;
       await metricsServer?.close();
       await bullQueue.close();
       await deliveryWorker.close();
-      await deliveries.close();
-      await pool?.end();
+      await outputs.close();
       s3?.close();
       await engine.dispose();
       await extractor.close();

@@ -53,6 +53,33 @@ describe('documents in S3-compatible storage', () => {
     closed.close();
   });
 
+  it('a record held for review and accepted through docsift api reaches the queue\'s s3 output', async () => {
+    const prefix = uniquePrefix('s3review');
+    const home = makeHome({ documents: documentsQueue({ outputs: { s3: { prefix: `${prefix}/results/` } }, review: { enabled: true, sampleRate: 1 } }) });
+    const env = { ...process.env, ...s3.env, REDIS_URL, DOCSIFT_S3_PREFIX: `${prefix}/`, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
+    const redis = createRedis(REDIS_URL, { forWorker: false });
+    await connectRedis(redis, REDIS_URL);
+    cleanups.push(async () => {
+      await deleteKeys(redis, prefix);
+      redis.disconnect();
+    });
+    const worker = await spawnWorker(env);
+    cleanups.push(() => worker.stop('SIGKILL'));
+    const port = await freePort();
+    const api = await spawnDocsift(['api', '--port', String(port), '--no-board'], env, 'api ready');
+    cleanups.push(() => api.stop('SIGKILL'));
+    const base = `http://127.0.0.1:${port}`;
+    const form = new FormData();
+    form.append('file', new Blob(['Invoice 7 from ACME, total 12.50 EUR']), 'held.txt');
+    const { documents } = (await (await fetch(`${base}/v1/documents`, { method: 'POST', body: form })).json()) as { documents: Array<{ documentId: string }> };
+    const id = documents[0]!.documentId;
+    await until(async () => ((await (await fetch(`${base}/v1/reviews`)).json()) as { reviews: Array<{ documentId: string }> }).reviews.some((r) => r.documentId === id), 60_000);
+    expect(s3.objects(`${prefix}/results/`)).toEqual([]);
+    const accepted = await fetch(`${base}/v1/reviews/${id}/accept`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ by: 'alice' }) });
+    expect(accepted.status).toBe(200);
+    expect(s3.objects(`${prefix}/results/`)).toEqual([`${prefix}/results/${id}.json`]);
+  }, 120_000);
+
   it('every entry point stores in the bucket, workers read from it, results go to it; bytes are deleted when final; a missing or foreign object fails once with its code', async () => {
     const prefix = uniquePrefix('s3');
     const home = makeHome({ documents: documentsQueue({ outputs: { s3: { prefix: `${prefix}/results/` } }, attempts: 3, backoff: { type: 'fixed', delayMs: 200 } }) });

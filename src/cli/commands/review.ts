@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { createDeliveryQueue, createOutputs, createPool, ReviewDesk } from '../../outputs/index.js';
+import { createOutputs, openOutputDeps, ReviewDesk } from '../../outputs/index.js';
 import type { ResultRecord } from '../../pipeline/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
 
@@ -7,17 +7,9 @@ import { createRuntime, openRedis } from '../runtime.js';
 async function openDesk() {
   const rt = createRuntime('stderr');
   const redis = await openRedis(rt);
-  const deliveries = createDeliveryQueue(redis, rt.keys);
-  const pool = rt.config.env.DOCSIFT_DATABASE_URL ? createPool(rt.config.env.DOCSIFT_DATABASE_URL) : undefined;
-  const desk = new ReviewDesk(rt.config, redis, rt.keys, (queue) => createOutputs(queue, { redis, keys: rt.keys, deliveries, s3: rt.s3, ...(pool ? { pool } : {}) }));
-  return {
-    desk,
-    close: async () => {
-      await deliveries.close();
-      await pool?.end();
-      await redis.quit();
-    },
-  };
+  const outputs = openOutputDeps(rt.config.env, redis, rt.keys, rt.s3);
+  const desk = new ReviewDesk(rt.config, redis, rt.keys, (queue) => createOutputs(queue, { redis, keys: rt.keys, ...outputs }));
+  return { desk, close: async () => { await outputs.close(); await redis.quit(); } };
 }
 
 const summary = (r: ResultRecord) => `${r.documentId}  ${r.filename}  ${r.documentType ?? r.classification.label}  ${r.review?.reasons.join('; ') ?? ''}`;

@@ -1,16 +1,14 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import multipart from '@fastify/multipart';
-import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { RedisClient } from '../../queue/connection.js';
-import type pg from 'pg';
 import { z } from 'zod';
 import { pipelineInfo, type Config } from '../../config/index.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
-import { createDeliveryQueue, createOutputs, createPool, ReviewDesk, type Delivery } from '../../outputs/index.js';
+import { createOutputs, openOutputDeps, ReviewDesk, type OutputDeps } from '../../outputs/index.js';
 import { publishPipeline, S3Bucket, type Keys } from '../../queue/index.js';
 import { requireBearer } from './auth.js';
 import { registerBoard, type BoardOptions } from './board.js';
@@ -34,7 +32,7 @@ export interface ApiDeps {
    * Where reviewed records are delivered: the process's one delivery queue and PostgreSQL pool.
    * Without them the API makes its own and closes them with itself.
    */
-  outputs?: { deliveries: Queue<Delivery>; pool?: pg.Pool; s3?: S3Bucket | undefined };
+  outputs?: OutputDeps;
 }
 
 /**
@@ -105,14 +103,13 @@ function reviewDesk(app: FastifyInstance<any, any, any, any, any>, deps: ApiDeps
   const { config, redis, keys } = deps;
   let outputs = deps.outputs;
   if (!outputs) {
-    const own = { deliveries: createDeliveryQueue(redis, keys), s3: S3Bucket.fromEnv(config.env), ...(config.env.DOCSIFT_DATABASE_URL ? { pool: createPool(config.env.DOCSIFT_DATABASE_URL) } : {}) };
+    const own = openOutputDeps(config.env, redis, keys, S3Bucket.fromEnv(config.env));
     app.addHook('onClose', async () => {
-      await own.deliveries.close();
-      await own.pool?.end();
+      await own.close();
       own.s3?.close();
     });
     outputs = own;
   }
-  const { deliveries, pool, s3 } = outputs;
-  return new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, deliveries, s3, ...(pool ? { pool } : {}) }));
+  const shared = outputs;
+  return new ReviewDesk(config, redis, keys, (queue) => createOutputs(queue, { redis, keys, ...shared }));
 }
