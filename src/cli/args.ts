@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import { InvalidArgumentError } from 'commander';
 import { ConfigError, DocsiftError } from '../infra/errors.js';
 
@@ -33,6 +34,13 @@ type CommandBody = (...args: never[]) => Promise<number | void>;
 /** A command whose module is imported when it runs, so `--help` loads no command's dependencies (llama.cpp, BullMQ, pdf.js). */
 export function lazy<M, K extends { [N in keyof M]: M[N] extends CommandBody ? N : never }[keyof M]>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
   return action(async (...args: unknown[]) => ((await load())[name] as (...a: unknown[]) => Promise<number | void>)(...args));
+}
+
+/** A file named on the command line; one that cannot be read is UNREADABLE_FILE with the reason (ENOENT, EISDIR, EACCES). */
+export function readCliFile(file: string): Promise<Buffer> {
+  return fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
+    throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
+  });
 }
 
 export function parsePositiveInt(value: string): number {

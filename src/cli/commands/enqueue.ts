@@ -1,6 +1,6 @@
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { DocsiftError, toDocsiftError } from '../../infra/errors.js';
+import { toDocsiftError } from '../../infra/errors.js';
+import { readCliFile } from '../args.js';
 import { Enqueuer, waitForDocuments, type DocumentStatus } from '../../ingest/index.js';
 import { Progress } from '../progress.js';
 import { createRuntime, openQueue } from '../runtime.js';
@@ -45,7 +45,7 @@ export async function enqueueCommand(files: string[], options: EnqueueOptions): 
   try {
     for (const [i, file] of files.entries()) {
       try {
-        const bytes = await readFile(file);
+        const bytes = await readCliFile(file);
         const outcome = await enqueuer.enqueue({ bytes, filename: path.basename(file), source: 'cli', metadata, force: options.force });
         if (options.wait) waiting.push({ documentId: outcome.documentId, jobId: outcome.jobId, file });
         else print({ file, state: outcome.status, documentId: outcome.documentId, jobId: outcome.jobId });
@@ -80,12 +80,4 @@ export async function enqueueCommand(files: string[], options: EnqueueOptions): 
     await redis.quit();
   }
   return failed > 0 ? 1 : 0;
-}
-
-async function readFile(file: string): Promise<Buffer> {
-  try {
-    return await fs.readFile(file);
-  } catch (err) {
-    throw new DocsiftError('UNREADABLE_FILE', `${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
 }

@@ -1,6 +1,6 @@
-import fs from 'node:fs/promises';
 import { getQueue, libraryMissing, loadConfig } from '../../config/index.js';
-import { ConfigError, DocsiftError, toDocsiftError } from '../../infra/errors.js';
+import { ConfigError, toDocsiftError } from '../../infra/errors.js';
+import { readCliFile } from '../args.js';
 import { detectFormat, isMail, sniffFormat, TextExtractor, textLimits, type MailParts, type PdfEngineName } from '../../text/index.js';
 
 /**
@@ -18,9 +18,7 @@ export async function extractTextCommand(files: string[], options: { json: boole
   try {
     for (const file of files) {
       try {
-        const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
-          throw new DocsiftError('UNREADABLE_FILE', `${file}: ${err.code ?? err.message}`);
-        });
+        const bytes = await readCliFile(file);
         // A mail's parts are documents of their own: its body is shown, its attachments listed.
         const { text, mail } = isMail(sniffFormat(bytes)) ? await extractor.readMail(bytes, limits) : { text: await extractor.extract(bytes, limits), mail: undefined };
         const attachments = mail ? describeAttachments(mail) : undefined;

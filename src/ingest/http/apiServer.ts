@@ -16,7 +16,7 @@ import { documentRoutes, type ApiQueue } from './documentRoutes.js';
 import { ErrorBody, setErrorHandler } from './errors.js';
 import { reviewRoutes } from './reviewRoutes.js';
 
-export { assertSafeBind, tokenMatcher } from './auth.js';
+export { assertSafeBind } from './auth.js';
 export { uploadFilename, type ApiQueue } from './documentRoutes.js';
 
 export interface ApiDeps {

@@ -2,13 +2,17 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { send } from './errors.js';
 
-/** Bearer tokens compared in constant time: hashing first makes every comparison the same length. */
-export function tokenMatcher(tokens: readonly string[]): (header: string | undefined) => boolean {
-  const digests = tokens.map((t) => createHash('sha256').update(t).digest());
+/**
+ * An Authorization header checked against secrets in constant time (hashing first makes every
+ * comparison the same length): bearer tokens, or a board's basic-auth `user:password`.
+ */
+export function headerMatcher(scheme: 'Bearer' | 'Basic', secrets: readonly string[]): (header: string | undefined) => boolean {
+  const digests = secrets.map((t) => createHash('sha256').update(t).digest());
+  const pattern = new RegExp(`^${scheme}\\s+(\\S+)$`, 'i');
   return (header) => {
-    const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+    const match = pattern.exec(header ?? '');
     if (!match) return false;
-    const given = createHash('sha256').update(match[1]!).digest();
+    const given = createHash('sha256').update(scheme === 'Basic' ? Buffer.from(match[1]!, 'base64').toString('utf8') : match[1]!).digest();
     let ok = false;
     for (const d of digests) ok = timingSafeEqual(d, given) || ok;
     return ok;
@@ -29,7 +33,7 @@ export function assertSafeBind(host: string, tokens: readonly string[]): void {
  */
 export function requireBearer(app: FastifyInstance<any, any, any, any, any>, tokens: readonly string[], open: (url: string) => boolean): void {
   if (tokens.length === 0) return;
-  const authorized = tokenMatcher(tokens);
+  const authorized = headerMatcher('Bearer', tokens);
   app.addHook('onRequest', async (req, reply) => {
     if (open(req.url)) return;
     if (!authorized(req.headers.authorization)) {

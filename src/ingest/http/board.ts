@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES } from '../../infra/errors.js';
+import { headerMatcher } from './auth.js';
+import { send } from './errors.js';
 
 export interface BoardOptions {
   queues: ReadonlyArray<Queue<any, any, any>>;
@@ -32,16 +32,6 @@ export function formatJobData(value: unknown, depth = 0): unknown {
   return value;
 }
 
-function basicAuth(user: string, password: string): (header: string | undefined) => boolean {
-  const expected = createHash('sha256').update(`${user}:${password}`).digest();
-  return (header) => {
-    const match = /^Basic\s+(\S+)$/i.exec(header ?? '');
-    if (!match) return false;
-    const given = createHash('sha256').update(Buffer.from(match[1]!, 'base64').toString('utf8')).digest();
-    return timingSafeEqual(expected, given);
-  };
-}
-
 /**
  * Bull Board over the given queues, behind basic auth (Bull Board has none of its own), in an
  * encapsulated plugin so its auth applies to its routes only.
@@ -58,11 +48,11 @@ export async function registerBoard(app: FastifyInstance<any, any, any, any, any
     serverAdapter,
     options: { uiConfig: { boardTitle: 'docsift' } },
   });
-  const authorized = basicAuth(options.user, options.password);
+  const authorized = headerMatcher('Basic', [`${options.user}:${options.password}`]);
   await app.register(async (scope) => {
     scope.addHook('onRequest', async (req, reply) => {
       if (!authorized(req.headers.authorization)) {
-        return reply.code(ERROR_CODES.UNAUTHORIZED.http).header('www-authenticate', 'Basic realm="docsift board"').send({ error: { code: 'UNAUTHORIZED', message: 'board credentials required' } });
+        return send(reply.header('www-authenticate', 'Basic realm="docsift board"'), 'UNAUTHORIZED', 'board credentials required');
       }
     });
     await scope.register(serverAdapter.registerPlugin(), { prefix: options.basePath });
