@@ -1,9 +1,9 @@
 import type { Job } from 'bullmq';
-import { setFor, type RedisClient } from '../queue/connection.js';
-import { getQueue, pipelineVersion, type Config, type QueueConfig } from '../config/index.js';
+import { setFor } from '../queue/connection.js';
+import { getQueue, pipelineVersion, type QueueConfig } from '../config/index.js';
 import type { DocumentIdentity, ResultRecord } from '../pipeline/index.js';
-import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
-import type { ChildJobs } from './childJobs.js';
+import { documentIdFor, type JobPayload } from '../queue/index.js';
+import type { FlowDeps } from './childJobs.js';
 
 /** What the first model answered, kept in Redis while the challenger answers. */
 interface Asked {
@@ -11,13 +11,8 @@ interface Asked {
   record: ResultRecord;
 }
 
-export interface ChallengeDeps {
-  config: Config;
+export interface ChallengeDeps extends FlowDeps {
   queue: QueueConfig & { challenge: NonNullable<QueueConfig['challenge']> };
-  redis: RedisClient;
-  keys: Keys;
-  children: ChildJobs;
-  store: DocumentStore;
 }
 
 /**

@@ -1,12 +1,26 @@
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
 import type { RedisClient } from '../queue/connection.js';
-import type { QueueConfig } from '../config/index.js';
+import type { Config, QueueConfig } from '../config/index.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
-import { addDocumentJob, type DocumentQueue, type Keys, type NewDocumentJob } from '../queue/index.js';
+import { addDocumentJob, type DocumentQueue, type DocumentStore, type Keys, type NewDocumentJob } from '../queue/index.js';
 
 /** How often a parent looks again for a child that another producer's job is processing (BullMQ cannot make it wait on that job). */
 const POLL_MS = 10_000;
+
+/** What the worker's flows (a mail's parts, the next tier, a challenger) share: one per worker. */
+export interface FlowDeps {
+  config: Config;
+  redis: RedisClient;
+  keys: Keys;
+  /** Adds child jobs to the worker's queue and its next tiers' and reads their outcomes. */
+  children: ChildJobs;
+  store: DocumentStore;
+  /** This queue's pipeline version and model, for the records a flow writes itself. */
+  pipelineVersion: string;
+  model: { file: string; sha256: string; lora: string[] };
+  node: string;
+}
 
 /** How a child document ended, read from its records. */
 export type ChildOutcome =

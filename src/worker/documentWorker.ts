@@ -82,18 +82,13 @@ export class DocumentWorker {
       queues.set(name, { queue: createDocumentQueue(next, deps.redis, deps.keys), config: next });
     }
     this.children = new ChildJobs(deps.redis, deps.keys, queues);
-    const store = createDocumentStore(deps.config.env, deps.redis, deps.keys, deps.s3);
-    this.mail = new MailJob({
-      config: deps.config, queue: deps.queue, redis: deps.redis, keys: deps.keys, extractor: deps.extractor, children: this.children,
-      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info,
-    });
-    this.escalation = deps.queue.escalate ? new Escalation({
-      config: deps.config, queue: { ...deps.queue, escalate: deps.queue.escalate }, redis: deps.redis, keys: deps.keys, children: this.children,
-      store, pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info, node: deps.config.env.DOCSIFT_NODE_NAME,
-    }) : undefined;
-    this.challenge = deps.queue.challenge ? new Challenge({
-      config: deps.config, queue: { ...deps.queue, challenge: deps.queue.challenge }, redis: deps.redis, keys: deps.keys, children: this.children, store,
-    }) : undefined;
+    const flow = {
+      config: deps.config, redis: deps.redis, keys: deps.keys, children: this.children, store: createDocumentStore(deps.config.env, deps.redis, deps.keys, deps.s3),
+      pipelineVersion: this.runner.pipelineVersion, model: deps.engine.info, node: deps.config.env.DOCSIFT_NODE_NAME,
+    };
+    this.mail = new MailJob({ ...flow, queue: deps.queue, extractor: deps.extractor });
+    this.escalation = deps.queue.escalate ? new Escalation({ ...flow, queue: { ...deps.queue, escalate: deps.queue.escalate } }) : undefined;
+    this.challenge = deps.queue.challenge ? new Challenge({ ...flow, queue: { ...deps.queue, challenge: deps.queue.challenge } }) : undefined;
     this.worker = new Worker<JobPayload, ResultRecord>(deps.queue.name, (job, token, signal) => this.process(job, token, signal), {
       connection: deps.redis,
       prefix: deps.keys.bull(deps.queue.name),

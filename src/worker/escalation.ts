@@ -1,11 +1,11 @@
 import type { Job } from 'bullmq';
-import { setFor, type RedisClient } from '../queue/connection.js';
-import { getQueue, pipelineVersion, type Config, type QueueConfig, type Rule } from '../config/index.js';
+import { setFor } from '../queue/connection.js';
+import { getQueue, pipelineVersion, type QueueConfig, type Rule } from '../config/index.js';
 import { doubts, type Doubt } from '../outputs/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
 import { checkRules, type DocumentIdentity, type ResultRecord, type TierStep } from '../pipeline/index.js';
-import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
-import type { ChildJobs } from './childJobs.js';
+import { documentIdFor, type JobPayload } from '../queue/index.js';
+import type { FlowDeps } from './childJobs.js';
 
 type When = NonNullable<QueueConfig['escalate']>['when'];
 
@@ -43,16 +43,8 @@ interface Handover {
   step: TierStep;
 }
 
-export interface EscalationDeps {
-  config: Config;
+export interface EscalationDeps extends FlowDeps {
   queue: QueueConfig & { escalate: NonNullable<QueueConfig['escalate']> };
-  redis: RedisClient;
-  keys: Keys;
-  children: ChildJobs;
-  store: DocumentStore;
-  pipelineVersion: string;
-  model: { file: string };
-  node: string;
 }
 
 /**

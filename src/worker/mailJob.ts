@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
-import { setFor, type RedisClient } from '../queue/connection.js';
-import { promptVersions, type Config, type QueueConfig } from '../config/index.js';
+import { setFor } from '../queue/connection.js';
+import { promptVersions, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { makeMailRecord, type DocumentIdentity, type MailChild, type ResultRecord } from '../pipeline/index.js';
-import { documentIdFor, type DocumentStore, type JobPayload, type Keys } from '../queue/index.js';
+import { documentIdFor, type JobPayload } from '../queue/index.js';
 import { bodyDocument, detectFormat, isMail, textLimits, type MailHeaders, type TextExtractor } from '../text/index.js';
-import type { ChildJobs } from './childJobs.js';
+import type { FlowDeps } from './childJobs.js';
 
 /** What a mail split into, kept in Redis between the mail job's first run and its last. */
 interface MailPlan {
@@ -18,17 +18,9 @@ interface MailPlan {
   children: MailChild[];
 }
 
-export interface MailJobDeps {
-  config: Config;
+export interface MailJobDeps extends FlowDeps {
   queue: QueueConfig;
-  redis: RedisClient;
-  keys: Keys;
   extractor: TextExtractor;
-  /** Adds the parts' jobs to the worker's own queue and reads their outcomes. */
-  children: ChildJobs;
-  store: DocumentStore;
-  pipelineVersion: string;
-  model: { file: string; sha256: string; lora: string[] };
 }
 
 /**
