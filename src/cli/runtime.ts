@@ -49,6 +49,17 @@ export async function openRedis(rt: Runtime, forWorker = false): Promise<RedisCl
   return redis;
 }
 
+/** Runs a command's body with the runtime and a Redis connection, closed after (stderr logs: stdout is the command's). */
+export async function withRedis<T>(fn: (rt: Runtime, redis: RedisClient) => Promise<T>): Promise<T> {
+  const rt = createRuntime('stderr');
+  const redis = await openRedis(rt);
+  try {
+    return await fn(rt, redis);
+  } finally {
+    await redis.quit();
+  }
+}
+
 /** Resolves with the signal's name when the process is asked to stop (SIGTERM from systemd, Ctrl-C). */
 export function untilStopSignal(): Promise<'SIGTERM' | 'SIGINT'> {
   return new Promise((resolve) => {

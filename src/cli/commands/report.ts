@@ -2,7 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import type { RedisClient } from '../../queue/connection.js';
 import type { ResultRecord } from '../../pipeline/index.js';
 import { scanKeys, type Keys } from '../../queue/index.js';
-import { createRuntime, openRedis } from '../runtime.js';
+import { withRedis } from '../runtime.js';
 
 /** One tier on one node: what it read and what that took. */
 export interface ReportRow {
@@ -71,10 +71,8 @@ export function parseDuration(value: string): number {
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
 }
 
-export async function reportCommand(options: { since: string; inputPrice?: number; outputPrice?: number; json: boolean }): Promise<number> {
-  const rt = createRuntime('stderr');
-  const redis = await openRedis(rt);
-  try {
+export function reportCommand(options: { since: string; inputPrice?: number; outputPrice?: number; json: boolean }): Promise<number> {
+  return withRedis(async (rt, redis) => {
     const report = await collectReport(redis, rt.keys, new Date(Date.now() - parseDuration(options.since)));
     const priced = options.inputPrice !== undefined || options.outputPrice !== undefined;
     const cost = (r: Pick<ReportRow, 'tokensIn' | 'tokensOut'>) => (r.tokensIn * (options.inputPrice ?? 0) + r.tokensOut * (options.outputPrice ?? 0)) / 1e6;
@@ -90,9 +88,7 @@ export async function reportCommand(options: { since: string; inputPrice?: numbe
     process.stdout.write(`${report.documents} documents since ${report.since} (${report.escalated} handed on to a larger tier)\n${row(header)}\n${lines.map(row).join('\n')}\n`);
     if (priced) process.stdout.write(`API cost: the same tokens at $${options.inputPrice ?? 0} per million in and $${options.outputPrice ?? 0} per million out, $${cost({ tokensIn: sum(report.rows, 'tokensIn'), tokensOut: sum(report.rows, 'tokensOut') }).toFixed(2)} in all\n`);
     return 0;
-  } finally {
-    await redis.quit();
-  }
+  });
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
