@@ -312,11 +312,10 @@ export class DocumentWorker {
    */
   private claimedId(job: Job): string {
     const data = (job.data ?? {}) as Record<string, unknown>;
-    const sha256 = typeof data.sha256 === 'string' && /^[0-9a-f]{64}$/.test(data.sha256) ? data.sha256 : undefined;
-    const type = typeof data.documentType === 'string' && /^[a-z][a-z0-9_]*$/.test(data.documentType) ? data.documentType : undefined;
-    const escalation = data.escalation as { fields?: unknown } | undefined;
-    const fields = Array.isArray(escalation?.fields) && escalation.fields.every((f) => typeof f === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(f)) ? (escalation.fields as string[]) : undefined;
-    return sha256 ? documentIdFor(sha256, this.runner.pipelineVersion, type, fields) : job.id ?? 'unknown';
+    const { shape } = JobPayload;
+    const sha256 = shape.sha256.safeParse(data.sha256).data;
+    const fields = shape.escalation.safeParse(data.escalation).data?.fields;
+    return sha256 ? documentIdFor(sha256, this.runner.pipelineVersion, shape.documentType.safeParse(data.documentType).data, fields) : job.id ?? 'unknown';
   }
 
   /** Stage times, tokens and the job's log lines for people watching. */
