@@ -21,6 +21,22 @@ afterAll(async () => {
 });
 
 let s3: Awaited<ReturnType<typeof startS3Server>>;
+
+/** A worker and docsift api on this environment, and a Redis connection; all ended (and the prefix's keys deleted) after the file. */
+async function workerAndApi(env: NodeJS.ProcessEnv, prefix: string) {
+  const redis = createRedis(REDIS_URL, { forWorker: false });
+  await connectRedis(redis, REDIS_URL);
+  cleanups.push(async () => {
+    await deleteKeys(redis, prefix);
+    redis.disconnect();
+  });
+  const worker = await spawnWorker(env);
+  cleanups.push(() => worker.stop('SIGKILL'));
+  const port = await freePort();
+  const api = await spawnDocsift(['api', '--port', String(port), '--no-board'], env, 'api ready');
+  cleanups.push(() => api.stop('SIGKILL'));
+  return { redis, port, worker };
+}
 beforeAll(async () => {
   s3 = await startS3Server('docsift-test');
   cleanups.push(() => s3.stop());
@@ -57,17 +73,7 @@ describe('documents in S3-compatible storage', () => {
     const prefix = uniquePrefix('s3review');
     const home = makeHome({ documents: documentsQueue({ outputs: { s3: { prefix: `${prefix}/results/` } }, review: { enabled: true, sampleRate: 1 } }) });
     const env = { ...process.env, ...s3.env, REDIS_URL, DOCSIFT_S3_PREFIX: `${prefix}/`, DOCSIFT_HOME: home, DOCSIFT_PREFIX: prefix, DOCSIFT_MODEL: testModelPath(), DOCSIFT_THREADS: '1', DOCSIFT_LOG_LEVEL: 'info' };
-    const redis = createRedis(REDIS_URL, { forWorker: false });
-    await connectRedis(redis, REDIS_URL);
-    cleanups.push(async () => {
-      await deleteKeys(redis, prefix);
-      redis.disconnect();
-    });
-    const worker = await spawnWorker(env);
-    cleanups.push(() => worker.stop('SIGKILL'));
-    const port = await freePort();
-    const api = await spawnDocsift(['api', '--port', String(port), '--no-board'], env, 'api ready');
-    cleanups.push(() => api.stop('SIGKILL'));
+    const { port } = await workerAndApi(env, prefix);
     const base = `http://127.0.0.1:${port}`;
     const form = new FormData();
     form.append('file', new Blob(['Invoice 7 from ACME, total 12.50 EUR']), 'held.txt');
@@ -89,17 +95,7 @@ describe('documents in S3-compatible storage', () => {
     };
     const config = loadConfig(env);
     const keys = keysFor(config);
-    const redis = createRedis(REDIS_URL, { forWorker: false });
-    await connectRedis(redis, REDIS_URL);
-    cleanups.push(async () => {
-      await deleteKeys(redis, prefix);
-      redis.disconnect();
-    });
-    const worker = await spawnWorker(env);
-    cleanups.push(() => worker.stop('SIGKILL'));
-    const port = await freePort();
-    const api = await spawnDocsift(['api', '--port', String(port), '--no-board'], env, 'api ready');
-    cleanups.push(() => api.stop('SIGKILL'));
+    const { redis, port, worker } = await workerAndApi(env, prefix);
     const watchDir = tempDir('s3-watch');
     const watch = await spawnDocsift(['watch', watchDir, '--stable-ms', '200', '--interval-ms', '200'], env, 'watching');
     cleanups.push(() => watch.stop('SIGKILL'));
