@@ -66,7 +66,6 @@ export function normaliseNumber(value: unknown): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-
 const CURRENCIES: Record<string, string> = {
   '€': 'EUR', eur: 'EUR', euro: 'EUR', euros: 'EUR', '$': 'USD', 'us$': 'USD', usd: 'USD', dollar: 'USD', dollars: 'USD',
   '£': 'GBP', gbp: 'GBP', '₹': 'INR', inr: 'INR', rs: 'INR', 'rs.': 'INR', rupees: 'INR', '¥': 'JPY', jpy: 'JPY',
@@ -83,25 +82,13 @@ export function normaliseCurrency(value: string): string | null {
 
 function apply(kind: Normaliser, value: unknown, maxLength: number | undefined): { ok: true; value: unknown } | { ok: false } {
   if (value === null || value === undefined) return { ok: true, value };
-  switch (kind) {
-    case 'amount': {
-      const n = normaliseNumber(value);
-      return n === null ? { ok: false } : { ok: true, value: n };
-    }
-    case 'date': {
-      const d = typeof value === 'string' ? normaliseDate(value) : null;
-      return d === null ? { ok: false } : { ok: true, value: d };
-    }
-    case 'currency': {
-      const c = typeof value === 'string' ? normaliseCurrency(value) : null;
-      return c === null ? { ok: false } : { ok: true, value: c };
-    }
-    case 'string': {
-      if (typeof value !== 'string') return { ok: false };
-      const s = value.replace(/\s+/g, ' ').trim();
-      return { ok: true, value: maxLength !== undefined ? s.slice(0, maxLength) : s };
-    }
+  if (kind === 'string') {
+    if (typeof value !== 'string') return { ok: false };
+    const s = value.replace(/\s+/g, ' ').trim();
+    return { ok: true, value: maxLength !== undefined ? s.slice(0, maxLength) : s };
   }
+  const out = kind === 'amount' ? normaliseNumber(value) : typeof value !== 'string' ? null : kind === 'date' ? normaliseDate(value) : normaliseCurrency(value);
+  return out === null ? { ok: false } : { ok: true, value: out };
 }
 
 type SchemaNode = { properties?: Record<string, SchemaNode>; items?: SchemaNode; oneOf?: SchemaNode[]; maxLength?: number; 'x-normalize'?: Normaliser };

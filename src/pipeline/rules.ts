@@ -39,23 +39,11 @@ export function checkRules(rules: readonly Rule[], fields: Record<string, unknow
     switch (rule.rule) {
       case 'items_sum': {
         const items = fields[rule.items];
-        const total = num(fields[rule.equals]);
         const values = Array.isArray(items) ? items.map((i) => num((i as Record<string, unknown>)?.[rule.itemField])) : [];
-        if (total === null || values.length === 0 || values.some((v) => v === null)) {
-          return { rule: 'items_sum', status: 'skipped', message: `${rule.items}[].${rule.itemField} or ${rule.equals} missing` };
-        }
-        const sum = values.reduce((a: number, b) => a + b!, 0);
-        const ok = Math.abs(sum - total) <= rule.tolerance;
-        return { rule: 'items_sum', status: ok ? 'passed' : 'failed', message: `sum of ${rule.items}[].${rule.itemField} = ${round(sum)}, ${rule.equals} = ${total}` };
+        return sumCheck(rule.rule, values, num(fields[rule.equals]), rule.tolerance, `sum of ${rule.items}[].${rule.itemField}`, rule.equals, `${rule.items}[].${rule.itemField} or ${rule.equals} missing`);
       }
-      case 'fields_sum': {
-        const parts = rule.fields.map((f) => num(fields[f]));
-        const total = num(fields[rule.equals]);
-        if (total === null || parts.some((p) => p === null)) return { rule: 'fields_sum', status: 'skipped', message: `${[...rule.fields, rule.equals].join(', ')} not all present` };
-        const sum = parts.reduce((a: number, b) => a + b!, 0);
-        const ok = Math.abs(sum - total) <= rule.tolerance;
-        return { rule: 'fields_sum', status: ok ? 'passed' : 'failed', message: `${rule.fields.join(' + ')} = ${round(sum)}, ${rule.equals} = ${total}` };
-      }
+      case 'fields_sum':
+        return sumCheck(rule.rule, rule.fields.map((f) => num(fields[f])), num(fields[rule.equals]), rule.tolerance, rule.fields.join(' + '), rule.equals, `${[...rule.fields, rule.equals].join(', ')} not all present`);
       case 'date_order': {
         const [a, b] = [str(fields[rule.first]), str(fields[rule.then])];
         if (!a || !b) return { rule: 'date_order', status: 'skipped', message: `${rule.first} or ${rule.then} missing` };
@@ -75,6 +63,13 @@ export function checkRules(rules: readonly Rule[], fields: Record<string, unknow
       }
     }
   });
+}
+
+/** Parts that add up to a total within the tolerance; skipped when any is missing. */
+function sumCheck(rule: string, parts: Array<number | null>, total: number | null, tolerance: number, what: string, equals: string, missing: string): CheckResult {
+  if (total === null || parts.length === 0 || parts.some((p) => p === null)) return { rule, status: 'skipped', message: missing };
+  const sum = parts.reduce((a: number, b) => a + b!, 0);
+  return { rule, status: Math.abs(sum - total) <= tolerance ? 'passed' : 'failed', message: `${what} = ${round(sum)}, ${equals} = ${total}` };
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
