@@ -1,5 +1,5 @@
 import { QueueEvents } from 'bullmq';
-import { blockingCopy, type RedisClient } from '../queue/connection.js';
+import { blockingCopy, getJson, type RedisClient } from '../queue/connection.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
 import type { DocumentQueue, Keys } from '../queue/index.js';
@@ -40,17 +40,13 @@ export async function documentStatus(queue: DocumentQueue, redis: RedisClient, k
   }
   const record = await readResult(redis, keys, documentId);
   if (record) return { state: 'done', documentId, record };
-  const failure = await redis.get(keys.failure(documentId));
-  if (failure) {
-    const f = JSON.parse(failure) as FailureRecord;
-    if (!f.willRetry) return { state: 'failed', documentId, code: f.code, message: f.message, attempts: f.attempts };
-  }
+  const f = await getJson<FailureRecord>(redis, keys.failure(documentId));
+  if (f && !f.willRetry) return { state: 'failed', documentId, code: f.code, message: f.message, attempts: f.attempts };
   return { state: 'unknown', documentId };
 }
 
-export async function readResult(redis: RedisClient, keys: Keys, documentId: string): Promise<ResultRecord | null> {
-  const raw = await redis.get(keys.result(documentId));
-  return raw ? (JSON.parse(raw) as ResultRecord) : null;
+export function readResult(redis: RedisClient, keys: Keys, documentId: string): Promise<ResultRecord | null> {
+  return getJson<ResultRecord>(redis, keys.result(documentId));
 }
 
 /**
@@ -133,9 +129,8 @@ export async function waitForDocuments(
 }
 
 /** The queue and job of a document's latest enqueue, when docsift's enqueue made it. */
-export async function latestJob(redis: RedisClient, keys: Keys, documentId: string): Promise<{ queue: string; jobId: string } | null> {
-  const raw = await redis.get(keys.latestJob(documentId));
-  return raw ? (JSON.parse(raw) as { queue: string; jobId: string }) : null;
+export function latestJob(redis: RedisClient, keys: Keys, documentId: string): Promise<{ queue: string; jobId: string } | null> {
+  return getJson(redis, keys.latestJob(documentId));
 }
 
 /**

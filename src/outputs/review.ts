@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { RedisClient } from '../queue/connection.js';
+import { getJson, type RedisClient } from '../queue/connection.js';
 import { ruleFields, type Config, type QueueConfig, type Rule } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import { makeValidator } from '../model/grammarSchema.js';
@@ -90,9 +90,9 @@ export class ReviewDesk {
   }
 
   async show(documentId: string): Promise<ResultRecord> {
-    const raw = await this.redis.get(this.keys.result(documentId));
-    if (!raw) throw new DocsiftError('NOT_FOUND', `no result for document ${documentId}`);
-    return JSON.parse(raw) as ResultRecord;
+    const record = await getJson<ResultRecord>(this.redis, this.keys.result(documentId));
+    if (!record) throw new DocsiftError('NOT_FOUND', `no result for document ${documentId}`);
+    return record;
   }
 
   private async pending(documentId: string): Promise<ResultRecord> {

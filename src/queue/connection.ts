@@ -108,6 +108,12 @@ export function blockingCopy(redis: RedisClient): RedisClient {
   return redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
+/** The JSON record under a key, or null when there is none. */
+export async function getJson<T>(redis: RedisClient, key: string): Promise<T | null> {
+  const raw = await redis.get(key);
+  return raw ? (JSON.parse(raw) as T) : null;
+}
+
 /** Writes a record that lives `seconds` (0: no expiry, as retention.recordSeconds 0 asks). */
 export function setFor(redis: RedisClient, key: string, value: string, seconds: number): Promise<unknown> {
   return seconds > 0 ? redis.set(key, value, 'EX', seconds) : redis.set(key, value);

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { setFor } from '../queue/connection.js';
+import { getJson, setFor } from '../queue/connection.js';
 import { getQueue, pipelineVersion, type QueueConfig } from '../config/index.js';
 import type { DocumentIdentity, ResultRecord } from '../pipeline/index.js';
 import { documentIdFor, type JobPayload } from '../queue/index.js';
@@ -32,9 +32,8 @@ export class Challenge {
     return this.deps.queue.challenge.onDisagreement;
   }
 
-  async pending(documentId: string): Promise<Asked | null> {
-    const raw = await this.deps.redis.get(this.deps.keys.challenge(documentId));
-    return raw ? (JSON.parse(raw) as Asked) : null;
+  pending(documentId: string): Promise<Asked | null> {
+    return getJson(this.deps.redis, this.deps.keys.challenge(documentId));
   }
 
   /** Asks the challenger; returns the record with its verdict, or throws WaitingChildrenError while it answers. */

@@ -1,5 +1,5 @@
 import { DelayedError, WaitingChildrenError, type Job } from 'bullmq';
-import type { RedisClient } from '../queue/connection.js';
+import { getJson, type RedisClient } from '../queue/connection.js';
 import type { Config, QueueConfig } from '../config/index.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
@@ -61,9 +61,8 @@ export class ChildJobs {
 
   /** null while the child is still in work. */
   private async outcome(child: { documentId: string; queue: string }): Promise<ChildOutcome | null> {
-    const [result, failure] = await Promise.all([this.redis.get(this.keys.result(child.documentId)), this.redis.get(this.keys.failure(child.documentId))]);
-    if (result) return { status: 'done', record: JSON.parse(result) as ResultRecord };
-    const failed = failure ? (JSON.parse(failure) as FailureRecord) : null;
+    const [record, failed] = await Promise.all([getJson<ResultRecord>(this.redis, this.keys.result(child.documentId)), getJson<FailureRecord>(this.redis, this.keys.failure(child.documentId))]);
+    if (record) return { status: 'done', record };
     if (failed && !failed.willRetry) return { status: 'failed', code: failed.code, message: failed.message };
     const job = await this.queues.get(child.queue)?.queue.getJob(child.documentId);
     if (job) {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { DelayedError, UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
-import { setFor, type RedisClient } from '../queue/connection.js';
+import { getJson, setFor, type RedisClient } from '../queue/connection.js';
 import { getQueue, type Config, type QueueConfig } from '../config/index.js';
 import { DocsiftError, formatFailure, parseFailure, toDocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -287,10 +287,8 @@ export class DocumentWorker {
    */
   private async alreadyDone(job: Job, checked: CheckedJob): Promise<ResultRecord | undefined> {
     if (checked.payload.force) return undefined;
-    const raw = await this.deps.redis.get(this.deps.keys.result(checked.identity.documentId));
-    if (!raw) return undefined;
-    const record = JSON.parse(raw) as ResultRecord;
-    return record.jobId === job.id ? undefined : record;
+    const record = await getJson<ResultRecord>(this.deps.redis, this.deps.keys.result(checked.identity.documentId));
+    return record && record.jobId !== job.id ? record : undefined;
   }
 
   /**
@@ -300,8 +298,7 @@ export class DocumentWorker {
    */
   private async finishedBeforeItDied(job: Job, err: unknown): Promise<ResultRecord | undefined> {
     if (!(err instanceof DocsiftError) || err.code !== 'DOCUMENT_MISSING') return undefined;
-    const raw = await this.deps.redis.get(this.deps.keys.result(this.claimedId(job)));
-    const record = raw ? (JSON.parse(raw) as ResultRecord) : undefined;
+    const record = await getJson<ResultRecord>(this.deps.redis, this.deps.keys.result(this.claimedId(job)));
     return record && record.jobId === job.id && record.review?.status !== 'pending' ? record : undefined;
   }
 

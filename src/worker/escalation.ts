@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { setFor } from '../queue/connection.js';
+import { getJson, setFor } from '../queue/connection.js';
 import { getQueue, pipelineVersion, type QueueConfig, type Rule } from '../config/index.js';
 import { doubts, type Doubt } from '../outputs/index.js';
 import { DocsiftError, ERROR_CODES, type ErrorCode } from '../infra/errors.js';
@@ -64,9 +64,8 @@ export class Escalation {
   }
 
   /** A handover made by an earlier run of this job: the document is waiting for the next tier. */
-  async pending(documentId: string): Promise<Handover | null> {
-    const raw = await this.deps.redis.get(this.deps.keys.escalation(documentId));
-    return raw ? (JSON.parse(raw) as Handover) : null;
+  pending(documentId: string): Promise<Handover | null> {
+    return getJson(this.deps.redis, this.deps.keys.escalation(documentId));
   }
 
   /** Hands the document on; returns the final record at once when the next tier already has one, else throws WaitingChildrenError. */

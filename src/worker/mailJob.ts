@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Job } from 'bullmq';
-import { setFor } from '../queue/connection.js';
+import { getJson, setFor } from '../queue/connection.js';
 import { promptVersions, type QueueConfig } from '../config/index.js';
 import { DocsiftError } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
@@ -40,11 +40,8 @@ export class MailJob {
   /** The mail's record, or WaitingChildrenError / DelayedError while its parts are processed. */
   async run(job: Job<JobPayload, ResultRecord>, token: string | undefined, bytes: Buffer, payload: JobPayload, identity: DocumentIdentity, startedAt: number, log: Logger): Promise<ResultRecord> {
     const key = this.deps.keys.mailPlan(identity.documentId);
-    const stored = await this.deps.redis.get(key);
-    let plan: MailPlan;
-    if (stored) {
-      plan = JSON.parse(stored) as MailPlan;
-    } else {
+    let plan = await getJson<MailPlan>(this.deps.redis, key);
+    if (!plan) {
       plan = await this.split(job, bytes, payload, identity);
       await setFor(this.deps.redis, key, JSON.stringify(plan), this.deps.queue.retention.recordSeconds);
       log.info({ parts: plan.children.length, skipped: plan.children.filter((c) => c.status === 'skipped').length }, 'mail split into its parts');

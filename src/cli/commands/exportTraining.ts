@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { getQueue } from '../../config/index.js';
 import { renderExtractPrompt, documentText, type ResultRecord } from '../../pipeline/index.js';
+import { getJson } from '../../queue/connection.js';
 import { documentRoots, loadDocument, storedRef } from '../../queue/index.js';
 import { TextExtractor, textLimits } from '../../text/index.js';
 import { createRuntime, openRedis } from '../runtime.js';
@@ -22,11 +23,9 @@ export async function exportTrainingCommand(options: { since?: string; out?: str
   let skipped = 0;
   try {
     for (const id of await redis.zrangebyscore(rt.keys.reviewDone, since, '+inf')) {
-      const raw = await redis.get(rt.keys.result(id));
-      if (!raw) { skipped++; continue; }
-      const record = JSON.parse(raw) as ResultRecord;
-      const type = record.documentType ? rt.config.prompts.types.get(record.documentType) : undefined;
-      if (!type || !record.fields || !record.review || record.review.status === 'pending') { skipped++; continue; }
+      const record = await getJson<ResultRecord>(redis, rt.keys.result(id));
+      const type = record?.documentType ? rt.config.prompts.types.get(record.documentType) : undefined;
+      if (!record || !type || !record.fields || !record.review || record.review.status === 'pending') { skipped++; continue; }
       const queue = getQueue(rt.config, record.queue);
       let bytes: Buffer;
       try {
