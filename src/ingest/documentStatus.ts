@@ -1,4 +1,5 @@
 import { QueueEvents } from 'bullmq';
+import { z } from 'zod';
 import { blockingCopy, getJson, type RedisClient } from '../queue/connection.js';
 import { parseFailure } from '../infra/errors.js';
 import type { FailureRecord, ResultRecord } from '../pipeline/index.js';
@@ -150,16 +151,15 @@ export async function findDocument(queues: ReadonlyMap<string, DocumentQueue>, r
 }
 
 /** What callers outside see of a known document's status (the API's body, the client's DocumentState). */
-export interface PublicState {
-  documentId: string;
-  state: 'waiting' | 'active' | 'delayed' | 'done' | 'failed';
-  /** text, classify, extract or outputs while active. */
-  stage: string | null;
-  /** 0 waiting, 10 text, 30 classify, 60 extract, 90 outputs, 100 done or failed. */
-  progress: number;
-  attempts: number;
-  error: { code: string; message: string } | null;
-}
+export const PublicState = z.object({
+  documentId: z.string(),
+  state: z.enum(['waiting', 'active', 'delayed', 'done', 'failed']),
+  stage: z.string().nullable().describe('text, classify, extract or outputs while active'),
+  progress: z.number().describe('percent done: 0 waiting, 10 text, 30 classify, 60 extract, 90 outputs, 100 done or failed'),
+  attempts: z.number(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type PublicState = z.infer<typeof PublicState>;
 
 export function publicState(status: Exclude<DocumentStatus, { state: 'unknown' }>): PublicState {
   return {

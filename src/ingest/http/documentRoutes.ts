@@ -8,7 +8,7 @@ import type { Config, QueueConfig } from '../../config/index.js';
 import { DocsiftError } from '../../infra/errors.js';
 import { readFileUnderRoots } from '../../infra/safeFile.js';
 import type { DocumentQueue, DocumentStore, Keys, StagedDocument } from '../../queue/index.js';
-import { findDocument, latestJob, publicState } from '../documentStatus.js';
+import { findDocument, latestJob, PublicState, publicState } from '../documentStatus.js';
 import type { Enqueuer, EnqueueOutcome } from '../enqueue.js';
 import { ErrorBody } from './errors.js';
 
@@ -64,16 +64,7 @@ const Accepted = z.object({
   })),
 });
 
-const Status = z.object({
-  documentId: z.string(),
-  queue: z.string().nullable(),
-  state: z.enum(['waiting', 'active', 'delayed', 'done', 'failed']),
-  stage: z.string().nullable().describe('text, classify, extract or outputs while active'),
-  progress: z.number().describe('percent done: 0 waiting, 10 text, 30 classify, 60 extract, 90 outputs, 100 done or failed'),
-  attempts: z.number(),
-  error: z.object({ code: z.string(), message: z.string() }).nullable(),
-  resultUrl: z.string().nullable(),
-});
+const Status = PublicState.extend({ queue: z.string().nullable(), resultUrl: z.string().nullable() });
 
 export const IdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,160}$/, 'a document id') });
 
