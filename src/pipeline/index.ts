@@ -4,7 +4,7 @@ export { CLASSIFY_QUESTION, documentText, extractQuestion, renderDocument, rende
 export { makeMailRecord, makeRecord } from './record.js';
 export type { DocumentIdentity, FailureRecord, MailChild, ResultRecord, TierStep } from './record.js';
 export { DocumentRunner } from './runDocument.js';
-export type { DocumentOutcome, DocumentRun } from './runDocument.js';
+export type { DocumentRun } from './runDocument.js';
 export { checkRules, ibanValid, vatIdValid } from './rules.js';
 export { groundFields } from './grounding.js';
 export type { Grounding } from './grounding.js';

@@ -7,7 +7,7 @@ import type { Logger } from '../infra/logger.js';
 import { sourceKind, type Metrics } from '../infra/metrics.js';
 import type { Engine } from '../model/index.js';
 import { finalOutputs, holdForReview, reviewReasons, type OutputContext, type QueueOutputs } from '../outputs/index.js';
-import { DocumentRunner, type DocumentIdentity, type DocumentOutcome, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
+import { DocumentRunner, type DocumentIdentity, type FailureRecord, type ResultRecord } from '../pipeline/index.js';
 import { createDocumentQueue, createDocumentStore, documentIdFor, documentRoots, DocumentRef, JobPayload, loadDocument, releaseDocument, type Keys, type S3Bucket } from '../queue/index.js';
 import { isMail, sniffFormat, type TextExtractor } from '../text/index.js';
 import { ChildJobs } from './childJobs.js';
@@ -214,7 +214,7 @@ export class DocumentWorker {
     log.info({ filename: checked.identity.filename, bytes: checked.bytes.length, attempt: checked.identity.attempt }, 'document started');
     const when = this.deps.queue.escalate?.when;
     try {
-      const outcome = await this.runner.run({
+      const record = await this.runner.run({
         identity: checked.identity, bytes: checked.bytes, startedAt: run.startedAt, signal: run.signal, refuseChunks: when?.tooLong,
         documentType: checked.payload.documentType, onlyFields: checked.payload.escalation?.fields,
         onStage: (stage, detail) => {
@@ -224,8 +224,8 @@ export class DocumentWorker {
         onOcr: (done, total) => report.progress({ stage: 'text', percent: STAGE_PERCENT.text, ocrPages: { done, total } }),
         onText: (text, textMs) => report.log(`text: ${text.format}, ${text.pages.length} page(s), ${text.chars} chars in ${textMs} ms${text.ocr ? `, OCR on page(s) ${text.ocr.pages.join(', ')} (mean confidence ${text.ocr.meanConfidence})` : ''}`),
       });
-      this.observe(outcome, report);
-      return { record: outcome.record, failure: null };
+      this.observe(record, report);
+      return { record, failure: null };
     } catch (thrown) {
       const failure = toDocsiftError(thrown);
       if (!when || escalationReasons(when, null, failure).length === 0) throw failure;
@@ -316,7 +316,7 @@ export class DocumentWorker {
   }
 
   /** Stage times, tokens and the job's log lines for people watching. */
-  private observe({ record }: DocumentOutcome, report: JobReport): void {
+  private observe(record: ResultRecord, report: JobReport): void {
     const m = this.deps.metrics;
     const queue = { queue: this.deps.queue.name };
     const { timings, tokens } = record;

@@ -81,7 +81,7 @@ export async function evalCommand(dir: string, options: EvalOptions): Promise<nu
           const bytes = fs.readFileSync(doc.file);
           const sha256 = createHash('sha256').update(bytes).digest('hex');
           const documentId = documentIdFor(sha256, runner.pipelineVersion, type.name);
-          const { record: out } = await runner.run({
+          const out = await runner.run({
             bytes, documentType: type.name,
             identity: { documentId, sha256, filename: doc.filename, source: 'eval', metadata: {}, jobId: documentId, attempt: 1 },
           });
