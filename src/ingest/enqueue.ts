@@ -6,25 +6,12 @@ import { DocsiftError } from '../infra/errors.js';
 // checks, not the outputs, the pipeline and the model behind the indexes (a second of imports).
 import { assertDestination, deliveryPolicyOf, type DeliveryPolicy } from '../outputs/webhook/destination.js';
 import { sniffFormat } from '../text/detectFormat.js';
-import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type StagedDocument } from '../queue/index.js';
+import { addDocumentJob, documentIdFor, type DocumentQueue, type DocumentRef, type DocumentStore, type Keys, type NewDocumentJob, type StagedDocument } from '../queue/index.js';
 
-/** Everything about a document but its bytes. */
-export interface EnqueueOptions {
-  filename: string;
-  source: string;
-  metadata?: Record<string, unknown>;
-  /** Run again even if this document already has a result for this pipeline version. */
-  force?: boolean;
-  priority?: number;
-  /** Extract this type without classifying (a folder of prompts/). */
-  documentType?: string;
-  /** POSTed the result when done. */
-  callbackUrl?: string;
-}
+/** Everything about a document but its bytes: a job's fields a producer chooses (docs/JOB-PAYLOAD.md). */
+export type EnqueueOptions = Pick<NewDocumentJob, 'filename' | 'source' | 'force' | 'priority' | 'documentType' | 'callbackUrl'> & { metadata?: Record<string, unknown> | undefined };
 
-export interface EnqueueInput extends EnqueueOptions {
-  bytes: Buffer;
-}
+export type EnqueueInput = EnqueueOptions & { bytes: Buffer };
 
 export interface EnqueueOutcome {
   documentId: string;

@@ -5,30 +5,19 @@ import { JOB_NAME, type DocumentQueue } from './documentQueue.js';
 import type { Keys } from './keys.js';
 import { JobPayload, type DocumentRef } from './payload.js';
 
-/** A job for one document, checked by its producer (the enqueuer, or a worker splitting a mail). */
-export interface NewDocumentJob {
-  documentId: string;
-  sha256: string;
-  size: number;
-  filename: string;
-  source: string;
-  metadata: Record<string, unknown>;
-  detectedType: JobPayload['detectedType'];
-  force?: boolean;
-  documentType?: string;
-  callbackUrl?: string;
-  priority?: number;
-  /** The mail this document came out of, and how many mails deep it is. */
-  parent?: { documentId: string; depth: number };
-  /** The tier that handed this document on, and why. */
-  escalation?: { from: string; queue: string; reasons: string[]; fields?: string[] };
-  /** The document whose fields this one's answer checks (a challenger's job). */
-  challenge?: { from: string; queue: string };
-  /** The mail's BullMQ job, which waits for this one (a flow: BullMQ moves it on when its children are done). */
-  flowParent?: { id: string; queue: string };
-  /** Stores the bytes for the job (holder: `<queue>:<jobId>`); called once the payload is valid. */
-  store(holder: string): Promise<DocumentRef>;
-}
+/**
+ * A job for one document, checked by its producer (the enqueuer, or a worker splitting a mail or
+ * handing on to a tier): the payload's fields (docs/JOB-PAYLOAD.md) but the reference, which
+ * `store` makes once the payload is valid.
+ */
+export type NewDocumentJob = Required<Pick<JobPayload, 'documentId' | 'sha256' | 'size' | 'filename' | 'source' | 'metadata' | 'detectedType'>>
+  & Partial<Pick<JobPayload, 'force' | 'documentType' | 'callbackUrl' | 'parent' | 'escalation' | 'challenge'>> & {
+    priority?: number | undefined;
+    /** The parent's BullMQ job (a mail's, a tier's), which waits for this one: BullMQ moves it on when its children are done. */
+    flowParent?: { id: string; queue: string };
+    /** Stores the bytes for the job (holder: `<queue>:<jobId>`). */
+    store(holder: string): Promise<DocumentRef>;
+  };
 
 /**
  * Adds a document's job: the payload checked against the contract before the bytes are stored
