@@ -3,27 +3,21 @@ import swaggerUi from '@fastify/swagger-ui';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { RedisClient } from '../../queue/connection.js';
 import { z } from 'zod';
-import { pipelineInfo, type Config } from '../../config/index.js';
+import { pipelineInfo } from '../../config/index.js';
 import type { Logger } from '../../infra/logger.js';
 import { readiness, type Metrics } from '../../infra/metrics.js';
 import { createOutputs, openOutputDeps, ReviewDesk, type OutputDeps } from '../../outputs/index.js';
-import { publishPipeline, S3Bucket, type Keys } from '../../queue/index.js';
+import { publishPipeline, S3Bucket } from '../../queue/index.js';
 import { requireBearer } from './auth.js';
 import { registerBoard, type BoardOptions } from './board.js';
-import { documentRoutes, type ApiQueue } from './documentRoutes.js';
+import { documentRoutes, type DocumentRoutesDeps } from './documentRoutes.js';
 import { ErrorBody, setErrorHandler } from './errors.js';
 import { reviewRoutes } from './reviewRoutes.js';
 
 export { assertSafeBind } from './auth.js';
-export { uploadFilename, type ApiQueue } from './documentRoutes.js';
 
-export interface ApiDeps {
-  config: Config;
-  redis: RedisClient;
-  keys: Keys;
-  queues: ReadonlyMap<string, ApiQueue>;
+export interface ApiDeps extends DocumentRoutesDeps {
   logger: Logger;
   metrics: Metrics;
   /** Mount Bull Board at /board (basic auth, not the bearer tokens). */
