@@ -417,7 +417,7 @@ async function constrainedDecode(config: Config, modelPath: string): Promise<{ c
     await sequence.evaluateWithoutGeneratingNewTokens(prompt.slice(0, -1));
     const started = performance.now();
     const decoded = await decodeJson(sequence, prompt.slice(-1), { decoder: 'walk', answer, grammar, maxTokens: limit * 4, temperature: 0 });
-    return { tokens: decoded.sampledTokens, seconds: (performance.now() - started) / 1000 };
+    return { tokens: decoded.generatedTokens, seconds: (performance.now() - started) / 1000 };
   };
   try {
     await plain(false); // warm-up

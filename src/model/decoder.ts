@@ -45,7 +45,7 @@ export interface Decoded {
   /** The answer's tokens in order, forced and sampled, as the sequence holds them. */
   tokens: Token[];
   /** Tokens sampled, one decode step each. */
-  sampledTokens: number;
+  generatedTokens: number;
   /** Tokens the schema fixed, appended without sampling (the last ones of the answer included). */
   forcedTokens: number;
   /** Tokens the model evaluated: the prompt passed in, forced tokens and sampled ones. */
@@ -54,7 +54,10 @@ export interface Decoded {
   truncated: boolean;
   /** The lowest confidence of any value (1 when no value was sampled). */
   confidence: number;
-  /** Per value ("vendor", "lines.0.amount"): see Run.attribute. Empty for "grammar". */
+  /**
+   * Per value path ("vendor", "lines.0.amount"): the probability of its least likely content token
+   * under the grammar-masked distribution at temperature 1 (Run.attribute). Empty for "grammar".
+   */
   fieldConfidence: Record<string, number>;
 }
 
@@ -81,7 +84,7 @@ export async function decodeJson(sequence: LlamaContextSequence, prompt: Token[]
   return {
     text: run.text,
     tokens: run.tokens,
-    sampledTokens: run.sampled,
+    generatedTokens: run.sampled,
     forcedTokens: run.forced,
     evaluatedTokens: run.evaluated,
     truncated: run.truncated,

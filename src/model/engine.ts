@@ -7,7 +7,7 @@ import {
 import { DocsiftError, isOutOfMemory } from '../infra/errors.js';
 import type { Logger } from '../infra/logger.js';
 import { answerGbnf, compileAnswer, type AnswerNode } from './answerGrammar.js';
-import { decodeJson, type DecodeOptions, type DecoderKind } from './decoder.js';
+import { decodeJson, type DecodeOptions, type Decoded, type DecoderKind } from './decoder.js';
 import { toGrammarSchema } from './grammarSchema.js';
 import { hashFile } from './hashFile.js';
 import { loadLlama } from './gpu/load.js';
@@ -57,29 +57,12 @@ export interface AskOptions {
   steer?: DecodeOptions['steer'];
 }
 
-export interface Answer {
-  text: string;
+/** The decoder's answer (its text, tokens, sampled and forced counts, confidence) and what its prompt cost. */
+export interface Answer extends Decoded {
   /** Prompt tokens evaluated for this answer (the rest of the prompt was already in the sequence). */
   promptTokens: number;
   /** Prompt tokens reused from what the sequence held: the fixed prefix, the document for a second question. */
   reusedTokens: number;
-  /** Tokens sampled one decode step each. */
-  generatedTokens: number;
-  /** Tokens the schema fixed, appended in batches (jump-forward). */
-  forcedTokens: number;
-  /** The answer's tokens in order (forced and sampled). */
-  tokens: Token[];
-  /** Every token the model evaluated for this answer. */
-  evaluatedTokens: number;
-  /** The model stopped because it hit maxTokens: the JSON is almost surely cut off. */
-  truncated: boolean;
-  /** The lowest confidence of any value (see fieldConfidence). */
-  confidence: number;
-  /**
-   * Per value path ("vendor", "lines.0.amount"): the probability of its least likely content token
-   * under the grammar-masked distribution at temperature 1 (decoder.ts, Run.attribute).
-   */
-  fieldConfidence: Record<string, number>;
 }
 
 /** One turn of a conversation; a conversation is rendered with the model's own chat template. */
@@ -263,11 +246,7 @@ export class ModelEngine implements Engine {
         const shape = await this.grammarFor(options.schema, decoder);
         const { maxTokens, temperature, signal, steer } = options;
         const decoded = await decodeJson(sequence, tokens.slice(reused), { decoder, ...shape, maxTokens, temperature, signal, steer });
-        const { text, tokens: answerTokens, evaluatedTokens, truncated, confidence, fieldConfidence } = decoded;
-        const answer: Answer = {
-          text, tokens: answerTokens, evaluatedTokens, truncated, confidence, fieldConfidence,
-          promptTokens: tokens.length - reused, reusedTokens: reused, generatedTokens: decoded.sampledTokens, forcedTokens: decoded.forcedTokens,
-        };
+        const answer: Answer = { ...decoded, promptTokens: tokens.length - reused, reusedTokens: reused };
         this.stats.answers++;
         for (const k of ['promptTokens', 'reusedTokens', 'generatedTokens', 'forcedTokens', 'evaluatedTokens'] as const) this.stats[k] += answer[k];
         return answer;
