@@ -84,10 +84,8 @@ export class Metrics {
   }
 }
 
-export interface HealthChecks {
-  /** Each check resolves true when ready; /readyz lists them. */
-  [name: string]: () => Promise<boolean>;
-}
+/** Each check resolves true when ready; /readyz lists them. */
+export type HealthChecks = Record<string, () => Promise<boolean>>;
 
 /**
  * /metrics, /healthz (the process answers) and /readyz (every check passes) on their own port,

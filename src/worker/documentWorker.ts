@@ -274,8 +274,7 @@ export class DocumentWorker {
     return {
       payload, bytes,
       identity: {
-        documentId, sha256, filename: payload.filename, source: payload.source, metadata: payload.metadata, jobId: job.id ?? documentId, attempt: job.attemptsMade + 1,
-        ...(payload.parent ? { parent: payload.parent.documentId } : {}),
+        documentId, sha256, filename: payload.filename, source: payload.source, metadata: payload.metadata, jobId: job.id ?? documentId, attempt: job.attemptsMade + 1, parent: payload.parent?.documentId,
       },
     };
   }

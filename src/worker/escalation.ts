@@ -86,9 +86,8 @@ export class Escalation {
     await setFor(this.deps.redis, this.deps.keys.escalation(identity.documentId), JSON.stringify(handover), this.deps.queue.retention.recordSeconds);
     await this.deps.children.add(job, this.to, {
       documentId: next.documentId, sha256: identity.sha256, size: input.bytes.length, filename: identity.filename, source: identity.source, metadata: identity.metadata,
-      detectedType: payload.detectedType,
+      detectedType: payload.detectedType, documentType,
       escalation: { from: identity.documentId, queue: this.deps.queue.name, reasons, ...(fields ? { fields } : {}) },
-      ...(documentType ? { documentType } : {}),
       store: (holder) => this.deps.store.put(identity.sha256, input.bytes, holder),
     });
     return this.finish(job, token, handover, identity);

@@ -120,8 +120,7 @@ export class MailJob {
     await this.deps.children.add(job, this.deps.queue.name, {
       documentId, sha256, size: bytes.length, filename: part.filename, source: part.payload.source, metadata: part.payload.metadata,
       detectedType: part.format as JobPayload['detectedType'],
-      parent: { documentId: part.parentId, depth: part.depth },
-      ...(part.documentType ? { documentType: part.documentType } : {}),
+      parent: { documentId: part.parentId, depth: part.depth }, documentType: part.documentType,
       store: (holder) => this.deps.store.put(sha256, bytes, holder),
     });
     return documentId;

@@ -21,8 +21,7 @@ export async function workerCommand(options: WorkerOptions): Promise<number> {
     throw new Error('DOCSIFT_MODEL is not set: point it at a .gguf model file (for a try-out: docsift make-test-model test-model.gguf)');
   }
   const running = await startWorker({
-    config: rt.config, queueName: options.queue, keys: rt.keys, logger: rt.logger, modelPath, metricsPort: options.metricsPort, metricsHost: options.metricsHost,
-    ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    config: rt.config, queueName: options.queue, keys: rt.keys, logger: rt.logger, modelPath, metricsPort: options.metricsPort, metricsHost: options.metricsHost, concurrency: options.concurrency,
   });
   rt.logger.info({ queue: running.queue.name, redis: describeRedis(redisTarget(rt.config.env)) }, 'worker ready');
   const signal = await untilStopSignal();

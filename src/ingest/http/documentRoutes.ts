@@ -68,13 +68,6 @@ const Status = PublicState.extend({ queue: z.string().nullable(), resultUrl: z.s
 
 export const IdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9_-]{1,160}$/, 'a document id') });
 
-interface UploadLimits {
-  /** The largest limits.maxBytes of any queue; the chosen queue's own limit is checked at enqueue. */
-  maxFileBytes: number;
-  maxRequestBytes: number;
-  maxFiles: number;
-}
-
 interface ReceivedUpload {
   files: Array<{ filename: string; staged: StagedDocument }>;
   fields: z.infer<typeof UploadFields>;
@@ -86,7 +79,7 @@ interface ReceivedUpload {
  * MB in one request took it from 136 to 517 MB RSS). A bad filename is refused before its bytes
  * are read; past a cap the request ends 413 and whatever it staged is discarded.
  */
-async function receiveUpload(parts: AsyncIterableIterator<Multipart>, store: DocumentStore, limits: UploadLimits): Promise<ReceivedUpload> {
+async function receiveUpload(parts: AsyncIterableIterator<Multipart>, store: DocumentStore, limits: { maxFileBytes: number; maxRequestBytes: number; maxFiles: number }): Promise<ReceivedUpload> {
   const files: ReceivedUpload['files'] = [];
   const fields: Record<string, string> = {};
   let requestBytes = 0;
@@ -144,6 +137,7 @@ export async function documentRoutes(scope: FastifyInstance<any, any, any, any, 
   // Every queue's enqueuer shares the process's one document store; uploads stream into it
   // before the form says which queue they are for (fields may come after the files).
   const uploadStore = [...queues.values()][0]!.enqueuer.store;
+  // A file may be as large as the largest queue allows; the chosen queue's own limit is checked at enqueue.
   const uploadLimits = { maxFileBytes: maxBytes, maxRequestBytes: config.env.DOCSIFT_API_MAX_REQUEST_BYTES, maxFiles: config.env.DOCSIFT_API_MAX_FILES };
 
   const queueOf = (name: string): ApiQueue => {

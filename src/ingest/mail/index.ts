@@ -22,8 +22,7 @@ export async function startMailboxes(config: Config, enqueuers: ReadonlyMap<stri
   if (accounts.length === 0) throw new ConfigError(file, 'accounts', `has no account "${options.account}" (known: ${config.mailboxes.accounts.map((a) => a.name).join(', ')})`);
   const extractor = new TextExtractor();
   const ingesters = accounts.map((account) => new MailboxIngester({
-    account, file, enqueuer: enqueuers.get(account.queue)!, extractor, redis, keys, logger: logger.child({ component: 'mail' }),
-    ...(options.onIngested ? { onIngested: options.onIngested } : {}),
+    account, file, enqueuer: enqueuers.get(account.queue)!, extractor, redis, keys, logger: logger.child({ component: 'mail' }), onIngested: options.onIngested,
   }));
   const stop = async () => {
     await Promise.all(ingesters.map((i) => i.stop()));
