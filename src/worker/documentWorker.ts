@@ -341,10 +341,7 @@ export class DocumentWorker {
     const reasons = handedUp ? [] : reviewReasons(this.deps.queue, record);
     if (reasons.length) record.review = { status: 'pending', reasons };
     const started = performance.now();
-    await this.writeOutputs(record, handedUp, {
-      ...(payload.callbackUrl ? { callbackUrl: payload.callbackUrl } : {}),
-      ...(heldLine ? { jobLog: { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } } : {}),
-    });
+    await this.writeOutputs(record, handedUp, { callbackUrl: payload.callbackUrl, jobLog: heldLine ? { jobKey: `${job.queueQualifiedName}:${job.id}`, line: heldLine } : undefined });
     const outputsMs = Math.round(performance.now() - started);
     this.deps.metrics.stageSeconds.observe({ queue: this.deps.queue.name, stage: 'outputs' }, outputsMs / 1000);
     this.deps.metrics.documents.inc({ queue: this.deps.queue.name, result: 'completed', code: '' });
