@@ -19,7 +19,11 @@ export async function spawnDocsift(args: string[], env: NodeJS.ProcessEnv, ready
   child.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
   const deadline = Date.now() + 60_000;
   while (!log.includes(ready)) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`docsift ${args.join(' ')} did not start:\n${log}`);
+    if (child.exitCode !== null || Date.now() > deadline) {
+      // A process that never showed its ready line is not left running (it would write under the test's keys after their clean-up).
+      child.kill('SIGKILL');
+      throw new Error(`docsift ${args.join(' ')} did not start:\n${log}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
